@@ -1,0 +1,63 @@
+"""Settings in one typed object: ``HOTSPOT_WEBHOOKS_*`` environment, a ``.env`` file, then flags.
+
+CLI flags override the environment by passing keyword arguments to ``Settings(...)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/hotspot-webhooks.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HOTSPOT_WEBHOOKS_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLite file or PostgreSQL URL")
+    interval: float = Field(60.0, gt=0, description="seconds between dispatcher passes")
+    retry_policy: Literal["backoff", "next-pass"] = "backoff"
+    max_retries: int = Field(20, ge=0, le=100, description="retries after the first attempt")
+    max_retry_delay: float = Field(4 * 3600, gt=0, description="cap on one backoff wait (s)")
+    timeout: float = Field(15.0, gt=0, le=300, description="total seconds for one attempt")
+    success_statuses: str = Field("200", description='"200", "2xx" or a list like "200,204"')
+    concurrency: int = Field(200, ge=1, le=10_000, description="attempts in flight at once")
+    per_host_concurrency: int = Field(100, ge=1, le=10_000, description="per receiver host")
+    batch_size: int = Field(500, ge=1, le=10_000, description="deliveries claimed per query")
+    lease: float = Field(300.0, gt=0, description="seconds a claimed delivery stays leased")
+    allow_private_targets: bool = Field(False, description="allow loopback/private receivers")
+    secret_key: str | None = Field(None, description="key that encrypts API keys at rest")
+    admin_token: str | None = None
+    response_excerpt_bytes: int = Field(4096, ge=0, le=1 << 20)
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+    @field_validator("success_statuses")
+    @classmethod
+    def _check_statuses(cls, value: str) -> str:
+        parse_success_statuses(value)
+        return value
+
+    def is_success(self, status: int) -> bool:
+        return status in parse_success_statuses(self.success_statuses)
+
+
+@functools.cache
+def parse_success_statuses(value: str) -> frozenset[int]:
+    """``"200"`` → {200}; ``"2xx"`` → 200..299; ``"200,204"`` → {200, 204}."""
+    statuses: set[int] = set()
+    for part in (p.strip().lower() for p in value.split(",")):
+        if len(part) == 3 and part.endswith("xx") and part[0] in "12345":
+            base = int(part[0]) * 100
+            statuses.update(range(base, base + 100))
+        elif part.isdigit() and 100 <= int(part) <= 599:
+            statuses.add(int(part))
+        else:
+            raise ValueError(f"{part!r} is not a status code (like 200) or class (like 2xx)")
+    return frozenset(statuses)

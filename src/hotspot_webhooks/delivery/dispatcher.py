@@ -1,0 +1,282 @@
+"""The dispatcher: passes that claim due deliveries, send them, and record every attempt.
+
+A pass claims, in batches and under a lease, every delivery due when the pass began (so a retry
+scheduled during the pass waits for the next one), sends them concurrently and records the
+outcomes in batches, one transaction each. Claiming, sending and recording overlap: while one
+batch is in flight the next is claimed and finished attempts are written together, so the
+database costs a few statements per batch, never one per attempt.
+
+Stopping (Ctrl-C, SIGTERM) lets in-flight attempts finish and be recorded, and hands the
+claimed but unsent deliveries straight back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ..config import Settings
+from ..errors import DatabaseUnavailable
+from ..ids import new_id
+from ..keys import KeyCipher
+from ..signing import DeliveryRequest, delivery_headers
+from ..store import ClaimedDelivery, Outcome, Store
+from .outcome import decide
+from .retry import RetryPolicy
+from .sender import Sender
+
+log = logging.getLogger(__name__)
+KEY_CACHE_LIMIT = 10_000
+
+
+@dataclass
+class PassStats:
+    claimed: int = 0
+    succeeded: int = 0
+    retrying: int = 0
+    failed: int = 0
+    released: int = 0
+    lost_leases: int = 0
+    seconds: float = 0.0
+
+    @property
+    def attempted(self) -> int:
+        return self.succeeded + self.retrying + self.failed
+
+
+@dataclass
+class _Recorder:
+    """Buffers outcomes and writes them in batches: each write takes all that piled up."""
+
+    store: Store
+    owner: str
+    stats: PassStats
+    outcomes: list[Outcome] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    disable: dict[str, str] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: bool = False
+
+    def add(self, outcome: Outcome, disable: tuple[str, str] | None = None) -> None:
+        self.outcomes.append(outcome)
+        if disable:
+            self.disable[disable[0]] = disable[1]
+        self.wake.set()
+
+    def release(self, delivery_id: str) -> None:
+        self.released.append(delivery_id)
+        self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            try:
+                await self.flush()
+            except DatabaseUnavailable as exc:
+                # keep the batch and write it again: these attempts happened and must be kept
+                log.warning("recording attempts failed (%s); retrying in 1 s", exc)
+                await asyncio.sleep(1)
+                self.wake.set()
+                continue
+            if self.closing and not (self.outcomes or self.released):
+                return
+
+    async def flush(self) -> None:
+        if not (self.outcomes or self.released or self.disable):
+            return
+        outcomes, self.outcomes = self.outcomes, []
+        released, self.released = self.released, []
+        disable, self.disable = self.disable, {}
+        try:
+            kept = await self.store.record(
+                self.owner,
+                outcomes,
+                released=released,
+                release_at=datetime.now(UTC),
+                disable_webhooks=disable,
+            )
+        except BaseException:
+            self.outcomes[:0] = outcomes
+            self.released[:0] = released
+            self.disable = {**disable, **self.disable}
+            raise
+        self.stats.lost_leases += len(outcomes) - kept
+        self.stats.released += len(released)
+
+    async def close(self) -> None:
+        self.closing = True
+        self.wake.set()
+
+
+class Dispatcher:
+    def __init__(self, store: Store, settings: Settings, cipher: KeyCipher) -> None:
+        self.store = store
+        self.settings = settings
+        self.cipher = cipher
+        self.policy = RetryPolicy(
+            kind=settings.retry_policy,
+            interval=settings.interval,
+            max_retries=settings.max_retries,
+            max_delay=settings.max_retry_delay,
+        )
+        self.sender = Sender(
+            timeout=settings.timeout,
+            concurrency=settings.concurrency,
+            per_host_concurrency=settings.per_host_concurrency,
+            allow_private=settings.allow_private_targets,
+            excerpt_bytes=settings.response_excerpt_bytes,
+        )
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id('w')[-6:]}"
+        self.stopping = asyncio.Event()
+        self._keys: dict[str, str] = {}
+        # claimed but not yet recorded: enough to keep every slot busy while the next batch
+        # is claimed, few enough that nothing waits long on its lease
+        self._max_claimed = settings.concurrency + settings.batch_size
+
+    def stop(self) -> None:
+        """Ask the dispatcher to finish in-flight attempts and return."""
+        self.stopping.set()
+
+    async def close(self) -> None:
+        await self.sender.close()
+
+    async def run(self) -> None:
+        """Run a pass every ``interval`` seconds until ``stop()``."""
+        log.info("dispatcher %s: a pass every %g s", self.owner, self.settings.interval)
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                stats = await self.run_pass()
+                if stats.claimed:
+                    log.info(
+                        "pass: %d sent (%d ok, %d to retry, %d failed) in %.2f s",
+                        stats.attempted, stats.succeeded, stats.retrying, stats.failed,
+                        stats.seconds,
+                    )
+            except Exception:  # a bad pass must not end the dispatcher; the next one retries
+                log.exception("dispatcher pass failed; retrying at the next pass")
+            wait = self.settings.interval - (time.monotonic() - started)
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), wait)
+                except TimeoutError:
+                    pass
+
+    async def run_pass(self) -> PassStats:
+        """Claim and deliver everything due now; return what happened."""
+        clock = time.monotonic()
+        due_by = datetime.now(UTC)
+        stats = PassStats()
+        recorder = _Recorder(self.store, self.owner, stats)
+        recording = asyncio.create_task(recorder.run())
+        inflight: set[asyncio.Task[None]] = set()
+        try:
+            while not self.stopping.is_set():
+                room = self._max_claimed - len(inflight)
+                if room < min(self.settings.batch_size, self._max_claimed) // 2 + 1 and inflight:
+                    await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                now = datetime.now(UTC)
+                batch = await self.store.claim_due(
+                    owner=self.owner,
+                    due_by=due_by,
+                    lease_until=now + timedelta(seconds=self.settings.lease),
+                    limit=min(self.settings.batch_size, room),
+                )
+                if not batch:
+                    break
+                stats.claimed += len(batch)
+                lease_until = time.monotonic() + self.settings.lease
+                for claimed in batch:
+                    task = asyncio.create_task(self._deliver(claimed, recorder, lease_until))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+            if inflight:
+                await asyncio.wait(inflight)
+        finally:
+            await recorder.close()
+            await recording
+        stats.seconds = time.monotonic() - clock
+        return stats
+
+    async def _deliver(
+        self, claimed: ClaimedDelivery, recorder: _Recorder, lease_until: float
+    ) -> None:
+        try:
+            if not claimed.webhook_enabled:
+                recorder.add(_webhook_disabled(claimed))
+                recorder.stats.failed += 1
+                return
+            async with self.sender.slot(claimed.callback_url):
+                # never send on a lease that may run out mid-request: another worker may
+                # already be about to claim it
+                if self.stopping.is_set() or (
+                    time.monotonic() + self.settings.timeout > lease_until
+                ):
+                    recorder.release(claimed.id)
+                    return
+                await self._attempt(claimed, recorder)
+        except Exception:
+            log.exception("delivery %s: unexpected error; released for the next pass", claimed.id)
+            recorder.release(claimed.id)
+
+    async def _attempt(self, claimed: ClaimedDelivery, recorder: _Recorder) -> None:
+        headers = delivery_headers(
+            DeliveryRequest(
+                event_id=claimed.event_id,
+                event_type=claimed.event_type,
+                location_id=claimed.location_id,
+                delivery_id=claimed.id,
+                attempt=claimed.attempt_number,
+            ),
+            claimed.body,
+            [self._api_key(claimed.api_key_encrypted)],
+            int(time.time()),
+        )
+        result = await self.sender.send(claimed.callback_url, claimed.body, headers)
+        decision = decide(
+            delivery_id=claimed.id,
+            attempt_number=claimed.attempt_number,
+            result=result,
+            request_headers=headers,
+            policy=self.policy,
+            is_success=self.settings.is_success,
+            now=datetime.now(UTC),
+        )
+        status = decision.outcome.status
+        if status == "succeeded":
+            recorder.stats.succeeded += 1
+        elif status == "pending":
+            recorder.stats.retrying += 1
+        else:
+            recorder.stats.failed += 1
+        disable = (claimed.webhook_id, decision.disable_reason) if decision.disable_reason else None
+        recorder.add(decision.outcome, disable)
+
+    def _api_key(self, encrypted: str) -> str:
+        key = self._keys.get(encrypted)
+        if key is None:
+            if len(self._keys) >= KEY_CACHE_LIMIT:
+                self._keys.clear()
+            key = self._keys[encrypted] = self.cipher.decrypt(encrypted)
+        return key
+
+
+def _webhook_disabled(claimed: ClaimedDelivery) -> Outcome:
+    """A delivery whose webhook was disabled fails unsent; `recover` can re-queue it."""
+    return Outcome(
+        delivery_id=claimed.id,
+        status="failed",
+        attempt_count=claimed.attempt_number - 1,
+        next_attempt_at=None,
+        last_status=None,
+        last_error="webhook is disabled; not sent",
+        delivered_at=None,
+        attempt=None,
+    )

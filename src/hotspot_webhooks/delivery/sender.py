@@ -1,0 +1,160 @@
+"""The HTTP side of delivery: one signed POST per attempt, bounded in every direction.
+
+aiohttp sends the headers in the case we give them, which the literal
+``HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256`` name needs. Concurrency is bounded globally and per
+receiver host by our own semaphores, so a request's timeout only runs once it is really sent
+and a slow host cannot hold the slots of the others. Redirects are not followed, the response
+is read up to a small excerpt, and connections go through the SSRF guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+from .targets import GuardedResolver, literal_address_reason
+
+DRAIN_LIMIT = 64 * 1024  # read this much more to keep the connection reusable
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    started_at: datetime
+    duration_ms: int
+    status: int | None
+    response_excerpt: str | None
+    error: str | None
+    retry_after: str | None = None
+
+
+class HostLimiter:
+    """At most ``limit`` concurrent attempts per receiver host; idle hosts are forgotten."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._hosts: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @asynccontextmanager
+    async def slot(self, host: str) -> AsyncIterator[None]:
+        semaphore, users = self._hosts.setdefault(host, (asyncio.Semaphore(self._limit), [0]))
+        users[0] += 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._hosts[host]
+
+
+class Sender:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        concurrency: int,
+        per_host_concurrency: int,
+        allow_private: bool,
+        excerpt_bytes: int = 4096,
+    ) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout_seconds = timeout
+        self._allow_private = allow_private
+        self._excerpt_bytes = excerpt_bytes
+        self._slots = asyncio.Semaphore(concurrency)
+        self._hosts = HostLimiter(per_host_concurrency)
+        self._concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        resolver = DefaultResolver() if self._allow_private else GuardedResolver(DefaultResolver())
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, resolver=resolver, ttl_dns_cache=60
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("Accept", "Accept-Encoding"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @asynccontextmanager
+    async def slot(self, url: str) -> AsyncIterator[None]:
+        """Wait for room to send to ``url``'s host (host first, so waiting holds no global slot)."""
+        async with self._hosts.slot(URL(url).host or ""), self._slots:
+            yield
+
+    async def send(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
+        """POST once; every outcome, including exceptions, becomes an ``AttemptResult``."""
+        if self._session is None:
+            self._session = self._open()
+        started_at = datetime.now(UTC)
+        clock = time.perf_counter()
+        status: int | None = None
+        excerpt: str | None = None
+        retry_after: str | None = None
+        error: str | None = None
+        try:
+            target = URL(url, encoded=True)
+            reason = None if self._allow_private else literal_address_reason(target.host)
+            if reason:
+                raise aiohttp.ClientConnectionError(f"refused to connect: {reason}")
+            async with self._session.post(
+                target, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                excerpt = await self._read_excerpt(response)
+                if 300 <= status < 400:
+                    location = response.headers.get("Location", "?")
+                    error = f"redirect to {location} not followed"
+        except TimeoutError:
+            error = f"timed out after {self._timeout_seconds:g} s"
+        except aiohttp.ClientError as exc:
+            error = _describe(exc)
+        except (OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        return AttemptResult(
+            started_at=started_at,
+            duration_ms=round((time.perf_counter() - clock) * 1000),
+            status=status,
+            response_excerpt=excerpt,
+            error=error,
+            retry_after=retry_after,
+        )
+
+    async def _read_excerpt(self, response: aiohttp.ClientResponse) -> str:
+        chunks: list[bytes] = []
+        size = 0
+        while size < self._excerpt_bytes:
+            chunk = await response.content.read(self._excerpt_bytes - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        drained = 0
+        while drained < DRAIN_LIMIT and not response.content.at_eof():
+            more = await response.content.read(DRAIN_LIMIT - drained)
+            if not more:
+                break
+            drained += len(more)
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 500 else text[:497] + "..."

@@ -1,0 +1,58 @@
+"""One exception hierarchy for the whole service.
+
+Every error a person can cause or fix is a ``HotspotWebhooksError``: it carries the HTTP status
+the REST API answers with and a message the CLI prints as one line. Anything else that escapes
+is a bug.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HotspotWebhooksError(Exception):
+    """Base of every expected error; ``status`` is its HTTP status code."""
+
+    status: int = 500
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class InvalidInput(HotspotWebhooksError):
+    """The caller sent something malformed; ``details`` names each bad field."""
+
+    status = 422
+
+
+class MalformedJSON(InvalidInput):
+    """The body or argument is not valid JSON at all."""
+
+    status = 400
+
+
+class NotFound(HotspotWebhooksError):
+    status = 404
+
+
+class Conflict(HotspotWebhooksError):
+    status = 409
+
+
+class DatabaseUnavailable(HotspotWebhooksError):
+    """The database cannot be opened or reached; nothing was written."""
+
+    status = 503
+
+
+class ConfigurationError(HotspotWebhooksError):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+    status = 500
+
+
+def field_error(field: str, message: str) -> dict[str, Any]:
+    """One entry of ``details``: which field is wrong and why."""
+    return {"field": field, "message": message}

@@ -1,0 +1,124 @@
+"""The resource shapes every face shows (REST JSON, CLI ``--json``, web): SPEC §5's names."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class WebhookStatus(StrEnum):
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Resource(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Operator(Resource):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class OperatorWithToken(Operator):
+    token: str
+
+
+class Location(Resource):
+    id: str
+    name: str
+    operator_id: str
+    created_at: datetime
+
+
+class Webhook(Resource):
+    id: str
+    location_id: str
+    event_type: str
+    callback_url: str
+    status: WebhookStatus
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookWithSecret(Webhook):
+    """Answer to create and rotate-key: the only time the key is shown."""
+
+    api_key: str
+    signing_secret: str
+
+
+class Event(Resource):
+    id: str
+    type: str
+    location_id: str
+    data: dict[str, str | None]
+    created_at: datetime
+    deliveries: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> Event:
+        return cls(
+            id=row.id,
+            type=row.type,
+            location_id=row.location_id,
+            data=json.loads(row.body),
+            created_at=row.created_at,
+            deliveries=row.delivery_count,
+        )
+
+
+class EmitResult(Resource):
+    """What ``emit`` answers; ``duplicate`` is true when the id existed and nothing changed."""
+
+    id: str
+    deliveries: int
+    duplicate: bool = False
+
+
+class Attempt(Resource):
+    number: int
+    started_at: datetime
+    duration_ms: int
+    request_headers: dict[str, str]
+    status: int | None
+    response_excerpt: str | None
+    error: str | None
+
+
+class Delivery(Resource):
+    id: str
+    event_id: str
+    webhook_id: str
+    event_type: str
+    status: DeliveryStatus
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryWithAttempts(Delivery):
+    attempts: list[Attempt]
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None = None

@@ -1,0 +1,14 @@
+"""The database: tables, migrations and every query."""
+
+from .database import create_engine, parse_database_url, sqlite_file
+from .queries import ClaimedDelivery, NewEvent, Outcome, Store
+
+__all__ = [
+    "ClaimedDelivery",
+    "NewEvent",
+    "Outcome",
+    "Store",
+    "create_engine",
+    "parse_database_url",
+    "sqlite_file",
+]

@@ -1,0 +1,114 @@
+"""Opening the database: URL → async engine, SQLite pragmas, write transactions, errors.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` so a commit survives power loss, and write
+transactions start with ``BEGIN IMMEDIATE`` so two processes never deadlock upgrading a read
+lock. PostgreSQL needs none of this; the rest of the store is the same for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ..config import DEFAULT_DATABASE_URL
+from ..errors import ConfigurationError, DatabaseUnavailable
+
+BUSY_TIMEOUT_MS = 15_000
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def parse_database_url(url: str) -> URL:
+    """The async-driver form of a configured URL (``sqlite:///x.db`` → aiosqlite)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"database URL {url!r} is not a URL; expected sqlite:///path/to/file.db "
+            "or postgresql://user@host/dbname"
+        ) from None
+    driver = _ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
+    if driver not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise ConfigurationError(
+            f"unsupported database {parsed.drivername!r}; use sqlite:/// or postgresql://"
+        )
+    return parsed.set(drivername=driver)
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL (None for PostgreSQL or in-memory)."""
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def create_engine(configured_url: str) -> AsyncEngine:
+    url = parse_database_url(configured_url)
+    path = sqlite_file(url)
+    if path is None:
+        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if not path.parent.exists():
+        if configured_url == DEFAULT_DATABASE_URL:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            raise DatabaseUnavailable(
+                f"cannot open database {path}: directory {path.parent} does not exist"
+            )
+    if path.exists() and path.is_dir():
+        raise DatabaseUnavailable(f"cannot open database {path}: it is a directory")
+    engine = create_async_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # We emit BEGIN ourselves (below): the driver's implicit BEGIN is always DEFERRED.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            f"busy_timeout={BUSY_TIMEOUT_MS}",
+            "foreign_keys=ON",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get("write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    """One transaction; database failures become ``DatabaseUnavailable`` (nothing committed)."""
+    try:
+        async with engine.connect() as conn:
+            if write:
+                await conn.execution_options(write=True)
+            async with conn.begin():
+                yield conn
+    except IntegrityError:
+        raise
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(f"database unavailable: {_describe(exc)}") from exc
+    except OSError as exc:
+        raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+
+
+def _describe(exc: DBAPIError) -> str:
+    text = str(exc.orig if exc.orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc.orig).__name__

@@ -1,0 +1,483 @@
+"""Every query the service and the dispatcher run, as methods of one ``Store``.
+
+The store speaks rows and plain values; it knows nothing of HTTP or of the catalog. Writes that
+belong together (an event and its deliveries; a batch of attempts and their outcomes) happen in
+one transaction, and the dispatcher's claim and record are one statement or one batch each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..errors import Conflict
+from .database import transaction
+from .schema import attempts, deliveries, events, locations, operators, tokens, webhooks
+
+DELIVERY_COLUMNS = (*deliveries.c, events.c.type.label("event_type"))
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A leased delivery with everything needed to send it."""
+
+    id: str
+    event_id: str
+    event_type: str
+    location_id: str
+    webhook_id: str
+    attempt_number: int
+    body: bytes
+    callback_url: str
+    api_key_encrypted: str
+    webhook_enabled: bool
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    id: str
+    type: str
+    location_id: str
+    body: bytes
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one claimed delivery became: an attempt was made (``attempt``) or not."""
+
+    delivery_id: str
+    status: str
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    attempt: dict[str, Any] | None
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def read(self) -> Any:
+        return transaction(self.engine, write=False)
+
+    def write(self) -> Any:
+        return transaction(self.engine, write=True)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # operators and tokens
+
+    async def insert_operator(self, row: dict[str, Any], token: dict[str, Any]) -> None:
+        async with self.write() as conn:
+            await _insert_unique(conn, operators, row, f"operator {row['name']!r} exists already")
+            await conn.execute(insert(tokens), token)
+
+    async def insert_token(self, row: dict[str, Any]) -> None:
+        async with self.write() as conn:
+            await conn.execute(insert(tokens), row)
+
+    async def find_operator(self, id_or_name: str) -> Row[Any] | None:
+        async with self.read() as conn:
+            result = await conn.execute(
+                select(operators).where(
+                    or_(operators.c.id == id_or_name, operators.c.name == id_or_name)
+                )
+            )
+            return result.first()
+
+    async def list_operators(self) -> Sequence[Row[Any]]:
+        async with self.read() as conn:
+            return (await conn.execute(select(operators).order_by(operators.c.created_at))).all()
+
+    async def find_token(self, token_hash: str) -> Row[Any] | None:
+        async with self.read() as conn:
+            result = await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash))
+            return result.first()
+
+    # locations
+
+    async def insert_location(self, row: dict[str, Any]) -> None:
+        async with self.write() as conn:
+            await _insert_unique(conn, locations, row, f"location {row['id']!r} exists already")
+
+    async def get_location(self, location_id: str) -> Row[Any] | None:
+        async with self.read() as conn:
+            result = await conn.execute(select(locations).where(locations.c.id == location_id))
+            return result.first()
+
+    async def list_locations(self, operator_id: str | None = None) -> Sequence[Row[Any]]:
+        query = select(locations).order_by(locations.c.id)
+        if operator_id is not None:
+            query = query.where(locations.c.operator_id == operator_id)
+        async with self.read() as conn:
+            return (await conn.execute(query)).all()
+
+    # webhooks
+
+    async def insert_webhook(self, row: dict[str, Any]) -> None:
+        async with self.write() as conn:
+            await conn.execute(insert(webhooks), row)
+
+    async def get_webhook(self, webhook_id: str) -> Row[Any] | None:
+        async with self.read() as conn:
+            result = await conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))
+            return result.first()
+
+    async def list_webhooks(
+        self,
+        *,
+        location_id: str | None = None,
+        event_type: str | None = None,
+        status: str | None = None,
+    ) -> Sequence[Row[Any]]:
+        query = select(webhooks).order_by(webhooks.c.id)
+        for column, value in (
+            (webhooks.c.location_id, location_id),
+            (webhooks.c.event_type, event_type),
+            (webhooks.c.status, status),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        async with self.read() as conn:
+            return (await conn.execute(query)).all()
+
+    async def update_webhook(self, webhook_id: str, values: dict[str, Any]) -> bool:
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(webhooks).where(webhooks.c.id == webhook_id).values(**values)
+            )
+            return bool(result.rowcount)
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        """Delete a webhook with its deliveries and their attempts."""
+        async with self.write() as conn:
+            await conn.execute(
+                delete(attempts).where(
+                    attempts.c.delivery_id.in_(
+                        select(deliveries.c.id).where(deliveries.c.webhook_id == webhook_id)
+                    )
+                )
+            )
+            await conn.execute(delete(deliveries).where(deliveries.c.webhook_id == webhook_id))
+            result = await conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
+            return bool(result.rowcount)
+
+    # events
+
+    async def insert_events(
+        self, new_events: Sequence[NewEvent], new_delivery_id: Any
+    ) -> tuple[dict[str, int], set[str]]:
+        """Store events with one pending delivery per enabled matching webhook, atomically.
+
+        Returns each event's delivery count and the ids that already existed: those are left
+        exactly as they were (idempotent emit) and report their original count.
+        """
+        ids = [e.id for e in new_events]
+        async with self.write() as conn:
+            existing = {
+                row.id: row.delivery_count
+                for row in await conn.execute(
+                    select(events.c.id, events.c.delivery_count).where(events.c.id.in_(ids))
+                )
+            }
+            fresh: dict[str, NewEvent] = {}
+            for new in new_events:
+                if new.id not in existing:
+                    fresh.setdefault(new.id, new)
+            targets = await _matching_webhooks(conn, fresh.values())
+            counts = dict(existing)
+            event_rows, delivery_rows = [], []
+            for new in fresh.values():
+                matched = targets.get((new.location_id, new.type), [])
+                counts[new.id] = len(matched)
+                event_rows.append(
+                    {
+                        "id": new.id,
+                        "type": new.type,
+                        "location_id": new.location_id,
+                        "body": new.body,
+                        "delivery_count": len(matched),
+                        "created_at": new.created_at,
+                    }
+                )
+                delivery_rows.extend(
+                    {
+                        "id": new_delivery_id(),
+                        "event_id": new.id,
+                        "webhook_id": webhook_id,
+                        "status": "pending",
+                        "attempt_count": 0,
+                        "next_attempt_at": new.created_at,
+                        "created_at": new.created_at,
+                    }
+                    for webhook_id in matched
+                )
+            if event_rows:
+                await conn.execute(insert(events), event_rows)
+            if delivery_rows:
+                await conn.execute(insert(deliveries), delivery_rows)
+        return counts, set(existing)
+
+    async def get_event(self, event_id: str) -> Row[Any] | None:
+        async with self.read() as conn:
+            return (await conn.execute(select(events).where(events.c.id == event_id))).first()
+
+    async def existing_locations(self, location_ids: Iterable[str]) -> set[str]:
+        async with self.read() as conn:
+            result = await conn.execute(
+                select(locations.c.id).where(locations.c.id.in_(set(location_ids)))
+            )
+            return set(result.scalars())
+
+    # deliveries
+
+    async def list_deliveries(
+        self,
+        *,
+        webhook_id: str | None = None,
+        event_id: str | None = None,
+        status: str | None = None,
+        after_id: str | None = None,
+        limit: int = 50,
+    ) -> Sequence[Row[Any]]:
+        """Newest first; ``after_id`` continues from a cursor (ids sort by creation)."""
+        query = (
+            select(*DELIVERY_COLUMNS)
+            .join(events, events.c.id == deliveries.c.event_id)
+            .order_by(deliveries.c.id.desc())
+            .limit(limit)
+        )
+        for column, value in (
+            (deliveries.c.webhook_id, webhook_id),
+            (deliveries.c.event_id, event_id),
+            (deliveries.c.status, status),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if after_id is not None:
+            query = query.where(deliveries.c.id < after_id)
+        async with self.read() as conn:
+            return (await conn.execute(query)).all()
+
+    async def get_delivery(self, delivery_id: str) -> tuple[Row[Any], Sequence[Row[Any]]] | None:
+        async with self.read() as conn:
+            found = (
+                await conn.execute(
+                    select(*DELIVERY_COLUMNS)
+                    .join(events, events.c.id == deliveries.c.event_id)
+                    .where(deliveries.c.id == delivery_id)
+                )
+            ).first()
+            if found is None:
+                return None
+            tried = await conn.execute(
+                select(attempts)
+                .where(attempts.c.delivery_id == delivery_id)
+                .order_by(attempts.c.number, attempts.c.id)
+            )
+            return found, tried.all()
+
+    async def schedule_now(self, delivery_id: str, now: datetime) -> bool:
+        """Make a delivery due now (manual retry); refused while a worker holds its lease."""
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner.is_(None))
+                .values(status="pending", next_attempt_at=now)
+            )
+            return bool(result.rowcount)
+
+    async def count_deliveries(self) -> dict[str, int]:
+        async with self.read() as conn:
+            result = await conn.execute(
+                select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
+            )
+            return {status: count for status, count in result.tuples()}
+
+    # the dispatcher's side
+
+    async def claim_due(
+        self, *, owner: str, due_by: datetime, lease_until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due deliveries, oldest first, for ``owner``.
+
+        The lease is ``next_attempt_at`` moved to ``lease_until``: if the owner dies, the
+        deliveries fall due again then and any worker claims them. ``SKIP LOCKED`` lets workers
+        on PostgreSQL claim side by side; SQLite serializes writers anyway.
+        """
+        due = (
+            select(deliveries.c.id)
+            .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= due_by)
+            .order_by(deliveries.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self.write() as conn:
+            claimed = (
+                await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(due.scalar_subquery()))
+                    .values(next_attempt_at=lease_until, lease_owner=owner)
+                    .returning(deliveries.c.id)
+                )
+            ).scalars().all()
+            if not claimed:
+                return []
+            rows = await conn.execute(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.event_id,
+                    deliveries.c.webhook_id,
+                    deliveries.c.attempt_count,
+                    events.c.type,
+                    events.c.location_id,
+                    events.c.body,
+                    webhooks.c.callback_url,
+                    webhooks.c.api_key_encrypted,
+                    webhooks.c.status,
+                )
+                .join(events, events.c.id == deliveries.c.event_id)
+                .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+                .where(deliveries.c.id.in_(claimed))
+                .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            )
+            return [
+                ClaimedDelivery(
+                    id=r.id,
+                    event_id=r.event_id,
+                    event_type=r.type,
+                    location_id=r.location_id,
+                    webhook_id=r.webhook_id,
+                    attempt_number=r.attempt_count + 1,
+                    body=r.body,
+                    callback_url=r.callback_url,
+                    api_key_encrypted=r.api_key_encrypted,
+                    webhook_enabled=r.status == "enabled",
+                )
+                for r in rows
+            ]
+
+    async def record(
+        self,
+        owner: str,
+        outcomes: Sequence[Outcome],
+        released: Sequence[str] = (),
+        release_at: datetime | None = None,
+        disable_webhooks: dict[str, str] | None = None,
+    ) -> int:
+        """Record a batch of outcomes in one transaction; return how many leases were still ours.
+
+        Attempts are always stored (they happened). A delivery is only updated while ``owner``
+        still holds its lease, so a worker whose lease ran out cannot overwrite a newer state.
+        ``released`` deliveries go back to the queue unsent, due at ``release_at``.
+        """
+        async with self.write() as conn:
+            attempt_rows = [
+                {"delivery_id": o.delivery_id, **o.attempt} for o in outcomes if o.attempt
+            ]
+            if attempt_rows:
+                await conn.execute(insert(attempts), attempt_rows)
+            kept = 0
+            if outcomes:
+                result = await conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id == bindparam("b_id"),
+                        deliveries.c.lease_owner == bindparam("b_owner"),
+                    )
+                    .values(
+                        status=bindparam("b_status"),
+                        attempt_count=bindparam("b_attempt_count"),
+                        next_attempt_at=bindparam("b_next_attempt_at"),
+                        last_status=bindparam("b_last_status"),
+                        last_error=bindparam("b_last_error"),
+                        delivered_at=func.coalesce(
+                            bindparam("b_delivered_at", type_=deliveries.c.delivered_at.type),
+                            deliveries.c.delivered_at,
+                        ),
+                        lease_owner=None,
+                    ),
+                    [
+                        {
+                            "b_id": o.delivery_id,
+                            "b_owner": owner,
+                            "b_status": o.status,
+                            "b_attempt_count": o.attempt_count,
+                            "b_next_attempt_at": o.next_attempt_at,
+                            "b_last_status": o.last_status,
+                            "b_last_error": o.last_error,
+                            "b_delivered_at": o.delivered_at,
+                        }
+                        for o in outcomes
+                    ],
+                )
+                kept = result.rowcount
+            if released:
+                await conn.execute(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id.in_(released),
+                        deliveries.c.lease_owner == owner,
+                    )
+                    .values(lease_owner=None, next_attempt_at=release_at)
+                )
+            for webhook_id, reason in (disable_webhooks or {}).items():
+                await conn.execute(
+                    update(webhooks)
+                    .where(webhooks.c.id == webhook_id)
+                    .values(status="disabled", disabled_reason=reason, updated_at=release_at)
+                )
+            return kept
+
+    async def next_due_at(self) -> datetime | None:
+        async with self.read() as conn:
+            result = await conn.execute(
+                select(deliveries.c.next_attempt_at)
+                .where(deliveries.c.status == "pending")
+                .order_by(deliveries.c.next_attempt_at)
+                .limit(1)
+            )
+            return result.scalar()
+
+
+async def _insert_unique(
+    conn: AsyncConnection, table: Any, row: dict[str, Any], message: str
+) -> None:
+    try:
+        async with conn.begin_nested():
+            await conn.execute(insert(table), row)
+    except IntegrityError:
+        raise Conflict(message) from None
+
+
+async def _matching_webhooks(
+    conn: AsyncConnection, new_events: Iterable[NewEvent]
+) -> dict[tuple[str, str], list[str]]:
+    """Enabled webhooks per (location, event type) among the given events'."""
+    pairs = {(e.location_id, e.type) for e in new_events}
+    if not pairs:
+        return {}
+    result = await conn.execute(
+        select(webhooks.c.id, webhooks.c.location_id, webhooks.c.event_type)
+        .where(
+            webhooks.c.status == "enabled",
+            webhooks.c.location_id.in_({location for location, _ in pairs}),
+        )
+        .order_by(webhooks.c.id)
+    )
+    found: dict[tuple[str, str], list[str]] = {}
+    for row in result:
+        key = (row.location_id, row.event_type)
+        if key in pairs:
+            found.setdefault(key, []).append(row.id)
+    return found

@@ -1,0 +1,156 @@
+"""The tables. One place describes the data; migrations under ``migrations/`` create it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+ID = String(64)
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+operators = Table(
+    "operators",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", ID, primary_key=True),
+    # NULL operator = an admin token
+    Column("operator_id", ID, ForeignKey("operators.id", ondelete="CASCADE"), nullable=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+locations = Table(
+    "locations",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("operator_id", ID, ForeignKey("operators.id"), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column(
+        "location_id",
+        String(200),
+        ForeignKey("locations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_type", String(64), nullable=False),
+    Column("callback_url", Text, nullable=False),
+    Column("api_key_encrypted", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("disabled_reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_webhooks_location_event", "location_id", "event_type"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("location_id", String(200), ForeignKey("locations.id"), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("delivery_count", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_events_location_created", "location_id", "created_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("event_id", String(200), ForeignKey("events.id"), nullable=False, index=True),
+    Column(
+        "webhook_id", ID, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("status", String(16), nullable=False),
+    Column("attempt_count", Integer, nullable=False),
+    # While leased, next_attempt_at is the lease's expiry: a dead worker's deliveries come due
+    # again by themselves, with no separate sweep.
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_webhook_created", "webhook_id", "created_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        ID,
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("number", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("request_headers", JSON, nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("response_excerpt", Text, nullable=True),
+    Column("error", Text, nullable=True),
+)
