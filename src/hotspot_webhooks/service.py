@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import catalog
-from .config import Settings
+from .config import DEFAULT_DATABASE_URL, Settings
 from .delivery.targets import check_callback_url
 from .errors import ConfigurationError, InvalidInput, NotFound, field_error
 from .ids import new_id
@@ -37,6 +37,7 @@ from .models import (
 )
 from .signing import signing_secret
 from .store import NewEvent, Store, create_engine, parse_database_url, sqlite_file
+from .store.database import check_sqlite_path
 from .store.migrate import require_current, upgrade
 
 MAX_ID_LENGTH = 200
@@ -86,6 +87,8 @@ class Service:
         url = parse_database_url(settings.database_url)
         shown = url.render_as_string(hide_password=True)
         path = sqlite_file(url)
+        if path is not None:
+            check_sqlite_path(path, create_directory=settings.database_url == DEFAULT_DATABASE_URL)
         if not migrate and path is not None and not path.exists():
             raise ConfigurationError(
                 f"database {path} does not exist; run `hotspot-webhooks migrate` to create it"

@@ -52,20 +52,24 @@ def sqlite_file(url: URL) -> Path | None:
     return Path(url.database)
 
 
+def check_sqlite_path(path: Path, *, create_directory: bool = False) -> None:
+    """Fail clearly, before SQLite does obscurely, when the file cannot be where it is said to be."""
+    if not path.parent.exists() and create_directory:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise DatabaseUnavailable(
+            f"cannot open database {path}: directory {path.parent} does not exist"
+        )
+    if path.is_dir():
+        raise DatabaseUnavailable(f"cannot open database {path}: it is a directory")
+
+
 def create_engine(configured_url: str) -> AsyncEngine:
     url = parse_database_url(configured_url)
     path = sqlite_file(url)
     if path is None:
         return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    if not path.parent.exists():
-        if configured_url == DEFAULT_DATABASE_URL:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        else:
-            raise DatabaseUnavailable(
-                f"cannot open database {path}: directory {path.parent} does not exist"
-            )
-    if path.exists() and path.is_dir():
-        raise DatabaseUnavailable(f"cannot open database {path}: it is a directory")
+    check_sqlite_path(path, create_directory=configured_url == DEFAULT_DATABASE_URL)
     engine = create_async_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     _configure_sqlite(engine)
     return engine

@@ -75,6 +75,10 @@ class Store:
     async def close(self) -> None:
         await self.engine.dispose()
 
+    async def ping(self) -> None:
+        async with self.read() as conn:
+            await conn.execute(select(1))
+
     # operators and tokens
 
     async def insert_operator(self, row: dict[str, Any], token: dict[str, Any]) -> None:

@@ -1,0 +1,59 @@
+"""The FastAPI application; ``serve`` runs it with the dispatcher in the same process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..config import Settings
+from ..delivery.dispatcher import Dispatcher
+from ..errors import HotspotWebhooksError
+from ..service import Service
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
+    """The app; with ``dispatch`` it also runs the dispatcher for as long as it serves."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await Service.open(settings, migrate=True)
+        app.state.service = service
+        dispatcher = Dispatcher(service.store, settings, service.cipher) if dispatch else None
+        task = asyncio.create_task(dispatcher.run()) if dispatcher else None
+        try:
+            yield
+        finally:
+            if dispatcher and task:
+                dispatcher.stop()  # in-flight attempts finish and are recorded
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await dispatcher.close()
+            await service.close()
+
+    app = FastAPI(title="hotspot-webhooks", version=__version__, lifespan=lifespan)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Readiness: the database answers."""
+        service: Service = app.state.service
+        try:
+            await service.store.ping()
+        except HotspotWebhooksError as exc:
+            return JSONResponse({"status": "unavailable", "error": exc.message}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    return app

@@ -1,0 +1,60 @@
+"""``hotspot-webhooks listen``: a local receiver that verifies and pretty-prints deliveries.
+
+It verifies exactly as a receiver should (``hotspot_webhooks.receiver``), answers 200 to a
+correctly signed delivery and 401 otherwise, so it doubles as a reference for receivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+from rich.console import Console
+from rich.panel import Panel
+from rich.syntax import Syntax
+
+from .receiver import InvalidSignature, parse
+
+MAX_BODY = 1024 * 1024
+
+
+def make_app(
+    api_key: str, console: Console, *, respond: int = 200, on_event: Callable[..., None] | None = None
+) -> web.Application:
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            event = parse(request.headers, body, api_key)
+        except InvalidSignature as exc:
+            console.print(f"[red]✗ rejected {request.method} {request.path}: {exc}[/red]")
+            return web.json_response({"ok": False, "error": str(exc)}, status=401)
+        title = (
+            f"[green]✓ verified[/green] {event.type} · location {event.location_id} · "
+            f"attempt {event.attempt} · {event.delivery_id}"
+        )
+        pretty = json.dumps(event.data, indent=2, ensure_ascii=False)
+        console.print(Panel(Syntax(pretty, "json", word_wrap=True), title=title, expand=False))
+        if on_event is not None:
+            on_event(event)
+        return web.json_response({"ok": respond == 200}, status=respond)
+
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_route("POST", "/{tail:.*}", receive)
+    return app
+
+
+async def serve(host: str, port: int, api_key: str, console: Console, respond: int) -> None:
+    runner = web.AppRunner(make_app(api_key, console, respond=respond), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    console.print(
+        f"listening on http://{host}:{port}/ — deliveries signed with this API key are verified "
+        f"and answered {respond}; Ctrl-C to stop"
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
