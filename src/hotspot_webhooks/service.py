@@ -195,7 +195,7 @@ class Service:
         event_type: str | None = None,
         status: str | None = None,
     ) -> list[Webhook]:
-        if status is not None and status not in WebhookStatus:
+        if status is not None and status not in set(WebhookStatus):
             raise InvalidInput(f"status must be enabled or disabled, not {status!r}")
         rows = await self.store.list_webhooks(
             location_id=location_id, event_type=event_type, status=status
@@ -270,7 +270,7 @@ class Service:
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[Delivery]:
-        if status is not None and status not in DeliveryStatus:
+        if status is not None and status not in set(DeliveryStatus):
             raise InvalidInput(
                 f"status must be one of {', '.join(DeliveryStatus)}, not {status!r}",
                 details=[field_error("status", "unknown delivery status")],

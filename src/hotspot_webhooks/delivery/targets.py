@@ -9,6 +9,7 @@ address is refused too.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -22,6 +23,10 @@ MAX_URL_LENGTH = 2048
 
 class ForbiddenTarget(OSError):
     """The receiver's address is one we refuse to connect to."""
+
+    def __init__(self, message: str) -> None:
+        # errno + strerror, so aiohttp's connection error shows our message
+        super().__init__(errno.EACCES, message)
 
 
 def forbidden_reason(address: str) -> str | None:

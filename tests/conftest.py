@@ -1,0 +1,77 @@
+"""Shared fixtures: a real SQLite file per test, a migrated service, real receivers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hotspot_webhooks.config import Settings
+from hotspot_webhooks.service import Service
+from tests.receivers import PythonReceiver, RawSocketReceiver
+
+# Settings must come from the tests, never from the developer's environment or .env
+for _name in list(os.environ):
+    if _name.startswith("HOTSPOT_WEBHOOKS_"):
+        del os.environ[_name]
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": f"sqlite:///{tmp_path / 'hooks.db'}",
+            "allow_private_targets": True,
+            "interval": 0.05,
+            "retry_policy": "next-pass",
+            "_env_file": None,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def service(make_settings: Callable[..., Settings]) -> AsyncIterator[Service]:
+    opened = await Service.open(make_settings(), migrate=True)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def location(service: Service) -> str:
+    await service.create_operator("acme")
+    await service.create_location("loc-1", "Café Central", "acme")
+    return "loc-1"
+
+
+@pytest.fixture
+async def python_receiver() -> AsyncIterator[PythonReceiver]:
+    receiver = await PythonReceiver().start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest.fixture
+async def raw_receiver() -> AsyncIterator[RawSocketReceiver]:
+    receiver = await RawSocketReceiver().start()
+    yield receiver
+    await receiver.stop()
+
+
+def run_cli(*args: str, db: str | None = None, env: dict[str, str] | None = None,
+            input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real ``hotspot-webhooks`` command in a subprocess."""
+    command = [sys.executable, "-m", "hotspot_webhooks", *args]
+    if db is not None:
+        command += ["--db", db]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, input=input,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )

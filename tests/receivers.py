@@ -1,0 +1,174 @@
+"""Real receivers on 127.0.0.1 for the tests: Python (aiohttp), raw socket, and PHP's server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+PHP_RECEIVER = ROOT / "examples" / "php" / "receiver.php"
+
+
+@dataclass
+class Received:
+    headers: list[tuple[str, str]]  # names exactly as they arrived
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    @property
+    def header_dict(self) -> dict[str, str]:
+        return dict(self.headers)
+
+
+Responder = Callable[[int], "tuple[int, dict[str, str]] | int"]
+
+
+@dataclass
+class PythonReceiver:
+    """aiohttp server; ``respond(n)`` picks the status of the n-th request (1-based)."""
+
+    respond: Responder = lambda n: 200
+    requests: list[Received] = field(default_factory=list)
+    delay: float = 0.0
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def start(self) -> PythonReceiver:
+        async def handle(request: web.Request) -> web.Response:
+            body = await request.read()
+            self.requests.append(Received(list(request.raw_headers_str()), body))
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            answer = self.respond(len(self.requests))
+            status, headers = answer if isinstance(answer, tuple) else (answer, {})
+            return web.Response(status=status, text=f"answer {status}", headers=headers)
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+
+def _raw_headers_str(self: web.Request) -> list[tuple[str, str]]:
+    return [(k.decode(), v.decode()) for k, v in self.raw_headers]
+
+
+web.Request.raw_headers_str = _raw_headers_str  # type: ignore[attr-defined]
+
+
+class RawSocketReceiver:
+    """Reads the request bytes off the socket itself, so header names keep their exact case."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/raw"
+
+    async def start(self) -> RawSocketReceiver:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")[1:]
+                headers = [
+                    (name, value.strip())
+                    for name, _, value in (line.partition(":") for line in lines if line)
+                ]
+                length = int(dict((k.lower(), v) for k, v in headers).get("content-length", 0))
+                body = await reader.readexactly(length)
+                self.requests.append(Received(headers, body))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PhpReceiver:
+    """``php -S`` running examples/php/receiver.php, the original platform's way to verify."""
+
+    def __init__(self, api_key: str, log: Path) -> None:
+        php = shutil.which("php")
+        if php is None:
+            raise RuntimeError("php is not installed: `apt-get install php-cli` (.ci/run does)")
+        self.port = free_port()
+        self.log = log
+        env = {**os.environ, "API_KEY": api_key, "RECEIVER_LOG": str(log)}
+        self.process = subprocess.Popen(
+            [php, "-S", f"127.0.0.1:{self.port}", str(PHP_RECEIVER)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/receiver.php"
+
+    def entries(self) -> list[dict[str, object]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")

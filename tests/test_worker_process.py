@@ -1,0 +1,112 @@
+"""The worker as a real process: killed mid-pass it loses nothing; SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable
+
+from hotspot_webhooks import catalog
+from hotspot_webhooks.service import Service
+from tests.receivers import PythonReceiver
+
+SAMPLE = catalog.EVENT_TYPES["transaction.paid.create"].sample
+
+
+async def start_worker(service: Service, **settings: str) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "HOTSPOT_WEBHOOKS_DATABASE_URL": service.settings.database_url,
+        "HOTSPOT_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+        "HOTSPOT_WEBHOOKS_RETRY_POLICY": "next-pass",
+        **{f"HOTSPOT_WEBHOOKS_{k.upper()}": v for k, v in settings.items()},
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hotspot_webhooks", "worker", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def db_rows(service: Service, sql: str) -> list[tuple[object, ...]]:
+    path = service.settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def test_worker_killed_mid_pass_loses_nothing(
+    service: Service, location: str, python_receiver: PythonReceiver
+) -> None:
+    python_receiver.delay = 0.5
+    await service.create_webhook(location, "transaction.paid.create", python_receiver.url)
+    for _ in range(20):
+        await service.emit("transaction.paid.create", location, SAMPLE)
+    settings = {"interval": "0.2", "lease": "4", "timeout": "1", "concurrency": "4"}
+
+    doomed = await start_worker(service, **settings)
+    await eventually(lambda: _at_least(python_receiver, 6))
+    doomed.kill()  # SIGKILL: no chance to record or release anything
+    await doomed.wait()
+
+    leased = db_rows(service, "SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL")
+    assert leased[0][0] > 0, "the killed worker held leases"
+    survivor = await start_worker(service, **settings)
+    try:
+        await eventually(lambda: _none_pending(service), timeout=40)
+    finally:
+        survivor.terminate()
+        await survivor.wait()
+
+    deliveries = (await service.list_deliveries(limit=100)).data
+    assert len(deliveries) == 20
+    assert all(d.status == "succeeded" for d in deliveries)
+    received = {r.header("X-Hotspotsystem-Delivery") for r in python_receiver.requests}
+    assert received == {d.id for d in deliveries}
+    for delivery in deliveries:
+        attempts = (await service.get_delivery(delivery.id)).attempts
+        assert attempts and attempts[-1].status == 200
+
+
+async def test_sigterm_finishes_in_flight_attempts_and_releases_the_rest(
+    service: Service, location: str, python_receiver: PythonReceiver
+) -> None:
+    python_receiver.delay = 1.0
+    await service.create_webhook(location, "transaction.paid.create", python_receiver.url)
+    for _ in range(10):
+        await service.emit("transaction.paid.create", location, SAMPLE)
+
+    worker = await start_worker(service, interval="0.2", timeout="5", concurrency="2")
+    await eventually(lambda: _at_least(python_receiver, 2))
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(worker.communicate(), 15)
+
+    assert worker.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr
+    in_flight = len(python_receiver.requests)
+    succeeded = db_rows(service, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'")
+    assert succeeded[0][0] == in_flight  # every request that went out was answered and recorded
+    assert db_rows(service, "SELECT count(*) FROM attempts")[0][0] == in_flight
+    still_leased = db_rows(
+        service, "SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL")
+    assert still_leased[0][0] == 0  # the unsent ones went straight back to the queue
+    pending = (await service.list_deliveries(status="pending")).data
+    assert len(pending) == 10 - in_flight
+    assert all(d.attempt_count == 0 for d in pending)
+
+
+async def _at_least(receiver: PythonReceiver, count: int) -> bool:
+    return len(receiver.requests) >= count
+
+
+async def _none_pending(service: Service) -> bool:
+    return not (await service.list_deliveries(status="pending")).data
