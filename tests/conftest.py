@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -65,13 +66,23 @@ async def raw_receiver() -> AsyncIterator[RawSocketReceiver]:
     await receiver.stop()
 
 
-def run_cli(*args: str, db: str | None = None, env: dict[str, str] | None = None,
-            input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    db: str | None = None,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``hotspot-webhooks`` command in a subprocess."""
     command = [sys.executable, "-m", "hotspot_webhooks", *args]
     if db is not None:
         command += ["--db", db]
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, input=input,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        cwd=tempfile.mkdtemp(prefix="hw-cli-"),  # no stray .env from the developer's tree
         env={**os.environ, "COLUMNS": "200", **(env or {})},
     )

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from hotspot_webhooks import catalog
-from hotspot_webhooks.config import Settings
 from hotspot_webhooks.delivery.dispatcher import Dispatcher, PassStats
 from hotspot_webhooks.receiver import parse
 from hotspot_webhooks.service import Service
@@ -51,10 +49,16 @@ async def test_python_receiver_gets_a_signed_delivery_that_verifies(
     event = parse(request.header_dict, request.body, webhook.api_key)
     assert event.data == SAMPLE
     assert (event.id, event.type, event.location_id, event.attempt) == (
-        "evt-1", "customer.create", location, 1)
+        "evt-1",
+        "customer.create",
+        location,
+        1,
+    )
     assert request.body == catalog.serialize(SAMPLE)
     assert request.header("Content-Type") == "application/json"
-    assert request.header("User-Agent", ).startswith("hotspot-webhooks/")  # type: ignore[union-attr]
+    assert request.header(
+        "User-Agent",
+    ).startswith("hotspot-webhooks/")  # type: ignore[union-attr]
     delivery = (await service.list_deliveries(event_id=emitted.id)).data[0]
     assert delivery.status == "succeeded" and delivery.last_status == 200
     assert request.header("X-Hotspotsystem-Delivery") == delivery.id
@@ -79,9 +83,15 @@ async def test_raw_socket_sees_the_literal_header_name_in_its_exact_case(
     expected = catalog_signature(request.body, webhook.api_key)
     assert request.header_dict["HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256"] == expected
     assert request.header_dict["X-Hotspotsystem-Hmac-Sha256"] == expected
-    for name in ("webhook-id", "webhook-timestamp", "webhook-signature",
-                 "X-Hotspotsystem-Event", "X-Hotspotsystem-Location",
-                 "X-Hotspotsystem-Delivery", "X-Hotspotsystem-Attempt"):
+    for name in (
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "X-Hotspotsystem-Event",
+        "X-Hotspotsystem-Location",
+        "X-Hotspotsystem-Delivery",
+        "X-Hotspotsystem-Attempt",
+    ):
         assert name in names, name
 
 
@@ -155,7 +165,11 @@ async def test_receiver_failing_three_times_then_succeeding_gets_four_attempts(
     assert [a.status for a in shown.attempts] == [500, 500, 500, 200]
     assert [a.number for a in shown.attempts] == [1, 2, 3, 4]
     assert [r.header("X-Hotspotsystem-Attempt") for r in python_receiver.requests] == [
-        "1", "2", "3", "4"]
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
     assert len({r.header("webhook-id") for r in python_receiver.requests}) == 1
     assert delivery.delivered_at is not None
 
@@ -286,8 +300,9 @@ async def test_unreachable_receiver_is_a_failed_attempt_with_the_error(
 ) -> None:
     from tests.receivers import free_port
 
-    await service.create_webhook(location, "customer.create",
-                                 f"http://127.0.0.1:{free_port()}/nobody")
+    await service.create_webhook(
+        location, "customer.create", f"http://127.0.0.1:{free_port()}/nobody"
+    )
     await service.emit("customer.create", location, SAMPLE)
 
     await dispatcher.run_pass()
@@ -333,7 +348,8 @@ async def test_private_target_is_refused_at_connect_time_when_not_allowed(
     dispatcher = Dispatcher(service.store, strict, service.cipher)
     by_ip = await service.create_webhook(location, "customer.create", python_receiver.url)
     by_name = await service.create_webhook(
-        location, "customer.create", f"http://localhost:{python_receiver.port}/hook")
+        location, "customer.create", f"http://localhost:{python_receiver.port}/hook"
+    )
     await service.emit("customer.create", location, SAMPLE)
 
     await dispatcher.run_pass()

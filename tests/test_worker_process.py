@@ -25,13 +25,18 @@ async def start_worker(service: Service, **settings: str) -> asyncio.subprocess.
         **{f"HOTSPOT_WEBHOOKS_{k.upper()}": v for k, v in settings.items()},
     }
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hotspot_webhooks", "worker", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "hotspot_webhooks",
+        "worker",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
@@ -62,7 +67,7 @@ async def test_worker_killed_mid_pass_loses_nothing(
     assert leased[0][0] > 0, "the killed worker held leases"
     survivor = await start_worker(service, **settings)
     try:
-        await eventually(lambda: _none_pending(service), timeout=40)
+        await eventually(lambda: _none_pending(service), within=40)
     finally:
         survivor.terminate()
         await survivor.wait()
@@ -96,8 +101,7 @@ async def test_sigterm_finishes_in_flight_attempts_and_releases_the_rest(
     succeeded = db_rows(service, "SELECT count(*) FROM deliveries WHERE status = 'succeeded'")
     assert succeeded[0][0] == in_flight  # every request that went out was answered and recorded
     assert db_rows(service, "SELECT count(*) FROM attempts")[0][0] == in_flight
-    still_leased = db_rows(
-        service, "SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL")
+    still_leased = db_rows(service, "SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL")
     assert still_leased[0][0] == 0  # the unsent ones went straight back to the queue
     pending = (await service.list_deliveries(status="pending")).data
     assert len(pending) == 10 - in_flight

@@ -187,9 +187,9 @@ def get_event_type(name: str, *, field: str = "type") -> EventType:
 
 
 def _json_type(value: object) -> str:
-    return {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}.get(
-        type(value), type(value).__name__
-    )
+    names = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object",
+             str: "string", type(None): "null"}  # fmt: skip
+    return names.get(type(value), type(value).__name__)
 
 
 def validate(event_type: EventType, data: object, *, field: str = "data") -> dict[str, str | None]:
@@ -207,19 +207,28 @@ def validate(event_type: EventType, data: object, *, field: str = "data") -> dic
     problems = []
     for key, value in data.items():
         if key not in allowed:
-            problems.append(
-                field_error(f"{field}.{key}", f"unknown field for {event_type.name}")
-            )
+            problems.append(field_error(f"{field}.{key}", f"unknown field for {event_type.name}"))
         elif value is not None and not isinstance(value, str):
             problems.append(
-                field_error(
-                    f"{field}.{key}", f"must be a string or null, got {_json_type(value)}"
-                )
+                field_error(f"{field}.{key}", f"must be a string or null, got {_json_type(value)}")
+            )
+        elif value is not None and not _is_unicode_text(value):
+            problems.append(
+                field_error(f"{field}.{key}", "contains an unpaired UTF-16 surrogate (\\ud800)")
             )
     if problems:
         listed = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         raise InvalidInput(f"invalid {event_type.name} payload: {listed}", details=problems)
     return {name: data.get(name) for name in event_type.fields}
+
+
+def _is_unicode_text(value: str) -> bool:
+    """False for strings JSON can carry but UTF-8 cannot: lone surrogates like "\\ud800"."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def serialize(payload: Mapping[str, str | None]) -> bytes:

@@ -8,6 +8,7 @@ error exits 2; nothing prints a traceback unless ``HOTSPOT_WEBHOOKS_DEBUG=1``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -40,8 +41,9 @@ app = typer.Typer(
 operators_app = typer.Typer(help="Operators: who owns locations.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens of operators.", no_args_is_help=True)
 locations_app = typer.Typer(help="Locations (hotspots) of an operator.", no_args_is_help=True)
-webhooks_app = typer.Typer(help="Webhooks: location + event type → callback URL.",
-                           no_args_is_help=True)
+webhooks_app = typer.Typer(
+    help="Webhooks: location + event type → callback URL.", no_args_is_help=True
+)
 events_app = typer.Typer(help="Stored events.", no_args_is_help=True)
 deliveries_app = typer.Typer(help="Deliveries and their attempts.", no_args_is_help=True)
 app.add_typer(operators_app, name="operators")
@@ -53,13 +55,15 @@ app.add_typer(deliveries_app, name="deliveries")
 
 Db = Annotated[
     str | None,
-    typer.Option("--db", help="Database URL (sqlite:///file.db or postgresql://...).",
-                 show_default=False),
+    typer.Option(
+        "--db", help="Database URL (sqlite:///file.db or postgresql://...).", show_default=False
+    ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 # ---- plumbing -------------------------------------------------------------------------------
+
 
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
@@ -79,9 +83,17 @@ def settings(db: str | None = None, **overrides: Any) -> Settings:
         fail(f"invalid setting: {problems} (from a flag or HOTSPOT_WEBHOOKS_* variable)")
 
 
-def run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run one async command body, turning expected errors into one line and an exit code."""
+def run(work: Callable[[], Awaitable[T]], *, fast_loop: bool = False) -> T:
+    """Run one async command body, turning expected errors into one line and an exit code.
+
+    ``fast_loop`` runs it on uvloop where installed (it comes with uvicorn[standard]).
+    """
     try:
+        if fast_loop:
+            with contextlib.suppress(ImportError):
+                import uvloop
+
+                return uvloop.run(work())  # type: ignore[arg-type]
         return asyncio.run(work())  # type: ignore[arg-type]
     except HotspotWebhooksError as exc:
         fail(exc.message)
@@ -92,7 +104,9 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
     except Exception as exc:
         if os.environ.get("HOTSPOT_WEBHOOKS_DEBUG"):
             raise
-        fail(f"unexpected {type(exc).__name__}: {exc} (set HOTSPOT_WEBHOOKS_DEBUG=1 for details)", 70)
+        fail(
+            f"unexpected {type(exc).__name__}: {exc} (set HOTSPOT_WEBHOOKS_DEBUG=1 for details)", 70
+        )
 
 
 def with_service(config: Settings, action: Callable[[Service], Awaitable[T]]) -> T:
@@ -106,8 +120,12 @@ def with_service(config: Settings, action: Callable[[Service], Awaitable[T]]) ->
     return run(work)
 
 
-def show(value: BaseModel | Sequence[BaseModel] | dict[str, Any], as_json: bool,
-         columns: Sequence[str] = (), title: str | None = None) -> None:
+def show(
+    value: BaseModel | Sequence[BaseModel] | dict[str, Any],
+    as_json: bool,
+    columns: Sequence[str] = (),
+    title: str | None = None,
+) -> None:
     """Print a resource (key: value lines), a list (a table) or, with --json, their JSON."""
     if isinstance(value, BaseModel):
         data: Any = value.model_dump(mode="json")
@@ -123,8 +141,11 @@ def show(value: BaseModel | Sequence[BaseModel] | dict[str, Any], as_json: bool,
         for key, item in data.items():
             if isinstance(item, (dict, list)):
                 item = json.dumps(item, indent=2, ensure_ascii=False)
-            out.print(f"[bold]{key:<{width}}[/bold]  {'-' if item is None else item}",
-                      highlight=False, soft_wrap=True)
+            out.print(
+                f"[bold]{key:<{width}}[/bold]  {'-' if item is None else item}",
+                highlight=False,
+                soft_wrap=True,
+            )
         return
     table = Table(title=title, show_lines=False)
     for column in columns:
@@ -144,13 +165,18 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[bool, typer.Option("--version", callback=version_callback,
-                                          is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     """Durable, signed webhook delivery for Wi-Fi hotspot platforms."""
 
 
 # ---- schema ---------------------------------------------------------------------------------
+
 
 @app.command()
 def migrate(db: Db = None) -> None:
@@ -167,6 +193,7 @@ def migrate(db: Db = None) -> None:
 
 # ---- operators, tokens, locations -----------------------------------------------------------
 
+
 @operators_app.command("create")
 def operators_create(name: str, db: Db = None, as_json: Json = False) -> None:
     """Create an operator and print its first API token (shown once)."""
@@ -179,13 +206,19 @@ def operators_create(name: str, db: Db = None, as_json: Json = False) -> None:
 @operators_app.command("list")
 def operators_list(db: Db = None, as_json: Json = False) -> None:
     """List operators."""
-    show(with_service(settings(db), lambda s: s.list_operators()), as_json,
-         ("id", "name", "created_at"))
+    show(
+        with_service(settings(db), lambda s: s.list_operators()),
+        as_json,
+        ("id", "name", "created_at"),
+    )
 
 
 @tokens_app.command("create")
-def tokens_create(operator: Annotated[str, typer.Argument(help="Operator id or name.")],
-                  db: Db = None, as_json: Json = False) -> None:
+def tokens_create(
+    operator: Annotated[str, typer.Argument(help="Operator id or name.")],
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
     """Create a further API token for an operator (shown once)."""
     token = with_service(settings(db), lambda s: s.create_token(operator))
     show({"operator": operator, "token": token}, as_json)
@@ -200,20 +233,26 @@ def locations_create(
     as_json: Json = False,
 ) -> None:
     """Create a location owned by an operator."""
-    show(with_service(settings(db), lambda s: s.create_location(location_id, name, operator)),
-         as_json)
+    show(
+        with_service(settings(db), lambda s: s.create_location(location_id, name, operator)),
+        as_json,
+    )
 
 
 @locations_app.command("list")
 def locations_list(
-    operator: Annotated[str | None, typer.Option("--operator", help="Only this operator's.")]
-    = None,
+    operator: Annotated[
+        str | None, typer.Option("--operator", help="Only this operator's.")
+    ] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """List locations."""
-    show(with_service(settings(db), lambda s: s.list_locations(operator)), as_json,
-         ("id", "name", "operator_id", "created_at"))
+    show(
+        with_service(settings(db), lambda s: s.list_locations(operator)),
+        as_json,
+        ("id", "name", "operator_id", "created_at"),
+    )
 
 
 # ---- webhooks -------------------------------------------------------------------------------
@@ -245,21 +284,25 @@ def webhooks_list(
     as_json: Json = False,
 ) -> None:
     """List webhooks, optionally filtered."""
-    found = with_service(settings(db), lambda s: s.list_webhooks(
-        location_id=location, event_type=event, status=status))
+    found = with_service(
+        settings(db),
+        lambda s: s.list_webhooks(location_id=location, event_type=event, status=status),
+    )
     show(found, as_json, WEBHOOK_COLUMNS)
 
 
 @webhooks_app.command("show")
-def webhooks_show(webhook_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None,
-                  as_json: Json = False) -> None:
+def webhooks_show(
+    webhook_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
+) -> None:
     """Show one webhook."""
     show(with_service(settings(db), lambda s: s.get_webhook(webhook_id)), as_json)
 
 
 @webhooks_app.command("delete")
-def webhooks_delete(webhook_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None,
-                    as_json: Json = False) -> None:
+def webhooks_delete(
+    webhook_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
+) -> None:
     """Delete a webhook with its deliveries and attempts."""
     with_service(settings(db), lambda s: s.delete_webhook(webhook_id))
     show({"id": webhook_id, "deleted": True}, as_json)
@@ -267,17 +310,22 @@ def webhooks_delete(webhook_id: Annotated[str, typer.Argument(metavar="ID")], db
 
 # ---- events ---------------------------------------------------------------------------------
 
+
 @app.command()
 def emit(
     event_type: Annotated[str, typer.Argument(metavar="TYPE", help="One of the six event types.")],
     location: Annotated[str, typer.Option("--location", help="Location id.")],
     data: Annotated[str | None, typer.Option("--data", help="Payload as a JSON object.")] = None,
-    file: Annotated[Path | None, typer.Option("--file", help="Payload from a JSON file (- = stdin).",
-                                              allow_dash=True)] = None,
-    sample: Annotated[bool, typer.Option("--sample", help="Use the type's sample payload.")]
-    = False,
-    event_id: Annotated[str | None, typer.Option("--id", help="Idempotency key (event id).")]
-    = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Payload from a JSON file (- = stdin).", allow_dash=True),
+    ] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Use the type's sample payload.")
+    ] = False,
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="Idempotency key (event id).")
+    ] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
@@ -291,56 +339,80 @@ def emit(
             fail(exc.message)
     else:
         try:
-            text = data if data is not None else (
-                sys.stdin.read() if str(file) == "-" else Path(str(file)).read_text())
+            text = (
+                data
+                if data is not None
+                else (sys.stdin.read() if str(file) == "-" else Path(str(file)).read_text())
+            )
         except OSError as exc:
             fail(f"cannot read --file {file}: {exc.strerror}")
+        except UnicodeDecodeError as exc:
+            fail(f"--file {file} is not UTF-8 text ({exc.reason} at byte {exc.start})")
         what = "--data" if data is not None else f"--file {file}"
         try:
             payload = catalog.parse_json(text, what=what)
         except InvalidInput as exc:
             fail(exc.message)
-    result = with_service(settings(db), lambda s: s.emit(event_type, location, payload,
-                                                         id=event_id))
+    result = with_service(
+        settings(db), lambda s: s.emit(event_type, location, payload, id=event_id)
+    )
     show(result, as_json)
 
 
 @events_app.command("show")
-def events_show(event_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None,
-                as_json: Json = False) -> None:
+def events_show(
+    event_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
+) -> None:
     """Show one event with its payload."""
     show(with_service(settings(db), lambda s: s.get_event(event_id)), as_json)
 
 
 # ---- deliveries -----------------------------------------------------------------------------
 
+
 @deliveries_app.command("list")
 def deliveries_list(
     webhook: Annotated[str | None, typer.Option("--webhook", help="Webhook id.")] = None,
     event: Annotated[str | None, typer.Option("--event", help="Event id.")] = None,
-    status: Annotated[str | None, typer.Option("--status",
-                                               help="pending, succeeded or failed")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="pending, succeeded or failed")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
-    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of a page.")]
-    = None,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of a page.")] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """List deliveries, newest first."""
-    page = with_service(settings(db), lambda s: s.list_deliveries(
-        webhook_id=webhook, event_id=event, status=status, cursor=cursor, limit=limit))
+    page = with_service(
+        settings(db),
+        lambda s: s.list_deliveries(
+            webhook_id=webhook, event_id=event, status=status, cursor=cursor, limit=limit
+        ),
+    )
     if as_json:
         show(page, True)
         return
-    show(page.data, False, ("id", "event_type", "status", "attempt_count", "last_status",
-                            "last_error", "next_attempt_at"))
+    show(
+        page.data,
+        False,
+        (
+            "id",
+            "event_type",
+            "status",
+            "attempt_count",
+            "last_status",
+            "last_error",
+            "next_attempt_at",
+        ),
+    )
     if page.next_cursor:
         out.print(f"more: --cursor {page.next_cursor}", highlight=False)
 
 
 @deliveries_app.command("show")
-def deliveries_show(delivery_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None,
-                    as_json: Json = False) -> None:
+def deliveries_show(
+    delivery_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
+) -> None:
     """Show a delivery with every attempt."""
     found = with_service(settings(db), lambda s: s.get_delivery(delivery_id))
     if as_json:
@@ -349,8 +421,10 @@ def deliveries_show(delivery_id: Annotated[str, typer.Argument(metavar="ID")], d
     show(found.model_dump(mode="json", exclude={"attempts"}), False)
     for attempt in found.attempts:
         when = attempt.started_at.strftime("%Y-%m-%d %H:%M:%S")
-        line = (f"\n[bold]attempt {attempt.number}[/bold] at {when} UTC · "
-                f"{attempt.duration_ms} ms · status {attempt.status or '-'}")
+        line = (
+            f"\n[bold]attempt {attempt.number}[/bold] at {when} UTC · "
+            f"{attempt.duration_ms} ms · status {attempt.status or '-'}"
+        )
         if attempt.error:
             line += f" · [red]{attempt.error}[/red]"
         out.print(line, highlight=False)
@@ -359,21 +433,24 @@ def deliveries_show(delivery_id: Annotated[str, typer.Argument(metavar="ID")], d
 
 
 @deliveries_app.command("retry")
-def deliveries_retry(delivery_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None,
-                     as_json: Json = False) -> None:
+def deliveries_retry(
+    delivery_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
+) -> None:
     """Send a delivery again at the next pass, whatever its state."""
     show(with_service(settings(db), lambda s: s.retry_delivery(delivery_id)), as_json)
 
 
 # ---- processes ------------------------------------------------------------------------------
 
-Interval = Annotated[float | None, typer.Option("--interval", help="Seconds between passes.",
-                                                show_default=False)]
+Interval = Annotated[
+    float | None, typer.Option("--interval", help="Seconds between passes.", show_default=False)
+]
 
 
 def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -382,21 +459,22 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run one pass, then exit.")] = False,
     interval: Interval = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency")] = None,
-    dev: Annotated[bool, typer.Option("--dev", help="Allow loopback/private receivers.")]
-    = False,
+    dev: Annotated[bool, typer.Option("--dev", help="Allow loopback/private receivers.")] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Run the dispatcher alone (start many, on many hosts, on PostgreSQL)."""
-    from .delivery.dispatcher import Dispatcher
+    from .delivery.dispatcher import Dispatcher, tune_process_for_throughput
 
-    config = settings(db, interval=interval, concurrency=concurrency,
-                      allow_private_targets=True if dev else None)
+    config = settings(
+        db, interval=interval, concurrency=concurrency, allow_private_targets=True if dev else None
+    )
     configure_logging()
 
     async def work() -> Any:
         service = await Service.open(config)
         dispatcher = Dispatcher(service.store, config, service.cipher)
+        tune_process_for_throughput()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, dispatcher.stop)
@@ -409,11 +487,16 @@ def worker(
             await dispatcher.close()
             await service.close()
 
-    stats = run(work)
+    stats = run(work, fast_loop=True)
     if stats is not None:
-        summary = {"claimed": stats.claimed, "succeeded": stats.succeeded,
-                   "retrying": stats.retrying, "failed": stats.failed,
-                   "released": stats.released, "seconds": round(stats.seconds, 3)}
+        summary = {
+            "claimed": stats.claimed,
+            "succeeded": stats.succeeded,
+            "retrying": stats.retrying,
+            "failed": stats.failed,
+            "released": stats.released,
+            "seconds": round(stats.seconds, 3),
+        }
         show(summary, as_json)
 
 
@@ -422,8 +505,10 @@ def serve(
     host: Annotated[str | None, typer.Option("--host")] = None,
     port: Annotated[int | None, typer.Option("--port")] = None,
     interval: Interval = None,
-    dev: Annotated[bool, typer.Option(
-        "--dev", help="Local development: allow 127.0.0.1 receivers, 2 s passes.")] = False,
+    dev: Annotated[
+        bool,
+        typer.Option("--dev", help="Local development: allow 127.0.0.1 receivers, 2 s passes."),
+    ] = False,
     db: Db = None,
 ) -> None:
     """Run the HTTP service and the dispatcher in one process."""
@@ -431,18 +516,28 @@ def serve(
 
     from .api.app import create_app
 
-    config = settings(db, host=host, port=port,
-                      interval=interval if interval is not None else (2.0 if dev else None),
-                      allow_private_targets=True if dev else None)
+    config = settings(
+        db,
+        host=host,
+        port=port,
+        interval=interval if interval is not None else (2.0 if dev else None),
+        allow_private_targets=True if dev else None,
+    )
     configure_logging()
     if dev:
-        err.print("[yellow]development mode:[/yellow] receivers on loopback/private addresses "
-                  f"are allowed; a dispatcher pass every {config.interval:g} s")
-    err.print(f"hotspot-webhooks {__version__} on http://{config.host}:{config.port} "
-              f"(database {config.database_url})", highlight=False)
+        err.print(
+            "[yellow]development mode:[/yellow] receivers on loopback/private addresses "
+            f"are allowed; a dispatcher pass every {config.interval:g} s"
+        )
+    err.print(
+        f"hotspot-webhooks {__version__} on http://{config.host}:{config.port} "
+        f"(database {config.database_url})",
+        highlight=False,
+    )
     try:
-        uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info",
-                    lifespan="on")
+        uvicorn.run(
+            create_app(config), host=config.host, port=config.port, log_level="info", lifespan="on"
+        )
     except HotspotWebhooksError as exc:
         fail(exc.message)
 
@@ -450,11 +545,14 @@ def serve(
 @app.command()
 def listen(
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 9000,
-    api_key: Annotated[str, typer.Option("--api-key", help="The webhook's API key.",
-                                         envvar="HOTSPOT_WEBHOOKS_API_KEY")] = ...,  # type: ignore[assignment]
+    api_key: Annotated[
+        str,
+        typer.Option("--api-key", help="The webhook's API key.", envvar="HOTSPOT_WEBHOOKS_API_KEY"),
+    ] = ...,  # type: ignore[assignment]
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    respond: Annotated[int, typer.Option("--respond",
-                                         help="Status to answer valid deliveries with.")] = 200,
+    respond: Annotated[
+        int, typer.Option("--respond", help="Status to answer valid deliveries with.")
+    ] = 200,
 ) -> None:
     """Receive deliveries locally: verify each signature and pretty-print the event."""
     from .listen import serve as serve_listener
@@ -470,15 +568,20 @@ def listen(
 @app.command()
 def verify(
     api_key: Annotated[str, typer.Option("--api-key", help="The webhook's API key.")],
-    signature: Annotated[str, typer.Option("--signature",
-                                           help="X-Hotspotsystem-Hmac-Sha256 value.")],
-    file: Annotated[Path, typer.Argument(help="Body file, or - for stdin.", allow_dash=True)]
-    = Path("-"),
+    signature: Annotated[
+        str, typer.Option("--signature", help="X-Hotspotsystem-Hmac-Sha256 value.")
+    ],
+    file: Annotated[
+        Path, typer.Argument(help="Body file, or - for stdin.", allow_dash=True)
+    ] = Path("-"),
 ) -> None:
     """Check one body's signature; exit 0 if valid, 1 if not."""
     from .receiver import verify_signature
 
-    body = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    try:
+        body = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
     if verify_signature(body, signature, api_key):
         out.print("[green]valid signature[/green]")
     else:

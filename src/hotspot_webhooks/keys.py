@@ -10,6 +10,7 @@ how the secret key is rotated.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -88,13 +89,26 @@ def load_secret_keys(configured: str | None, key_file: Path | None) -> list[str]
             "worker process must use the same key to encrypt and decrypt API keys"
         )
     if not key_file.exists():
-        try:
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first
-            pass
-        else:
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(32) + "\n")
-                out.flush()
-                os.fsync(out.fileno())
-    return [key_file.read_text().strip()]
+        _create_key_file(key_file)
+    key = key_file.read_text().strip()
+    if not key:
+        raise ConfigurationError(
+            f"the secret key file {key_file} is empty; delete it or set HOTSPOT_WEBHOOKS_SECRET_KEY"
+        )
+    return [key]
+
+
+def _create_key_file(key_file: Path) -> None:
+    """Write the key to a private temporary file, then link it into place: another process
+    sees either no file or the whole key, never a half-written one."""
+    temporary = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):  # another process won: use its key
+            os.link(temporary, key_file)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -21,7 +21,11 @@ MAX_BODY = 1024 * 1024
 
 
 def make_app(
-    api_key: str, console: Console, *, respond: int = 200, on_event: Callable[..., None] | None = None
+    api_key: str,
+    console: Console,
+    *,
+    respond: int = 200,
+    on_event: Callable[..., None] | None = None,
 ) -> web.Application:
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()

@@ -16,7 +16,6 @@ nothing but the standard library and nothing else of ours.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import time
@@ -57,14 +56,14 @@ class ReceivedEvent:
 
 def compute_signature(body: bytes, api_key: str) -> str:
     """The original platform's signature: base64(HMAC-SHA256(api_key, body))."""
-    digest = hmac.new(api_key.encode(), body, hashlib.sha256).digest()
+    digest = hmac.digest(api_key.encode(), body, "sha256")
     return base64.b64encode(digest).decode()
 
 
 def compute_standard_signature(msg_id: str, timestamp: int, body: bytes, api_key: str) -> str:
     """Standard Webhooks ``v1,`` signature of ``{id}.{timestamp}.{body}`` under the API key."""
     signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(api_key.encode(), signed, hashlib.sha256).digest()
+    digest = hmac.digest(api_key.encode(), signed, "sha256")
     return "v1," + base64.b64encode(digest).decode()
 
 

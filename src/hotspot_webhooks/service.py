@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from . import catalog
 from .config import DEFAULT_DATABASE_URL, Settings
 from .delivery.targets import check_callback_url
@@ -85,7 +87,7 @@ class Service:
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Service:
         """Connect, and either upgrade the schema or insist that it is current."""
         url = parse_database_url(settings.database_url)
-        shown = url.render_as_string(hide_password=True)
+        shown = make_url(settings.database_url).render_as_string(hide_password=True)
         path = sqlite_file(url)
         if path is not None:
             check_sqlite_path(path, create_directory=settings.database_url == DEFAULT_DATABASE_URL)
@@ -114,7 +116,7 @@ class Service:
         name = _check_text(name, "name")
         token = new_token()
         now = _now()
-        row = {"id": new_id("op"), "name": name, "created_at": now}
+        row: dict[str, Any] = {"id": new_id("op"), "name": name, "created_at": now}
         await self.store.insert_operator(row, self._token_row(row["id"], token, now))
         return OperatorWithToken(**row, token=token)
 
@@ -184,9 +186,7 @@ class Service:
             "updated_at": now,
         }
         await self.store.insert_webhook(row)
-        return WebhookWithSecret(
-            **row, api_key=api_key, signing_secret=signing_secret(api_key)
-        )
+        return WebhookWithSecret(**row, api_key=api_key, signing_secret=signing_secret(api_key))
 
     async def list_webhooks(
         self,
@@ -278,7 +278,10 @@ class Service:
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be between 1 and 1000")
         rows = await self.store.list_deliveries(
-            webhook_id=webhook_id, event_id=event_id, status=status, after_id=cursor,
+            webhook_id=webhook_id,
+            event_id=event_id,
+            status=status,
+            after_id=cursor,
             limit=limit + 1,
         )
         page = [Delivery.model_validate(r) for r in rows[:limit]]

@@ -36,7 +36,7 @@ def signing_secret(api_key: str) -> str:
     return "whsec_" + base64.b64encode(api_key.encode()).decode()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DeliveryRequest:
     """What identifies one attempt on the wire."""
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..config import Settings
-from ..delivery.dispatcher import Dispatcher
+from ..delivery.dispatcher import Dispatcher, tune_process_for_throughput
 from ..errors import HotspotWebhooksError
 from ..service import Service
 
@@ -28,6 +28,8 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
         service = await Service.open(settings, migrate=True)
         app.state.service = service
         dispatcher = Dispatcher(service.store, settings, service.cipher) if dispatch else None
+        if dispatcher:
+            tune_process_for_throughput()
         task = asyncio.create_task(dispatcher.run()) if dispatcher else None
         try:
             yield

@@ -18,7 +18,7 @@ from .sender import AttemptResult
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
     outcome: Outcome
     disable_reason: str | None = None

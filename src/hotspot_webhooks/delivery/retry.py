@@ -34,7 +34,7 @@ class RetryPolicy:
             return None
         if self.kind == "next-pass":
             return 0.0  # due at once: the next pass claims it
-        base = min(self.interval * 2 ** (retry_number - 1), self.max_delay)
+        base = min(self.interval * 2.0 ** (retry_number - 1), self.max_delay)
         spread = random.random() if spread is None else spread
         return base * (1 + JITTER * (2 * spread - 1))
 
@@ -53,7 +53,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)

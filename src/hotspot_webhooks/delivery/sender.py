@@ -1,18 +1,15 @@
 """The HTTP side of delivery: one signed POST per attempt, bounded in every direction.
 
 aiohttp sends the headers in the case we give them, which the literal
-``HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256`` name needs. Concurrency is bounded globally and per
-receiver host by our own semaphores, so a request's timeout only runs once it is really sent
-and a slow host cannot hold the slots of the others. Redirects are not followed, the response
-is read up to a small excerpt, and connections go through the SSRF guard.
+``HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256`` name needs. The connector itself is unbounded: the
+dispatcher's lanes bound concurrency, so a request's timeout only runs once it is really sent.
+Redirects are not followed, the response is read up to a small excerpt, and connections go
+through the SSRF guard.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,9 +20,10 @@ from yarl import URL
 from .targets import GuardedResolver, literal_address_reason
 
 DRAIN_LIMIT = 64 * 1024  # read this much more to keep the connection reusable
+URL_CACHE_LIMIT = 10_000
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AttemptResult:
     started_at: datetime
     duration_ms: int
@@ -35,33 +33,11 @@ class AttemptResult:
     retry_after: str | None = None
 
 
-class HostLimiter:
-    """At most ``limit`` concurrent attempts per receiver host; idle hosts are forgotten."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._hosts: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
-
-    @asynccontextmanager
-    async def slot(self, host: str) -> AsyncIterator[None]:
-        semaphore, users = self._hosts.setdefault(host, (asyncio.Semaphore(self._limit), [0]))
-        users[0] += 1
-        try:
-            async with semaphore:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._hosts[host]
-
-
 class Sender:
     def __init__(
         self,
         *,
         timeout: float,
-        concurrency: int,
-        per_host_concurrency: int,
         allow_private: bool,
         excerpt_bytes: int = 4096,
     ) -> None:
@@ -69,10 +45,8 @@ class Sender:
         self._timeout_seconds = timeout
         self._allow_private = allow_private
         self._excerpt_bytes = excerpt_bytes
-        self._slots = asyncio.Semaphore(concurrency)
-        self._hosts = HostLimiter(per_host_concurrency)
-        self._concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         resolver = DefaultResolver() if self._allow_private else GuardedResolver(DefaultResolver())
@@ -92,12 +66,6 @@ class Sender:
             await self._session.close()
             self._session = None
 
-    @asynccontextmanager
-    async def slot(self, url: str) -> AsyncIterator[None]:
-        """Wait for room to send to ``url``'s host (host first, so waiting holds no global slot)."""
-        async with self._hosts.slot(URL(url).host or ""), self._slots:
-            yield
-
     async def send(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
         """POST once; every outcome, including exceptions, becomes an ``AttemptResult``."""
         if self._session is None:
@@ -109,7 +77,11 @@ class Sender:
         retry_after: str | None = None
         error: str | None = None
         try:
-            target = URL(url, encoded=True)
+            target = self._urls.get(url)
+            if target is None:
+                if len(self._urls) >= URL_CACHE_LIMIT:
+                    self._urls.clear()
+                target = self._urls[url] = URL(url, encoded=True)
             reason = None if self._allow_private else literal_address_reason(target.host)
             if reason:
                 raise aiohttp.ClientConnectionError(f"refused to connect: {reason}")
@@ -138,6 +110,9 @@ class Sender:
         )
 
     async def _read_excerpt(self, response: aiohttp.ClientResponse) -> str:
+        length = response.content_length
+        if length is not None and length <= self._excerpt_bytes:
+            return (await response.read()).decode("utf-8", errors="replace")
         chunks: list[bytes] = []
         size = 0
         while size < self._excerpt_bytes:

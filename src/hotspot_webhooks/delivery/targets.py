@@ -82,7 +82,10 @@ def check_callback_url(url: str, *, allow_private: bool, field: str = "callback_
     if reason is None and _is_name(host):
         reason = _resolved_reason(host, port or (443 if parts.scheme == "https" else 80))
     if reason:
-        raise bad(f"target not allowed: {reason} (for local testing set HOTSPOT_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true)")
+        raise bad(
+            f"target not allowed: {reason} "
+            "(for local testing set HOTSPOT_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true)"
+        )
     return url
 
 

@@ -53,9 +53,11 @@ def sqlite_file(url: URL) -> Path | None:
 
 
 def check_sqlite_path(path: Path, *, create_directory: bool = False) -> None:
-    """Fail clearly, before SQLite does obscurely, when the file cannot be where it is said to be."""
+    """Fail clearly, before SQLite does obscurely, when the file cannot be where it is said."""
     if not path.parent.exists() and create_directory:
         path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DatabaseUnavailable(f"cannot open database {path}: {path.parent} is not a directory")
     if not path.parent.is_dir():
         raise DatabaseUnavailable(
             f"cannot open database {path}: directory {path.parent} does not exist"

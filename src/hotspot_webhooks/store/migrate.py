@@ -50,6 +50,4 @@ async def require_current(engine: AsyncEngine, where: str) -> None:
     revision = await current_revision(engine)
     if revision != head_revision():
         state = "has no schema yet" if revision is None else f"is at revision {revision}"
-        raise ConfigurationError(
-            f"database {where} {state}; run `hotspot-webhooks migrate` first"
-        )
+        raise ConfigurationError(f"database {where} {state}; run `hotspot-webhooks migrate` first")

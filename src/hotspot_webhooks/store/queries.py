@@ -8,22 +8,24 @@ one transaction, and the dispatcher's claim and record are one statement or one 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import Conflict
+from .bulk import BulkStatement
 from .database import transaction
 from .schema import attempts, deliveries, events, locations, operators, tokens, webhooks
 
 DELIVERY_COLUMNS = (*deliveries.c, events.c.type.label("event_type"))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ClaimedDelivery:
     """A leased delivery with everything needed to send it."""
 
@@ -48,7 +50,7 @@ class NewEvent:
     created_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """What one claimed delivery became: an attempt was made (``attempt``) or not."""
 
@@ -66,10 +68,10 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    def read(self) -> Any:
+    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(self.engine, write=False)
 
-    def write(self) -> Any:
+    def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(self.engine, write=True)
 
     async def close(self) -> None:
@@ -200,7 +202,8 @@ class Store:
                     fresh.setdefault(new.id, new)
             targets = await _matching_webhooks(conn, fresh.values())
             counts = dict(existing)
-            event_rows, delivery_rows = [], []
+            event_rows: list[dict[str, Any]] = []
+            delivery_rows: list[dict[str, Any]] = []
             for new in fresh.values():
                 matched = targets.get((new.location_id, new.type), [])
                 counts[new.id] = len(matched)
@@ -328,13 +331,17 @@ class Store:
         )
         async with self.write() as conn:
             claimed = (
-                await conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(due.scalar_subquery()))
-                    .values(next_attempt_at=lease_until, lease_owner=owner)
-                    .returning(deliveries.c.id)
+                (
+                    await conn.execute(
+                        update(deliveries)
+                        .where(deliveries.c.id.in_(due.scalar_subquery()))
+                        .values(next_attempt_at=lease_until, lease_owner=owner)
+                        .returning(deliveries.c.id)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             if not claimed:
                 return []
             rows = await conn.execute(
@@ -390,27 +397,11 @@ class Store:
                 {"delivery_id": o.delivery_id, **o.attempt} for o in outcomes if o.attempt
             ]
             if attempt_rows:
-                await conn.execute(insert(attempts), attempt_rows)
+                await _INSERT_ATTEMPT.executemany(conn, attempt_rows)
             kept = 0
             if outcomes:
-                result = await conn.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.id == bindparam("b_id"),
-                        deliveries.c.lease_owner == bindparam("b_owner"),
-                    )
-                    .values(
-                        status=bindparam("b_status"),
-                        attempt_count=bindparam("b_attempt_count"),
-                        next_attempt_at=bindparam("b_next_attempt_at"),
-                        last_status=bindparam("b_last_status"),
-                        last_error=bindparam("b_last_error"),
-                        delivered_at=func.coalesce(
-                            bindparam("b_delivered_at", type_=deliveries.c.delivered_at.type),
-                            deliveries.c.delivered_at,
-                        ),
-                        lease_owner=None,
-                    ),
+                kept = await _RECORD_OUTCOME.executemany(
+                    conn,
                     [
                         {
                             "b_id": o.delivery_id,
@@ -425,7 +416,6 @@ class Store:
                         for o in outcomes
                     ],
                 )
-                kept = result.rowcount
             if released:
                 await conn.execute(
                     update(deliveries)
@@ -452,6 +442,30 @@ class Store:
                 .limit(1)
             )
             return result.scalar()
+
+
+_INSERT_ATTEMPT = BulkStatement(
+    insert(attempts).values({c.name: bindparam(c.name) for c in attempts.c if c.name != "id"}),
+    datetimes=["started_at"],
+    jsons=["request_headers"],
+)
+_RECORD_OUTCOME = BulkStatement(
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        deliveries.c.lease_owner == bindparam("b_owner"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        attempt_count=bindparam("b_attempt_count"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        last_status=bindparam("b_last_status"),
+        last_error=bindparam("b_last_error"),
+        delivered_at=func.coalesce(bindparam("b_delivered_at"), deliveries.c.delivered_at),
+        lease_owner=null(),
+    ),
+    datetimes=["b_next_attempt_at", "b_delivered_at"],
+)
 
 
 async def _insert_unique(

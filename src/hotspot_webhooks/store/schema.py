@@ -118,9 +118,7 @@ deliveries = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("event_id", String(200), ForeignKey("events.id"), nullable=False, index=True),
-    Column(
-        "webhook_id", ID, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("webhook_id", ID, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempt_count", Integer, nullable=False),
     # While leased, next_attempt_at is the lease's expiry: a dead worker's deliveries come due
@@ -138,7 +136,9 @@ deliveries = Table(
 attempts = Table(
     "attempts",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column(
         "delivery_id",
         ID,

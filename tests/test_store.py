@@ -1,0 +1,477 @@
+"""The store under the service: schema, pragmas, atomic emits, leases, pages and failures.
+
+Every test runs on a real migrated SQLite file (the ``service`` fixture); rows are read back
+with SQL so that what is checked is what is stored, not what a model says about it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, insert, select, update
+
+from hotspot_webhooks import catalog
+from hotspot_webhooks.config import Settings
+from hotspot_webhooks.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    InvalidInput,
+    NotFound,
+)
+from hotspot_webhooks.service import EmitRequest, Service
+from hotspot_webhooks.store import NewEvent, Outcome
+from hotspot_webhooks.store.schema import attempts, deliveries, events, metadata
+
+CUSTOMER = "customer.create"
+SUBSCRIBER = "subscriber.create"
+SAMPLE = dict(catalog.EVENT_TYPES[CUSTOMER].sample)
+RECEIVER = "http://127.0.0.1:9/hook"
+
+
+async def webhook(service: Service, location: str, event_type: str = CUSTOMER) -> str:
+    return (await service.create_webhook(location, event_type, RECEIVER)).id
+
+
+async def count(service: Service, table: Any, *where: Any) -> int:
+    async with service.store.read() as conn:
+        query = select(func.count()).select_from(table).where(*where)
+        return (await conn.execute(query)).scalar_one()
+
+
+async def delivery_rows(service: Service, *where: Any) -> list[Any]:
+    async with service.store.read() as conn:
+        query = select(deliveries).where(*where).order_by(deliveries.c.id)
+        return list((await conn.execute(query)).all())
+
+
+async def set_delivery(service: Service, delivery_id: str, **values: Any) -> None:
+    async with service.store.write() as conn:
+        query = update(deliveries).where(deliveries.c.id == delivery_id).values(**values)
+        await conn.execute(query)
+
+
+async def stored_body(service: Service, event_id: str) -> bytes:
+    row = await service.store.get_event(event_id)
+    assert row is not None
+    return bytes(row.body)
+
+
+def attempt(number: int = 1, status: int | None = 200) -> dict[str, Any]:
+    return {
+        "number": number,
+        "started_at": datetime.now(UTC),
+        "duration_ms": 12,
+        "request_headers": {"X-Hotspotsystem-Attempt": str(number)},
+        "status": status,
+        "response_excerpt": "ok",
+        "error": None,
+    }
+
+
+def succeeded(delivery_id: str) -> Outcome:
+    now = datetime.now(UTC)
+    return Outcome(delivery_id, "succeeded", 1, None, 200, None, now, attempt())
+
+
+# ---- schema and connection ------------------------------------------------------------------
+
+
+async def test_migrated_schema_matches_the_table_definitions(service: Service) -> None:
+    def differences(sync_conn: Any) -> list[Any]:
+        context = MigrationContext.configure(sync_conn, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    async with service.store.read() as conn:
+        assert await conn.run_sync(differences) == []
+
+
+async def test_sqlite_runs_in_wal_mode_with_full_sync_and_foreign_keys(service: Service) -> None:
+    async with service.store.read() as conn:
+
+        async def pragma(name: str) -> Any:
+            return (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+
+        assert await pragma("journal_mode") == "wal"
+        assert await pragma("synchronous") == 2  # FULL
+        assert await pragma("foreign_keys") == 1
+
+
+# ---- emit -----------------------------------------------------------------------------------
+
+
+async def test_emit_creates_one_pending_delivery_per_enabled_matching_webhook(
+    service: Service, location: str
+) -> None:
+    await service.create_location("loc-2", "Elsewhere", "acme")
+    first = await webhook(service, location)
+    second = await webhook(service, location)
+    other_type = await webhook(service, location, SUBSCRIBER)
+    other_location = await webhook(service, "loc-2")
+    disabled = await webhook(service, location)
+    assert await service.store.update_webhook(disabled, {"status": "disabled"})
+
+    result = await service.emit(CUSTOMER, location, SAMPLE, id="evt-fanout")
+
+    assert (result.deliveries, result.duplicate) == (2, False)
+    rows = await delivery_rows(service, deliveries.c.event_id == "evt-fanout")
+    assert sorted(r.webhook_id for r in rows) == sorted([first, second])
+    assert {r.status for r in rows} == {"pending"}
+    assert {r.attempt_count for r in rows} == {0}
+    assert all(r.next_attempt_at is not None for r in rows)
+    for none_expected in (other_type, other_location, disabled):
+        assert await count(service, deliveries, deliveries.c.webhook_id == none_expected) == 0
+    assert (await service.get_event("evt-fanout")).deliveries == 2
+
+
+async def test_emit_stores_the_body_bytes_the_catalog_serializes(
+    service: Service, location: str
+) -> None:
+    given = {"id": "59243583", "email": "myname@gmail.com", "country_code": "AR"}
+    event_type = catalog.get_event_type(CUSTOMER)
+
+    await service.emit(CUSTOMER, location, given, id="evt-body")
+
+    body = await stored_body(service, "evt-body")
+    assert body == catalog.serialize(catalog.validate(event_type, given))
+    assert list(catalog.parse_json(body)) == list(event_type.fields)  # omitted fields as null
+
+
+async def test_emit_with_an_existing_id_changes_nothing_and_returns_the_first_result(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+    first = await service.emit(CUSTOMER, location, SAMPLE, id="evt-once")
+    body = await stored_body(service, "evt-once")
+    await webhook(service, location)  # a second webhook now matches: the replay must ignore it
+
+    again = await service.emit(CUSTOMER, location, {"id": "something else"}, id="evt-once")
+
+    assert (first.deliveries, first.duplicate) == (1, False)
+    assert (again.id, again.deliveries, again.duplicate) == ("evt-once", 1, True)
+    assert await stored_body(service, "evt-once") == body
+    assert await count(service, events) == 1
+    assert await count(service, deliveries) == 1
+
+
+async def test_emit_many_with_one_bad_payload_stores_nothing_and_names_its_index(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+    batch = [
+        EmitRequest(CUSTOMER, location, SAMPLE, id="evt-a"),
+        EmitRequest(CUSTOMER, location, {"id": "1", "bogus": "x"}, id="evt-b"),
+        EmitRequest(CUSTOMER, location, SAMPLE, id="evt-c"),
+    ]
+
+    with pytest.raises(InvalidInput) as raised:
+        await service.emit_many(batch)
+
+    assert "events[1].data.bogus" in raised.value.message
+    assert [d["field"] for d in raised.value.details] == ["events[1].data.bogus"]
+    assert await count(service, events) == 0
+    assert await count(service, deliveries) == 0
+
+
+async def test_emit_many_with_one_unknown_location_stores_nothing_and_names_its_index(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+    batch = [
+        EmitRequest(CUSTOMER, location, SAMPLE),
+        EmitRequest(CUSTOMER, "loc-missing", SAMPLE),
+    ]
+
+    with pytest.raises(NotFound) as raised:
+        await service.emit_many(batch)
+
+    assert "loc-missing" in raised.value.message
+    assert [d["field"] for d in raised.value.details] == ["events[1].location_id"]
+    assert await count(service, events) == 0
+    assert await count(service, deliveries) == 0
+
+
+async def test_a_failure_while_writing_deliveries_leaves_no_event_behind(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+    await webhook(service, location)
+    body = catalog.serialize(SAMPLE)
+    new = NewEvent("evt-torn", CUSTOMER, location, body, datetime.now(UTC))
+
+    # Two matching webhooks given the same delivery id: the deliveries insert fails after the
+    # event row was written in the same transaction.
+    with pytest.raises(Exception, match="UNIQUE"):
+        await service.store.insert_events([new], lambda: "dlv_same")
+
+    assert await service.store.get_event("evt-torn") is None
+    assert await count(service, deliveries) == 0
+
+
+async def test_a_crash_inside_a_write_transaction_commits_nothing(
+    service: Service, location: str
+) -> None:
+    row = {
+        "id": "evt-crash",
+        "type": CUSTOMER,
+        "location_id": location,
+        "body": b"{}",
+        "delivery_count": 0,
+        "created_at": datetime.now(UTC),
+    }
+
+    async def insert_then_crash() -> None:
+        async with service.store.write() as conn:
+            await conn.execute(insert(events), row)
+            raise RuntimeError("crash after the insert, before the commit")
+
+    with pytest.raises(RuntimeError, match="crash"):
+        await insert_then_crash()
+
+    assert await service.store.get_event("evt-crash") is None
+    path = service.settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as other_connection:
+        assert other_connection.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+# ---- leases ---------------------------------------------------------------------------------
+
+
+async def test_claim_due_leases_only_due_pending_deliveries_until_the_lease_runs_out(
+    service: Service, location: str
+) -> None:
+    hook = await webhook(service, location)
+    for name in ("due", "later", "done"):
+        await service.emit(CUSTOMER, location, SAMPLE, id=f"evt-{name}")
+    ids = {r.event_id: r.id for r in await delivery_rows(service)}
+    now = datetime.now(UTC)
+    await set_delivery(service, ids["evt-later"], next_attempt_at=now + timedelta(hours=1))
+    await set_delivery(service, ids["evt-done"], status="succeeded")
+    lease_until = now + timedelta(minutes=5)
+
+    claimed = await service.store.claim_due(
+        owner="w1", due_by=now, lease_until=lease_until, limit=10
+    )
+
+    assert [c.id for c in claimed] == [ids["evt-due"]]
+    only = claimed[0]
+    assert (only.event_id, only.webhook_id, only.attempt_number) == ("evt-due", hook, 1)
+    assert (only.callback_url, only.webhook_enabled) == (RECEIVER, True)
+    assert only.body == await stored_body(service, "evt-due")
+    [row] = await delivery_rows(service, deliveries.c.id == only.id)
+    assert (row.lease_owner, row.next_attempt_at, row.status) == ("w1", lease_until, "pending")
+
+    before_expiry = await service.store.claim_due(
+        owner="w2",
+        due_by=now + timedelta(minutes=1),
+        lease_until=now + timedelta(minutes=6),
+        limit=10,
+    )
+    assert before_expiry == []
+
+    second_lease = now + timedelta(minutes=11)
+    after_expiry = await service.store.claim_due(
+        owner="w2",
+        due_by=lease_until + timedelta(seconds=1),
+        lease_until=second_lease,
+        limit=10,
+    )
+    assert [c.id for c in after_expiry] == [only.id]
+    [row] = await delivery_rows(service, deliveries.c.id == only.id)
+    assert (row.lease_owner, row.next_attempt_at) == ("w2", second_lease)
+
+
+async def test_record_by_a_worker_that_lost_its_lease_keeps_the_attempt_but_not_the_state(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+    await service.emit(CUSTOMER, location, SAMPLE)
+    now = datetime.now(UTC)
+    [claimed] = await service.store.claim_due(
+        owner="w1", due_by=now, lease_until=now + timedelta(seconds=1), limit=10
+    )
+    await service.store.claim_due(
+        owner="w2",
+        due_by=now + timedelta(seconds=2),
+        lease_until=now + timedelta(minutes=5),
+        limit=10,
+    )
+
+    kept = await service.store.record("w1", [succeeded(claimed.id)])
+
+    assert kept == 0
+    [row] = await delivery_rows(service, deliveries.c.id == claimed.id)
+    assert (row.status, row.lease_owner, row.attempt_count) == ("pending", "w2", 0)
+    assert await count(service, attempts, attempts.c.delivery_id == claimed.id) == 1
+
+    assert await service.store.record("w2", [succeeded(claimed.id)]) == 1
+    [row] = await delivery_rows(service, deliveries.c.id == claimed.id)
+    assert (row.status, row.lease_owner, row.last_status) == ("succeeded", None, 200)
+
+
+# ---- listing, retrying, deleting ------------------------------------------------------------
+
+
+async def test_list_deliveries_pages_through_every_delivery_once(
+    service: Service, location: str
+) -> None:
+    hook = await webhook(service, location)
+    for _ in range(7):
+        await service.emit(CUSTOMER, location, SAMPLE)
+    all_ids = {r.id for r in await delivery_rows(service)}
+
+    pages, cursor = [], None
+    while True:
+        page = await service.list_deliveries(webhook_id=hook, cursor=cursor, limit=3)
+        pages.append([d.id for d in page.data])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        assert len(pages) < 5, "pagination does not end"
+
+    assert [len(p) for p in pages] == [3, 3, 1]
+    seen = [i for p in pages for i in p]
+    assert len(seen) == len(set(seen)) == 7
+    assert set(seen) == all_ids
+    assert seen == sorted(seen, reverse=True)  # newest first
+
+
+async def test_list_deliveries_filters_by_status_and_by_webhook(
+    service: Service, location: str
+) -> None:
+    customers = await webhook(service, location)
+    subscribers = await webhook(service, location, SUBSCRIBER)
+    for _ in range(4):
+        await service.emit(CUSTOMER, location, SAMPLE)
+    for _ in range(2):
+        await service.emit(SUBSCRIBER, location, SAMPLE)
+    customer_rows = await delivery_rows(service, deliveries.c.webhook_id == customers)
+    failed = {r.id for r in customer_rows[:2]}
+    for delivery_id in failed:
+        await set_delivery(service, delivery_id, status="failed")
+
+    by_status = await service.list_deliveries(status="failed")
+    by_webhook = await service.list_deliveries(webhook_id=subscribers)
+    pending_customers = await service.list_deliveries(webhook_id=customers, status="pending")
+
+    assert {d.id for d in by_status.data} == failed
+    assert len(by_webhook.data) == 2
+    assert {(d.webhook_id, d.event_type) for d in by_webhook.data} == {(subscribers, SUBSCRIBER)}
+    assert len(pending_customers.data) == 2
+    assert not failed & {d.id for d in pending_customers.data}
+    with pytest.raises(InvalidInput, match="status"):
+        await service.list_deliveries(status="lost")
+
+
+async def test_retry_makes_a_failed_delivery_pending_and_due_now(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+    await service.emit(CUSTOMER, location, SAMPLE)
+    [row] = await delivery_rows(service)
+    await set_delivery(service, row.id, status="failed", next_attempt_at=None, attempt_count=21)
+
+    before = datetime.now(UTC)
+    retried = await service.retry_delivery(row.id)
+    after = datetime.now(UTC)
+
+    assert retried.status == "pending"
+    assert retried.next_attempt_at is not None
+    assert before <= retried.next_attempt_at <= after
+    due = await service.store.claim_due(
+        owner="w1", due_by=after, lease_until=after + timedelta(minutes=5), limit=10
+    )
+    assert [c.id for c in due] == [row.id]
+
+
+async def test_retry_of_a_delivery_being_attempted_is_refused(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+    await service.emit(CUSTOMER, location, SAMPLE)
+    now = datetime.now(UTC)
+    lease_until = now + timedelta(minutes=5)
+    [claimed] = await service.store.claim_due(
+        owner="w1", due_by=now, lease_until=lease_until, limit=10
+    )
+
+    with pytest.raises(InvalidInput, match="being attempted"):
+        await service.retry_delivery(claimed.id)
+
+    [row] = await delivery_rows(service, deliveries.c.id == claimed.id)
+    assert (row.lease_owner, row.next_attempt_at) == ("w1", lease_until)
+    with pytest.raises(NotFound):
+        await service.retry_delivery("dlv_unknown")
+
+
+async def test_delete_webhook_removes_its_deliveries_and_attempts_only(
+    service: Service, location: str
+) -> None:
+    doomed = await webhook(service, location)
+    kept = await webhook(service, location)
+    await service.emit(CUSTOMER, location, SAMPLE, id="evt-shared")
+    now = datetime.now(UTC)
+    claimed = await service.store.claim_due(
+        owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=10
+    )
+    assert await service.store.record("w1", [succeeded(c.id) for c in claimed]) == 2
+    doomed_ids = [r.id for r in await delivery_rows(service, deliveries.c.webhook_id == doomed)]
+
+    await service.delete_webhook(doomed)
+
+    assert await service.store.get_webhook(doomed) is None
+    assert await count(service, deliveries, deliveries.c.webhook_id == doomed) == 0
+    assert await count(service, attempts, attempts.c.delivery_id.in_(doomed_ids)) == 0
+    assert await count(service, deliveries, deliveries.c.webhook_id == kept) == 1
+    assert await count(service, attempts) == 1
+    assert await service.store.get_event("evt-shared") is not None
+    with pytest.raises(NotFound):
+        await service.delete_webhook(doomed)
+
+
+# ---- opening a database that is not there ---------------------------------------------------
+
+
+async def test_open_in_a_directory_that_does_not_exist_is_database_unavailable(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-dir" / "sub"
+
+    for migrate in (False, True):
+        settings = make_settings(database_url=f"sqlite:///{missing / 'hooks.db'}")
+        with pytest.raises(DatabaseUnavailable) as raised:
+            await Service.open(settings, migrate=migrate)
+        assert str(missing) in raised.value.message
+        assert not missing.parent.exists()
+
+
+async def test_open_on_a_file_that_was_never_migrated_says_to_run_migrate(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE unrelated (x)")
+
+    with pytest.raises(ConfigurationError, match="hotspot-webhooks migrate"):
+        await Service.open(make_settings(database_url=f"sqlite:///{path}"))
+
+    with sqlite3.connect(path) as conn:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    assert tables == [("unrelated",)]
+
+
+async def test_open_on_a_missing_file_says_to_run_migrate_and_creates_nothing(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    path = tmp_path / "never.db"
+
+    with pytest.raises(ConfigurationError, match="hotspot-webhooks migrate"):
+        await Service.open(make_settings(database_url=f"sqlite:///{path}"))
+
+    assert not path.exists()

@@ -1,0 +1,276 @@
+"""The SSRF guard (SPEC §6): which callback URLs may be stored and which addresses connected to."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from hotspot_webhooks.delivery.targets import (
+    MAX_URL_LENGTH,
+    ForbiddenTarget,
+    GuardedResolver,
+    check_callback_url,
+    forbidden_reason,
+    literal_address_reason,
+)
+from hotspot_webhooks.errors import InvalidInput
+
+PUBLIC_V4 = "93.184.216.34"
+PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
+
+
+def rejected(url: str, *, allow_private: bool = False) -> InvalidInput:
+    with pytest.raises(InvalidInput) as info:
+        check_callback_url(url, allow_private=allow_private)
+    error = info.value
+    assert "callback_url" in error.message
+    assert [d["field"] for d in error.details] == ["callback_url"]
+    assert error.status == 422
+    return error
+
+
+# --- accepted ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://{PUBLIC_V4}/hook",
+        f"https://{PUBLIC_V4}:8443/hooks/customer?x=1",
+        f"http://[{PUBLIC_V6}]/hook",
+        "https://8.8.8.8/",
+    ],
+)
+def test_public_ip_literal_url_is_accepted_unchanged(url: str) -> None:
+    assert check_callback_url(url, allow_private=False) == url
+
+
+def test_custom_field_name_is_used_in_the_error() -> None:
+    with pytest.raises(InvalidInput) as info:
+        check_callback_url("ftp://x/", allow_private=False, field="url")
+    assert [d["field"] for d in info.value.details] == ["url"]
+
+
+# --- malformed URLs, refused whatever allow_private says ------------------------------------
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"ftp://{PUBLIC_V4}/hook",
+        "file:///etc/passwd",
+        f"gopher://{PUBLIC_V4}/",
+        f"//{PUBLIC_V4}/hook",
+        f"{PUBLIC_V4}/hook",
+        "",
+        "   ",
+    ],
+)
+def test_non_http_scheme_or_missing_scheme_is_rejected(url: str, allow_private: bool) -> None:
+    rejected(url, allow_private=allow_private)
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+@pytest.mark.parametrize(
+    "url",
+    [f"http://user:pass@{PUBLIC_V4}/hook", f"https://user@{PUBLIC_V4}/", "http://a:b@127.0.0.1/"],
+)
+def test_credentials_in_url_are_rejected(url: str, allow_private: bool) -> None:
+    error = rejected(url, allow_private=allow_private)
+    assert "credentials" in error.message
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+@pytest.mark.parametrize("url", ["http:///hook", "https://:443/hook", "http://?x=1"])
+def test_url_without_host_is_rejected(url: str, allow_private: bool) -> None:
+    rejected(url, allow_private=allow_private)
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://{PUBLIC_V4}/ho ok",
+        f" http://{PUBLIC_V4}/hook",
+        f"http://{PUBLIC_V4}/hook\n",
+        f"http://{PUBLIC_V4}/ho\tok",
+    ],
+)
+def test_url_with_whitespace_is_rejected(url: str, allow_private: bool) -> None:
+    rejected(url, allow_private=allow_private)
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_over_long_url_is_rejected(allow_private: bool) -> None:
+    base = f"http://{PUBLIC_V4}/"
+    assert check_callback_url(base + "a" * (MAX_URL_LENGTH - len(base)), allow_private=True)
+    error = rejected(base + "a" * (MAX_URL_LENGTH + 1 - len(base)), allow_private=allow_private)
+    assert str(MAX_URL_LENGTH) in error.message
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_invalid_port_is_rejected(allow_private: bool) -> None:
+    rejected(f"http://{PUBLIC_V4}:99999/hook", allow_private=allow_private)
+
+
+def test_non_string_url_is_rejected() -> None:
+    rejected(None)  # type: ignore[arg-type]
+
+
+# --- internal targets ----------------------------------------------------------------------
+
+INTERNAL_URLS = [
+    "http://127.0.0.1/hook",
+    "http://127.0.0.1:8080/hook",
+    "http://localhost/hook",
+    "http://LOCALHOST./hook",
+    "http://[::1]/hook",
+    "http://10.0.0.1/hook",
+    "http://172.16.0.1/hook",
+    "http://192.168.1.1/hook",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://224.0.0.1/hook",
+    "http://0.0.0.0/hook",
+    "http://[::ffff:127.0.0.1]/hook",
+    "http://100.64.0.1/hook",
+    "http://[fe80::1%25eth0]/hook",
+    "http://[fc00::1]/hook",
+    # numeric host forms that the resolver turns into 127.0.0.1
+    "http://2130706433/hook",
+    "http://127.1/hook",
+    "http://0x7f000001/hook",
+]
+
+
+@pytest.mark.parametrize("url", INTERNAL_URLS)
+def test_internal_target_is_rejected_naming_callback_url(url: str) -> None:
+    error = rejected(url)
+    assert "not allowed" in error.message
+    assert "ALLOW_PRIVATE_TARGETS" in error.message
+
+
+@pytest.mark.parametrize("url", INTERNAL_URLS)
+def test_internal_target_is_accepted_with_allow_private(url: str) -> None:
+    assert check_callback_url(url, allow_private=True) == url
+
+
+# --- forbidden_reason ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("127.255.0.9", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("fe80::1%eth0", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("10.0.0.1", "private"),
+        ("172.16.0.1", "private"),
+        ("172.31.255.254", "private"),
+        ("192.168.1.1", "private"),
+        ("::ffff:10.0.0.1", "private"),
+        ("fc00::1", "private"),
+        ("100.64.0.1", "non-global"),
+        ("::7f00:1", "reserved"),
+    ],
+)
+def test_forbidden_reason_names_the_address_class(address: str, kind: str) -> None:
+    reason = forbidden_reason(address)
+    assert reason == f"{address} is a {kind} address"
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "240.0.0.1", "255.255.255.255"])
+def test_unspecified_broadcast_and_reserved_addresses_are_forbidden(address: str) -> None:
+    assert forbidden_reason(address) is not None
+
+
+@pytest.mark.parametrize("address", [PUBLIC_V4, PUBLIC_V6, "8.8.8.8", "172.32.0.1", "1.1.1.1"])
+def test_public_unicast_address_has_no_forbidden_reason(address: str) -> None:
+    assert forbidden_reason(address) is None
+
+
+def test_names_are_not_judged_by_forbidden_reason() -> None:
+    assert forbidden_reason("example.com") is None
+
+
+def test_literal_address_reason_checks_ip_literals_and_ignores_missing_host() -> None:
+    assert literal_address_reason("127.0.0.1") == "127.0.0.1 is a loopback address"
+    assert literal_address_reason(PUBLIC_V4) is None
+    assert literal_address_reason(None) is None
+    assert literal_address_reason("") is None
+
+
+# --- GuardedResolver -----------------------------------------------------------------------
+
+
+def entry(host: str, family: socket.AddressFamily = socket.AF_INET) -> ResolveResult:
+    return {
+        "hostname": "hooks.example.com",
+        "host": host,
+        "port": 443,
+        "family": family,
+        "proto": 0,
+        "flags": socket.AI_NUMERICHOST,
+    }
+
+
+class FixedResolver(AbstractResolver):
+    """A resolver that answers every name with a fixed list of addresses."""
+
+    def __init__(self, addresses: list[ResolveResult]) -> None:
+        self.addresses = addresses
+        self.asked: list[tuple[str, int, socket.AddressFamily]] = []
+        self.closed = False
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append((host, port, family))
+        return list(self.addresses)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_guarded_resolver_passes_public_addresses_through() -> None:
+    inner = FixedResolver([entry(PUBLIC_V4), entry(PUBLIC_V6, socket.AF_INET6)])
+    resolved = await GuardedResolver(inner).resolve("hooks.example.com", 443, socket.AF_UNSPEC)
+    assert resolved == [entry(PUBLIC_V4), entry(PUBLIC_V6, socket.AF_INET6)]
+    assert inner.asked == [("hooks.example.com", 443, socket.AF_UNSPEC)]
+
+
+async def test_guarded_resolver_drops_private_results_and_keeps_public_ones() -> None:
+    inner = FixedResolver(
+        [entry("10.0.0.5"), entry(PUBLIC_V4), entry("169.254.169.254"),
+         entry("::1", socket.AF_INET6)]
+    )  # fmt: skip
+    resolved = await GuardedResolver(inner).resolve("hooks.example.com", 443)
+    assert [r["host"] for r in resolved] == [PUBLIC_V4]
+
+
+async def test_guarded_resolver_raises_forbidden_target_when_all_results_are_private() -> None:
+    inner = FixedResolver([entry("127.0.0.1"), entry("169.254.169.254")])
+    with pytest.raises(ForbiddenTarget) as info:
+        await GuardedResolver(inner).resolve("rebound.example.com", 80)
+    message = str(info.value)
+    assert "rebound.example.com" in message
+    assert "loopback" in message
+    assert "link-local" in message
+
+
+def test_forbidden_target_is_an_os_error_so_aiohttp_reports_a_connection_error() -> None:
+    assert issubclass(ForbiddenTarget, OSError)
+
+
+async def test_guarded_resolver_close_closes_the_inner_resolver() -> None:
+    inner = FixedResolver([])
+    await GuardedResolver(inner).close()
+    assert inner.closed
