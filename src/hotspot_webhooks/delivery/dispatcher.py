@@ -175,125 +175,31 @@ class Dispatcher:
         """Claim and deliver everything due now; return what happened."""
         clock = time.monotonic()
         due_by = datetime.now(UTC)
-        stats = PassStats()
-        recorder = _Recorder(self.store, self.owner, stats)
-        recording = asyncio.create_task(recorder.run())
-        unfinished = 0
-        progress = asyncio.Event()
-
-        async def deliver(item: tuple[ClaimedDelivery, float]) -> None:
-            nonlocal unfinished
-            try:
-                await self._deliver(*item, recorder)
-            finally:
-                unfinished -= 1
-                progress.set()
-
-        lanes: HostLanes[tuple[ClaimedDelivery, float]] = HostLanes(
-            concurrency=self.settings.concurrency,
-            per_host=self.settings.per_host_concurrency,
-            work=deliver,
-        )
+        current = _Pass(self)
+        recording = asyncio.create_task(current.recorder.run())
         refill_below = self._max_claimed - min(self.settings.batch_size, self._max_claimed) // 2
         try:
             while not self.stopping.is_set():
-                if unfinished > refill_below:
-                    progress.clear()
-                    await progress.wait()
+                if current.unfinished > refill_below:
+                    current.progress.clear()
+                    await current.progress.wait()
                     continue
                 now = datetime.now(UTC)
                 batch = await self.store.claim_due(
                     owner=self.owner,
                     due_by=due_by,
                     lease_until=now + timedelta(seconds=self.settings.lease),
-                    limit=min(self.settings.batch_size, self._max_claimed - unfinished),
+                    limit=min(self.settings.batch_size, self._max_claimed - current.unfinished),
                 )
                 if not batch:
                     break
-                stats.claimed += len(batch)
-                unfinished += len(batch)
-                lease_until = time.monotonic() + self.settings.lease
-                for claimed in batch:
-                    lanes.put(_host(claimed.callback_url), (claimed, lease_until))
-            await lanes.join()
+                current.add(batch, lease_deadline=time.monotonic() + self.settings.lease)
+            await current.lanes.join()
         finally:
-            await recorder.close()
+            await current.recorder.close()
             await recording
-        stats.seconds = time.monotonic() - clock
-        return stats
-
-    async def _deliver(
-        self, claimed: ClaimedDelivery, lease_until: float, recorder: _Recorder
-    ) -> None:
-        try:
-            if not claimed.webhook_enabled:
-                recorder.add(_webhook_disabled(claimed))
-                recorder.stats.failed += 1
-                return
-            # never send on a lease that may run out mid-request: another worker may be
-            # about to claim the delivery
-            if self.stopping.is_set() or time.monotonic() + self.settings.timeout > lease_until:
-                recorder.release(claimed.id)
-                return
-            await self._attempt(claimed, recorder)
-        except Exception as exc:
-            # counted as a failed attempt, so a delivery that keeps failing this way still
-            # ends after its retries instead of looping unrecorded
-            log.exception("delivery %s: internal error", claimed.id)
-            self._record(
-                claimed,
-                {},
-                AttemptResult(
-                    started_at=datetime.now(UTC),
-                    duration_ms=0,
-                    status=None,
-                    response_excerpt=None,
-                    error=f"internal error: {type(exc).__name__}: {exc}",
-                ),
-                recorder,
-            )
-
-    async def _attempt(self, claimed: ClaimedDelivery, recorder: _Recorder) -> None:
-        headers = delivery_headers(
-            DeliveryRequest(
-                event_id=claimed.event_id,
-                event_type=claimed.event_type,
-                location_id=claimed.location_id,
-                delivery_id=claimed.id,
-                attempt=claimed.attempt_number,
-            ),
-            claimed.body,
-            [self._api_key(claimed.api_key_encrypted)],
-            int(time.time()),
-        )
-        result = await self.sender.send(claimed.callback_url, claimed.body, headers)
-        self._record(claimed, headers, result, recorder)
-
-    def _record(
-        self,
-        claimed: ClaimedDelivery,
-        headers: dict[str, str],
-        result: AttemptResult,
-        recorder: _Recorder,
-    ) -> None:
-        decision = decide(
-            delivery_id=claimed.id,
-            attempt_number=claimed.attempt_number,
-            result=result,
-            request_headers=headers,
-            policy=self.policy,
-            is_success=self.settings.is_success,
-            now=datetime.now(UTC),
-        )
-        status = decision.outcome.status
-        if status == "succeeded":
-            recorder.stats.succeeded += 1
-        elif status == "pending":
-            recorder.stats.retrying += 1
-        else:
-            recorder.stats.failed += 1
-        disable = (claimed.webhook_id, decision.disable_reason) if decision.disable_reason else None
-        recorder.add(decision.outcome, disable)
+        current.stats.seconds = time.monotonic() - clock
+        return current.stats
 
     def _api_key(self, encrypted: str) -> str:
         key = self._keys.get(encrypted)
@@ -302,6 +208,98 @@ class Dispatcher:
                 self._keys.clear()
             key = self._keys[encrypted] = self.cipher.decrypt(encrypted)
         return key
+
+
+class _Pass:
+    """One pass's deliveries in flight: lanes to send them, a recorder to write outcomes."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.settings = dispatcher.settings
+        self.stats = PassStats()
+        self.recorder = _Recorder(dispatcher.store, dispatcher.owner, self.stats)
+        self.unfinished = 0  # claimed, not yet decided
+        self.progress = asyncio.Event()
+        self.lanes: HostLanes[tuple[ClaimedDelivery, float]] = HostLanes(
+            concurrency=self.settings.concurrency,
+            per_host=self.settings.per_host_concurrency,
+            work=self.deliver,
+        )
+
+    def add(self, batch: list[ClaimedDelivery], lease_deadline: float) -> None:
+        self.stats.claimed += len(batch)
+        self.unfinished += len(batch)
+        for claimed in batch:
+            self.lanes.put(_host(claimed.callback_url), (claimed, lease_deadline))
+
+    async def deliver(self, item: tuple[ClaimedDelivery, float]) -> None:
+        """Attempt one delivery (or hand it back) and hand its outcome to the recorder."""
+        claimed, lease_deadline = item
+        dispatcher = self.dispatcher
+        headers: dict[str, str] = {}
+        try:
+            if not claimed.webhook_enabled:
+                self.recorder.add(_webhook_disabled(claimed))
+                self.stats.failed += 1
+                return
+            # never send on a lease that may run out mid-request: another worker may be
+            # about to claim the delivery
+            if (
+                dispatcher.stopping.is_set()
+                or time.monotonic() + self.settings.timeout > lease_deadline
+            ):
+                self.recorder.release(claimed.id)
+                return
+            headers = delivery_headers(
+                DeliveryRequest(
+                    claimed.event_id,
+                    claimed.event_type,
+                    claimed.location_id,
+                    claimed.id,
+                    claimed.attempt_number,
+                ),
+                claimed.body,
+                [dispatcher._api_key(claimed.api_key_encrypted)],
+                int(time.time()),
+            )
+            result = await dispatcher.sender.send(claimed.callback_url, claimed.body, headers)
+        except Exception as exc:
+            # counted as a failed attempt, so a delivery that keeps failing this way still
+            # ends after its retries instead of looping unrecorded
+            log.exception("delivery %s: internal error", claimed.id)
+            result = AttemptResult(
+                started_at=datetime.now(UTC),
+                duration_ms=0,
+                status=None,
+                response_excerpt=None,
+                error=f"internal error: {type(exc).__name__}: {exc}",
+            )
+        finally:
+            self.unfinished -= 1
+            self.progress.set()
+        self.decide(claimed, headers, result)
+
+    def decide(
+        self, claimed: ClaimedDelivery, headers: dict[str, str], result: AttemptResult
+    ) -> None:
+        decision = decide(
+            delivery_id=claimed.id,
+            attempt_number=claimed.attempt_number,
+            result=result,
+            request_headers=headers,
+            policy=self.dispatcher.policy,
+            is_success=self.settings.is_success,
+            now=datetime.now(UTC),
+        )
+        status = decision.outcome.status
+        if status == "succeeded":
+            self.stats.succeeded += 1
+        elif status == "pending":
+            self.stats.retrying += 1
+        else:
+            self.stats.failed += 1
+        disable = (claimed.webhook_id, decision.disable_reason) if decision.disable_reason else None
+        self.recorder.add(decision.outcome, disable)
 
 
 def tune_process_for_throughput() -> None:

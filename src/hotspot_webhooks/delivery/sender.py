@@ -90,7 +90,11 @@ class Sender:
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                excerpt = await self._read_excerpt(response)
+                length = response.content_length
+                if length is not None and length <= self._excerpt_bytes:
+                    excerpt = (await response.read()).decode("utf-8", errors="replace")
+                else:
+                    excerpt = await self._read_excerpt(response)
                 if 300 <= status < 400:
                     location = response.headers.get("Location", "?")
                     error = f"redirect to {location} not followed"
@@ -110,9 +114,8 @@ class Sender:
         )
 
     async def _read_excerpt(self, response: aiohttp.ClientResponse) -> str:
-        length = response.content_length
-        if length is not None and length <= self._excerpt_bytes:
-            return (await response.read()).decode("utf-8", errors="replace")
+        """The first bytes of a long or unsized body; a little more is drained so the
+        connection can be reused, the rest is dropped with it."""
         chunks: list[bytes] = []
         size = 0
         while size < self._excerpt_bytes:

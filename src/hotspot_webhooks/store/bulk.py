@@ -1,15 +1,16 @@
-"""Statements the dispatcher runs once per delivery, executed as plain DBAPI ``executemany``.
+"""Statements the dispatcher runs for every delivery, executed through the driver directly.
 
-For a batch of a few hundred rows, SQLAlchemy's per-row parameter processing costs more than
-the database's own work. So these statements are written with SQLAlchemy as usual, compiled
-once per dialect, and run through the driver with tuples whose values are converted here: the
-datetime format each backend stores, JSON as text.
+For a batch of a few hundred rows, SQLAlchemy's per-row processing (parameter dicts, type
+processors, result rows) costs more than the database's own work. These statements are still
+written with SQLAlchemy, compiled once per dialect, but their values travel as plain tuples in
+the order the caller declares, converted here where a backend needs it: SQLite stores datetimes
+as text in SQLAlchemy's format, and JSON goes as text to both.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,54 +29,84 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _native_datetime(value: datetime | None) -> datetime | None:
-    return value
-
-
 def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-class BulkStatement:
-    """One INSERT/UPDATE with named parameters; ``datetimes`` and ``jsons`` name the ones to
-    convert."""
+class _Compiled:
+    """SQL text plus how to turn a caller's tuple into the driver's positional parameters:
+    ``order`` picks each position from the tuple by index, or is a constant of the statement
+    (a literal such as ``status = 'pending'``) given as ``(value,)``."""
 
     def __init__(
-        self, statement: ClauseElement, *, datetimes: Sequence[str] = (), jsons: Sequence[str] = ()
+        self, sql: str, order: list[int | tuple[Any]], converters: list[tuple[int, Converter]]
+    ) -> None:
+        self.sql = sql
+        self.order = order
+        self.converters = converters
+        self.identity = order == list(range(len(order)))
+
+    def params(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        if self.converters:
+            values = list(row)
+            for index, convert in self.converters:
+                values[index] = convert(values[index])
+            row = tuple(values)
+        if self.identity:
+            return row
+        return tuple([row[i] if isinstance(i, int) else i[0] for i in self.order])
+
+
+class DriverStatement:
+    """A statement with named bind parameters, run with tuples of values in ``params`` order.
+
+    ``datetimes`` and ``jsons`` name the parameters that need converting for the driver.
+    """
+
+    def __init__(
+        self,
+        statement: ClauseElement,
+        params: Sequence[str],
+        *,
+        datetimes: Sequence[str] = (),
+        jsons: Sequence[str] = (),
     ) -> None:
         self._statement = statement
+        self._params = list(params)
         self._datetimes = frozenset(datetimes)
         self._jsons = frozenset(jsons)
-        self._compiled: dict[str, tuple[str, list[tuple[str, Converter | None]]]] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
-    def _compile(self, dialect: Dialect) -> tuple[str, list[tuple[str, Converter | None]]]:
+    def _compile(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
-        if found is None:
-            compiled = self._statement.compile(dialect=dialect)
-            assert isinstance(compiled, SQLCompiler)
-            if compiled.positiontup is None:
-                raise RuntimeError(f"{dialect.name} does not use positional parameters")
-            to_datetime = _sqlite_datetime if dialect.name == "sqlite" else _native_datetime
-            order: list[tuple[str, Converter | None]] = [
-                (
-                    name,
-                    to_datetime
-                    if name in self._datetimes
-                    else _json_text
-                    if name in self._jsons
-                    else None,
-                )
-                for name in compiled.positiontup
-            ]
-            found = self._compiled[dialect.name] = (compiled.string, order)
+        if found is not None:
+            return found
+        compiled = self._statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        positions = compiled.positiontup
+        if positions is None or not set(self._params) <= set(positions):
+            raise RuntimeError(f"statement parameters {positions} lack some of {self._params}")
+        converters: list[tuple[int, Converter]] = []
+        for index, name in enumerate(self._params):
+            if name in self._jsons:
+                converters.append((index, _json_text))
+            elif name in self._datetimes and dialect.name == "sqlite":
+                converters.append((index, _sqlite_datetime))
+        order: list[int | tuple[Any]] = [
+            self._params.index(name) if name in self._params else (compiled.params[name],)
+            for name in positions
+        ]
+        found = self._compiled[dialect.name] = _Compiled(compiled.string, order, converters)
         return found
 
-    async def executemany(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Run for every row in one driver call; returns the rows affected (-1 if unknown)."""
-        sql, order = self._compile(conn.dialect)
-        params = [
-            tuple(row[name] if convert is None else convert(row[name]) for name, convert in order)
-            for row in rows
-        ]
-        result = await conn.exec_driver_sql(sql, params)
+    async def executemany(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Run once per row in one driver call; returns the rows affected (-1 if unknown)."""
+        compiled = self._compile(conn.dialect)
+        result = await conn.exec_driver_sql(compiled.sql, [compiled.params(r) for r in rows])
         return int(result.rowcount)
+
+    async def fetchall(self, conn: AsyncConnection, values: tuple[Any, ...]) -> list[Any]:
+        """Run once and return the driver's rows (tuples, no type processing)."""
+        compiled = self._compile(conn.dialect)
+        result = await conn.exec_driver_sql(compiled.sql, compiled.params(values))
+        return list(result.all())

@@ -7,10 +7,11 @@ one transaction, and the dispatcher's claim and record are one statement or one 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, delete, func, insert, null, or_, select, update
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..errors import Conflict
-from .bulk import BulkStatement
+from .bulk import DriverStatement
 from .database import transaction
 from .schema import attempts, deliveries, events, locations, operators, tokens, webhooks
 
@@ -67,12 +68,22 @@ class Outcome:
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time. Queueing this process's writers here costs only the
+        # wait; leaving it to SQLite's busy handler costs sleeps of up to 100 ms each.
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._last_lease_end: datetime | None = None
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(self.engine, write=False)
 
-    def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return transaction(self.engine, write=True)
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        if self._write_turn is None:
+            async with transaction(self.engine, write=True) as conn:
+                yield conn
+            return
+        async with self._write_turn, transaction(self.engine, write=True) as conn:
+            yield conn
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -329,54 +340,28 @@ class Store:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        # (owner, lease end) must name one claim alone: never reuse a lease end
+        if self._last_lease_end is not None and lease_until <= self._last_lease_end:
+            lease_until = self._last_lease_end + timedelta(microseconds=1)
+        self._last_lease_end = lease_until
         async with self.write() as conn:
-            claimed = (
-                (
-                    await conn.execute(
-                        update(deliveries)
-                        .where(deliveries.c.id.in_(due.scalar_subquery()))
-                        .values(next_attempt_at=lease_until, lease_owner=owner)
-                        .returning(deliveries.c.id)
-                    )
-                )
-                .scalars()
-                .all()
+            leased = await conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id.in_(due.scalar_subquery()))
+                .values(next_attempt_at=lease_until, lease_owner=owner)
             )
-            if not claimed:
+            if not leased.rowcount:
                 return []
-            rows = await conn.execute(
-                select(
-                    deliveries.c.id,
-                    deliveries.c.event_id,
-                    deliveries.c.webhook_id,
-                    deliveries.c.attempt_count,
-                    events.c.type,
-                    events.c.location_id,
-                    events.c.body,
-                    webhooks.c.callback_url,
-                    webhooks.c.api_key_encrypted,
-                    webhooks.c.status,
-                )
-                .join(events, events.c.id == deliveries.c.event_id)
-                .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-                .where(deliveries.c.id.in_(claimed))
-                .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
+            # (owner, lease end) names exactly this claim's rows, through the due index
+            rows = await _SELECT_LEASED.fetchall(conn, (owner, lease_until))
+        return [
+            ClaimedDelivery(
+                id, event_id, event_type, location_id, webhook_id, attempts + 1, bytes(body),
+                url, key, status == "enabled",
             )
-            return [
-                ClaimedDelivery(
-                    id=r.id,
-                    event_id=r.event_id,
-                    event_type=r.type,
-                    location_id=r.location_id,
-                    webhook_id=r.webhook_id,
-                    attempt_number=r.attempt_count + 1,
-                    body=r.body,
-                    callback_url=r.callback_url,
-                    api_key_encrypted=r.api_key_encrypted,
-                    webhook_enabled=r.status == "enabled",
-                )
-                for r in rows
-            ]
+            for id, event_id, webhook_id, attempts, event_type, location_id, body, url, key, status
+            in rows
+        ]  # fmt: skip
 
     async def record(
         self,
@@ -394,8 +379,13 @@ class Store:
         """
         async with self.write() as conn:
             attempt_rows = [
-                {"delivery_id": o.delivery_id, **o.attempt} for o in outcomes if o.attempt
-            ]
+                (
+                    o.delivery_id, a["number"], a["started_at"], a["duration_ms"],
+                    a["request_headers"], a["status"], a["response_excerpt"], a["error"],
+                )
+                for o in outcomes
+                if (a := o.attempt)
+            ]  # fmt: skip
             if attempt_rows:
                 await _INSERT_ATTEMPT.executemany(conn, attempt_rows)
             kept = 0
@@ -403,19 +393,13 @@ class Store:
                 kept = await _RECORD_OUTCOME.executemany(
                     conn,
                     [
-                        {
-                            "b_id": o.delivery_id,
-                            "b_owner": owner,
-                            "b_status": o.status,
-                            "b_attempt_count": o.attempt_count,
-                            "b_next_attempt_at": o.next_attempt_at,
-                            "b_last_status": o.last_status,
-                            "b_last_error": o.last_error,
-                            "b_delivered_at": o.delivered_at,
-                        }
+                        (
+                            o.status, o.attempt_count, o.next_attempt_at, o.last_status,
+                            o.last_error, o.delivered_at, o.delivery_id, owner,
+                        )
                         for o in outcomes
                     ],
-                )
+                )  # fmt: skip
             if released:
                 await conn.execute(
                     update(deliveries)
@@ -444,12 +428,17 @@ class Store:
             return result.scalar()
 
 
-_INSERT_ATTEMPT = BulkStatement(
-    insert(attempts).values({c.name: bindparam(c.name) for c in attempts.c if c.name != "id"}),
+_ATTEMPT_COLUMNS = (
+    "delivery_id", "number", "started_at", "duration_ms", "request_headers", "status",
+    "response_excerpt", "error",
+)  # fmt: skip
+_INSERT_ATTEMPT = DriverStatement(
+    insert(attempts).values({name: bindparam(name) for name in _ATTEMPT_COLUMNS}),
+    _ATTEMPT_COLUMNS,
     datetimes=["started_at"],
     jsons=["request_headers"],
 )
-_RECORD_OUTCOME = BulkStatement(
+_RECORD_OUTCOME = DriverStatement(
     update(deliveries)
     .where(
         deliveries.c.id == bindparam("b_id"),
@@ -464,7 +453,35 @@ _RECORD_OUTCOME = BulkStatement(
         delivered_at=func.coalesce(bindparam("b_delivered_at"), deliveries.c.delivered_at),
         lease_owner=null(),
     ),
+    (
+        "b_status", "b_attempt_count", "b_next_attempt_at", "b_last_status", "b_last_error",
+        "b_delivered_at", "b_id", "b_owner",
+    ),
     datetimes=["b_next_attempt_at", "b_delivered_at"],
+)  # fmt: skip
+_SELECT_LEASED = DriverStatement(
+    select(
+        deliveries.c.id,
+        deliveries.c.event_id,
+        deliveries.c.webhook_id,
+        deliveries.c.attempt_count,
+        events.c.type,
+        events.c.location_id,
+        events.c.body,
+        webhooks.c.callback_url,
+        webhooks.c.api_key_encrypted,
+        webhooks.c.status,
+    )
+    .join(events, events.c.id == deliveries.c.event_id)
+    .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+    .where(
+        deliveries.c.status == "pending",
+        deliveries.c.lease_owner == bindparam("owner"),
+        deliveries.c.next_attempt_at == bindparam("lease_until"),
+    )
+    .order_by(deliveries.c.id),
+    ("owner", "lease_until"),
+    datetimes=["lease_until"],
 )
 
 
