@@ -231,9 +231,13 @@ def _is_unicode_text(value: str) -> bool:
     return True
 
 
+# built once: json.dumps with non-default options builds a new encoder on every call
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def serialize(payload: Mapping[str, str | None]) -> bytes:
     """The exact body bytes: compact JSON, UTF-8, keys in catalog order."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return _COMPACT_JSON(payload).encode()
 
 
 def parse_json(text: str | bytes, *, what: str = "data") -> Any:

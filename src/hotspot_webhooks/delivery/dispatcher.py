@@ -175,9 +175,9 @@ class Dispatcher:
         """Claim and deliver everything due now; return what happened."""
         clock = time.monotonic()
         due_by = datetime.now(UTC)
-        current = _Pass(self)
-        recording = asyncio.create_task(current.recorder.run())
         refill_below = self._max_claimed - min(self.settings.batch_size, self._max_claimed) // 2
+        current = _Pass(self, refill_below)
+        recording = asyncio.create_task(current.recorder.run())
         try:
             while not self.stopping.is_set():
                 if current.unfinished > refill_below:
@@ -213,13 +213,14 @@ class Dispatcher:
 class _Pass:
     """One pass's deliveries in flight: lanes to send them, a recorder to write outcomes."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, refill_below: int) -> None:
         self.dispatcher = dispatcher
+        self.refill_below = refill_below
         self.settings = dispatcher.settings
         self.stats = PassStats()
         self.recorder = _Recorder(dispatcher.store, dispatcher.owner, self.stats)
         self.unfinished = 0  # claimed, not yet decided
-        self.progress = asyncio.Event()
+        self.progress = asyncio.Event()  # set once few enough are unfinished to claim more
         self.lanes: HostLanes[tuple[ClaimedDelivery, float]] = HostLanes(
             concurrency=self.settings.concurrency,
             per_host=self.settings.per_host_concurrency,
@@ -276,7 +277,8 @@ class _Pass:
             )
         finally:
             self.unfinished -= 1
-            self.progress.set()
+            if self.unfinished <= self.refill_below:
+                self.progress.set()  # wakes the claiming loop once, not once per delivery
         self.decide(claimed, headers, result)
 
     def decide(

@@ -89,7 +89,8 @@ class Sender:
                 target, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
-                retry_after = response.headers.get("Retry-After")
+                if status in (429, 503):
+                    retry_after = response.headers.get("Retry-After")
                 length = response.content_length
                 if length is not None and length <= self._excerpt_bytes:
                     excerpt = (await response.read()).decode("utf-8", errors="replace")

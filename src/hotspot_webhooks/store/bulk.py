@@ -26,11 +26,13 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     # exactly SQLAlchemy's SQLite storage format, so stored values compare as strings
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# built once: json.dumps with non-default options builds a new encoder on every call
+_json_text: Converter = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class _Compiled:
