@@ -1,14 +1,15 @@
 """Delivery throughput: the dispatcher against a bare aiohttp loop, to the same receiver.
 
-    .venv/bin/python bench/dispatch.py [--deliveries 20000] [--pending 100000]
+    .venv/bin/python bench/dispatch.py [--deliveries 20000] [--pending 100000] [--rounds 3]
 
-Prints, from one run on this machine:
-  * the bare client loop's rate (no database, no signing): the hardware's ceiling here;
-  * the dispatcher's rate delivering N pending deliveries from a real SQLite file
-    (claim, sign, send, record every attempt), and its ratio to the bare loop;
+Prints, from one run on this machine, in interleaved rounds (machines are noisy):
+  * the bare client loop's rate (aiohttp, no database, no signing): the ceiling here;
+  * the dispatcher's rate delivering N pending deliveries from a real SQLite file (claim under
+    a lease, sign, send, record every attempt), its CPU per delivery, and its ratio to the bare
+    loop: on the standard asyncio event loop, then with both clients on uvloop;
   * the dispatcher process's peak RSS while delivering ``--pending`` deliveries.
-The receiver runs in its own process (a minimal keep-alive HTTP server answering 200), so
-receiver and sender each get a core, as they would on two machines.
+The receiver runs in its own process (a minimal keep-alive HTTP server answering 200, always on
+uvloop), so receiver and sender each get a core, as they would on two machines.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def serve_receiver(port: int) -> None:
 
 
 def _use_uvloop(*, always: bool = False) -> None:
-    if os.environ.get("BENCH_LOOP") == "asyncio" and not always:
+    if os.environ.get("BENCH_LOOP", "asyncio") != "uvloop" and not always:
         return
     try:
         import uvloop
@@ -197,6 +198,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved baseline/dispatcher")
     parser.add_argument(
+        "--loops",
+        default="asyncio,uvloop",
+        help="client event loops to compare on: asyncio (the standard loop), uvloop, or both",
+    )
+    parser.add_argument(
         "--step", choices=["receiver", "fill", "drain", "bare"], help=argparse.SUPPRESS
     )
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
@@ -238,28 +244,35 @@ def main() -> None:
             template = Path(tmp) / "template.db"
             in_subprocess("--step", "fill", "--db", str(template),
                           "--deliveries", str(args.deliveries), *common)  # fmt: skip
-            loop = "asyncio" if os.environ.get("BENCH_LOOP") == "asyncio" else "uvloop"
             print(
-                f"{args.deliveries} deliveries to one local receiver, concurrency "
-                f"{args.concurrency}, {loop} event loop (BENCH_LOOP=asyncio for the default "
-                "loop); each round: bare loop, then dispatcher"
+                f"{args.deliveries} deliveries to one local receiver (own process, uvloop), "
+                f"concurrency {args.concurrency}; each round runs the bare loop, then the "
+                "dispatcher, on the same event loop kind"
             )
-            ratios = []
-            for round_number in range(1, args.rounds + 1):
-                db = Path(tmp) / f"round{round_number}.db"
-                shutil.copy(template, db)
-                bare = in_subprocess("--step", "bare", "--deliveries", str(args.deliveries),
-                                     *common)  # fmt: skip
-                ours = in_subprocess("--step", "drain", "--db", str(db), *common)
-                ratios.append(ours["rate"] / bare["rate"])
+            for loop in args.loops.split(","):
+                os.environ["BENCH_LOOP"] = loop  # read by the step subprocesses
+                ratios = []
+                print(f"client event loop: {loop}")
+                for round_number in range(1, args.rounds + 1):
+                    db = Path(tmp) / f"{loop}-{round_number}.db"
+                    shutil.copy(template, db)
+                    bare = in_subprocess(
+                        "--step", "bare", "--deliveries", str(args.deliveries), *common
+                    )
+                    ours = in_subprocess("--step", "drain", "--db", str(db), *common)
+                    ratios.append(ours["rate"] / bare["rate"])
+                    print(
+                        f"  round {round_number}: bare loop {bare['rate']:6.0f}/s "
+                        f"({bare['cpu_us']:.0f} us CPU each) · dispatcher "
+                        f"{ours['rate']:6.0f}/s ({ours['cpu_us']:.0f} us CPU each, "
+                        f"{ours['main_thread_cpu_us']:.0f} on the event loop) · "
+                        f"ratio {ratios[-1]:.2f}"
+                    )
                 print(
-                    f"  round {round_number}: bare loop {bare['rate']:6.0f}/s "
-                    f"({bare['cpu_us']:.0f} us CPU each) · dispatcher {ours['rate']:6.0f}/s "
-                    f"({ours['cpu_us']:.0f} us CPU each, {ours['main_thread_cpu_us']:.0f} on the "
-                    f"event loop) · ratio {ratios[-1]:.2f}"
+                    f"  ratio on {loop} (median of {args.rounds}): "
+                    f"{statistics.median(ratios):.2f}   (target >= 0.5)"
                 )
-            print(f"ratio (median of {args.rounds}): {statistics.median(ratios):.2f}"
-                  "   (target >= 0.5)")  # fmt: skip
+            os.environ.pop("BENCH_LOOP", None)
             if args.pending:
                 large = Path(tmp) / "large.db"
                 in_subprocess("--step", "fill", "--db", str(large),

@@ -17,6 +17,7 @@ from hotspot_webhooks import __version__
 from hotspot_webhooks.receiver import InvalidSignature, parse, verify_signature
 from hotspot_webhooks.signing import (
     DeliveryRequest,
+    Signer,
     compute_signature,
     compute_standard_signature,
     delivery_headers,
@@ -88,7 +89,7 @@ def test_standard_signature_matches_hard_coded_vector() -> None:
 
 
 def headers_for(keys: list[str], ts: int = 1661607353) -> dict[str, str]:
-    return delivery_headers(REQUEST, REFERENCE_BODY, keys, ts)
+    return delivery_headers(REQUEST, REFERENCE_BODY, [Signer(key) for key in keys], ts)
 
 
 def test_original_signature_is_sent_under_canonical_and_literal_php_names_with_same_value() -> None:

@@ -8,7 +8,6 @@ error exits 2; nothing prints a traceback unless ``HOTSPOT_WEBHOOKS_DEBUG=1``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -83,17 +82,9 @@ def settings(db: str | None = None, **overrides: Any) -> Settings:
         fail(f"invalid setting: {problems} (from a flag or HOTSPOT_WEBHOOKS_* variable)")
 
 
-def run(work: Callable[[], Awaitable[T]], *, fast_loop: bool = False) -> T:
-    """Run one async command body, turning expected errors into one line and an exit code.
-
-    ``fast_loop`` runs it on uvloop where installed (it comes with uvicorn[standard]).
-    """
+def run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run one async command body, turning expected errors into one line and an exit code."""
     try:
-        if fast_loop:
-            with contextlib.suppress(ImportError):
-                import uvloop
-
-                return uvloop.run(work())  # type: ignore[arg-type]
         return asyncio.run(work())  # type: ignore[arg-type]
     except HotspotWebhooksError as exc:
         fail(exc.message)
@@ -487,7 +478,7 @@ def worker(
             await dispatcher.close()
             await service.close()
 
-    stats = run(work, fast_loop=True)
+    stats = run(work)
     if stats is not None:
         summary = {
             "claimed": stats.claimed,

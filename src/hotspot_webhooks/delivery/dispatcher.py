@@ -27,7 +27,7 @@ from ..config import Settings
 from ..errors import DatabaseUnavailable
 from ..ids import new_id
 from ..keys import KeyCipher
-from ..signing import DeliveryRequest, delivery_headers
+from ..signing import DeliveryRequest, Signer, delivery_headers
 from ..store import ClaimedDelivery, Outcome, Store
 from .lanes import HostLanes
 from .outcome import decide
@@ -136,7 +136,7 @@ class Dispatcher:
         )
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id('w')[-6:]}"
         self.stopping = asyncio.Event()
-        self._keys: dict[str, str] = {}
+        self._signers: dict[str, Signer] = {}
         # claimed but not yet recorded: enough to keep every slot busy while the next batch
         # is claimed, few enough that nothing waits long on its lease
         self._max_claimed = settings.concurrency + settings.batch_size
@@ -201,13 +201,14 @@ class Dispatcher:
         current.stats.seconds = time.monotonic() - clock
         return current.stats
 
-    def _api_key(self, encrypted: str) -> str:
-        key = self._keys.get(encrypted)
-        if key is None:
-            if len(self._keys) >= KEY_CACHE_LIMIT:
-                self._keys.clear()
-            key = self._keys[encrypted] = self.cipher.decrypt(encrypted)
-        return key
+    def _signer(self, encrypted: str) -> Signer:
+        """The signer of an encrypted API key, decrypted and keyed once per process."""
+        signer = self._signers.get(encrypted)
+        if signer is None:
+            if len(self._signers) >= KEY_CACHE_LIMIT:
+                self._signers.clear()
+            signer = self._signers[encrypted] = Signer(self.cipher.decrypt(encrypted))
+        return signer
 
 
 class _Pass:
@@ -260,7 +261,7 @@ class _Pass:
                     claimed.attempt_number,
                 ),
                 claimed.body,
-                [dispatcher._api_key(claimed.api_key_encrypted)],
+                [dispatcher._signer(claimed.api_key_encrypted)],
                 int(time.time()),
             )
             result = await dispatcher.sender.send(claimed.callback_url, claimed.body, headers)
