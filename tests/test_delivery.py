@@ -12,7 +12,7 @@ from hotspot_webhooks import catalog
 from hotspot_webhooks.delivery.dispatcher import Dispatcher, PassStats
 from hotspot_webhooks.receiver import parse
 from hotspot_webhooks.service import Service
-from tests.receivers import PhpReceiver, PythonReceiver, RawSocketReceiver
+from tests.receivers import PhpReceiver, PythonReceiver, RawSocketReceiver, serving
 
 SAMPLE = catalog.EVENT_TYPES["customer.create"].sample
 
@@ -321,19 +321,10 @@ async def test_response_excerpt_keeps_only_the_first_4_kib(
         await request.read()
         return web.Response(text="x" * 100_000, status=500)
 
-    app = web.Application()
-    app.router.add_post("/", big)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with serving(big) as port:
         await service.create_webhook(location, "customer.create", f"http://127.0.0.1:{port}/")
         await service.emit("customer.create", location, SAMPLE)
         await dispatcher.run_pass()
-    finally:
-        await runner.cleanup()
 
     delivery = (await service.list_deliveries()).data[0]
     [attempt] = (await service.get_delivery(delivery.id)).attempts
@@ -377,23 +368,14 @@ async def test_per_host_concurrency_is_never_exceeded(
         active -= 1
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     settings = make_settings(per_host_concurrency=3, concurrency=50)
     dispatcher = Dispatcher(service.store, settings, service.cipher)
-    try:
+    async with serving(handle) as port:
         await service.create_webhook(location, "customer.create", f"http://127.0.0.1:{port}/")
         for _ in range(30):
             await service.emit("customer.create", location, SAMPLE)
         stats = await dispatcher.run_pass()
-    finally:
-        await dispatcher.close()
-        await runner.cleanup()
+    await dispatcher.close()
 
     assert stats.succeeded == 30
     assert peak == 3

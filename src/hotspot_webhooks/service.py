@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
 
@@ -43,6 +43,7 @@ from .store.database import check_sqlite_path
 from .store.migrate import require_current, upgrade
 
 MAX_ID_LENGTH = 200
+T = TypeVar("T")
 MAX_BATCH = 1000
 
 
@@ -130,10 +131,9 @@ class Service:
         return [Operator.model_validate(r) for r in await self.store.list_operators()]
 
     async def _operator(self, id_or_name: str) -> Operator:
-        row = await self.store.find_operator(id_or_name)
-        if row is None:
-            raise NotFound(f"operator {id_or_name!r} does not exist")
-        return Operator.model_validate(row)
+        return Operator.model_validate(
+            _found(await self.store.find_operator(id_or_name), "operator", id_or_name)
+        )
 
     @staticmethod
     def _token_row(operator_id: str | None, token: str, now: datetime) -> dict[str, Any]:
@@ -159,10 +159,9 @@ class Service:
         return [Location.model_validate(r) for r in await self.store.list_locations(operator_id)]
 
     async def get_location(self, location_id: str) -> Location:
-        row = await self.store.get_location(location_id)
-        if row is None:
-            raise NotFound(f"location {location_id!r} does not exist")
-        return Location.model_validate(row)
+        return Location.model_validate(
+            _found(await self.store.get_location(location_id), "location", location_id)
+        )
 
     # webhooks
 
@@ -203,10 +202,9 @@ class Service:
         return [Webhook.model_validate(r) for r in rows]
 
     async def get_webhook(self, webhook_id: str) -> Webhook:
-        row = await self.store.get_webhook(webhook_id)
-        if row is None:
-            raise NotFound(f"webhook {webhook_id!r} does not exist")
-        return Webhook.model_validate(row)
+        return Webhook.model_validate(
+            _found(await self.store.get_webhook(webhook_id), "webhook", webhook_id)
+        )
 
     async def delete_webhook(self, webhook_id: str) -> None:
         if not await self.store.delete_webhook(webhook_id):
@@ -254,10 +252,7 @@ class Service:
         ]
 
     async def get_event(self, event_id: str) -> Event:
-        row = await self.store.get_event(event_id)
-        if row is None:
-            raise NotFound(f"event {event_id!r} does not exist")
-        return Event.from_row(row)
+        return Event.from_row(_found(await self.store.get_event(event_id), "event", event_id))
 
     # deliveries
 
@@ -288,10 +283,7 @@ class Service:
         return Page[Delivery](data=page, next_cursor=page[-1].id if len(rows) > limit else None)
 
     async def get_delivery(self, delivery_id: str) -> DeliveryWithAttempts:
-        found = await self.store.get_delivery(delivery_id)
-        if found is None:
-            raise NotFound(f"delivery {delivery_id!r} does not exist")
-        row, attempts = found
+        row, attempts = _found(await self.store.get_delivery(delivery_id), "delivery", delivery_id)
         return DeliveryWithAttempts(
             **Delivery.model_validate(row).model_dump(),
             attempts=[
@@ -310,6 +302,13 @@ class Service:
                 f"delivery {delivery_id!r} is being attempted right now; retry after it finishes"
             )
         return Delivery.model_validate((await self.get_delivery(delivery_id)).model_dump())
+
+
+def _found(value: T | None, kind: str, key: str) -> T:
+    """``value``, or the one not-found error every face shows for a missing ``kind``."""
+    if value is None:
+        raise NotFound(f"{kind} {key!r} does not exist")
+    return value
 
 
 def _as_dict(value: Any) -> dict[str, str]:
