@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -402,3 +402,28 @@ async def test_one_event_reaches_every_matching_webhook(
             except Exception:  # noqa: S112 - the other key
                 continue
     assert verified == keys
+
+
+async def test_a_lease_left_by_a_dead_worker_is_recorded_as_an_attempt_of_unknown_outcome(
+    service: Service, location: str, python_receiver: PythonReceiver, dispatcher: Dispatcher
+) -> None:
+    await service.create_webhook(location, "customer.create", python_receiver.url)
+    await service.emit("customer.create", location, SAMPLE)
+    now = datetime.now(UTC)
+    # a worker claims it and dies; its lease has run out by the next pass
+    [claimed] = await service.store.claim_due(
+        owner="dead-worker", due_by=now, lease_until=now - timedelta(seconds=1), limit=10
+    )
+
+    first = await dispatcher.run_pass()  # records the lost attempt; the retry is due next pass
+    second = await dispatcher.run_pass()
+
+    assert (first.claimed, second.succeeded) == (0, 1)
+    shown = await service.get_delivery(claimed.id)
+    assert [a.number for a in shown.attempts] == [1, 2]
+    assert shown.attempts[0].status is None
+    assert "outcome unknown" in (shown.attempts[0].error or "")
+    assert "dead-worker" in (shown.attempts[0].error or "")
+    assert shown.attempts[1].status == 200
+    assert python_receiver.requests[0].header("X-Hotspotsystem-Attempt") == "2"
+    assert shown.status == "succeeded" and shown.attempt_count == 2

@@ -63,8 +63,8 @@ async def test_worker_killed_mid_pass_loses_nothing(
     doomed.kill()  # SIGKILL: no chance to record or release anything
     await doomed.wait()
 
-    leased = db_rows(service, "SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL")
-    assert leased[0][0] > 0, "the killed worker held leases"
+    leased = db_rows(service, "SELECT id FROM deliveries WHERE lease_owner IS NOT NULL")
+    assert leased, "the killed worker held leases"
     survivor = await start_worker(service, **settings)
     try:
         await eventually(lambda: _none_pending(service), within=40)
@@ -80,6 +80,12 @@ async def test_worker_killed_mid_pass_loses_nothing(
     for delivery in deliveries:
         attempts = (await service.get_delivery(delivery.id)).attempts
         assert attempts and attempts[-1].status == 200
+    # what the killed worker may have sent is on record, as attempts of unknown outcome
+    unknown = db_rows(
+        service, "SELECT delivery_id, number FROM attempts WHERE error LIKE 'outcome unknown%'"
+    )
+    assert sorted(d for d, _ in unknown) == sorted(d for (d,) in leased)
+    assert all(number == 1 for _, number in unknown)
 
 
 async def test_sigterm_finishes_in_flight_attempts_and_releases_the_rest(

@@ -175,6 +175,7 @@ class Dispatcher:
         """Claim and deliver everything due now; return what happened."""
         clock = time.monotonic()
         due_by = datetime.now(UTC)
+        await self._record_lost_attempts(due_by)
         refill_below = self._max_claimed - min(self.settings.batch_size, self._max_claimed) // 2
         current = _Pass(self, refill_below)
         recording = asyncio.create_task(current.recorder.run())
@@ -200,6 +201,39 @@ class Dispatcher:
             await recording
         current.stats.seconds = time.monotonic() - clock
         return current.stats
+
+    async def _record_lost_attempts(self, expired_by: datetime) -> None:
+        """Record an attempt of unknown outcome for each lease that ran out unrecorded.
+
+        A worker that died (killed, power lost) between sending and recording leaves its
+        deliveries leased. The request may or may not have gone out; the audit trail says so,
+        the attempt counts against the retries, and the delivery is free to claim again.
+        """
+        lost = await self.store.expired_leases(expired_by)
+        by_owner: dict[str, list[Outcome]] = {}
+        for lease in lost:
+            result = AttemptResult(
+                started_at=lease.lease_end - timedelta(seconds=self.settings.lease),
+                duration_ms=0,
+                status=None,
+                response_excerpt=None,
+                error=f"outcome unknown: worker {lease.owner} stopped before recording this "
+                "attempt (the request may or may not have been sent)",
+            )
+            decision = decide(
+                delivery_id=lease.delivery_id,
+                attempt_number=lease.attempt_count + 1,
+                result=result,
+                request_headers={},
+                policy=self.policy,
+                is_success=self.settings.is_success,
+                now=datetime.now(UTC),
+            )
+            by_owner.setdefault(lease.owner, []).append(decision.outcome)
+        for owner, outcomes in by_owner.items():
+            log.warning("worker %s left %d deliveries unrecorded; recorded as unknown outcomes",
+                        owner, len(outcomes))  # fmt: skip
+            await self.store.record(owner, outcomes)
 
     def _signer(self, encrypted: str) -> Signer:
         """The signer of an encrypted API key, decrypted and keyed once per process."""

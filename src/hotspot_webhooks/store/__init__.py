@@ -1,10 +1,11 @@
 """The database: tables, migrations and every query."""
 
 from .database import create_engine, parse_database_url, sqlite_file
-from .queries import ClaimedDelivery, NewEvent, Outcome, Store
+from .queries import ClaimedDelivery, ExpiredLease, NewEvent, Outcome, Store
 
 __all__ = [
     "ClaimedDelivery",
+    "ExpiredLease",
     "NewEvent",
     "Outcome",
     "Store",

@@ -43,6 +43,14 @@ class ClaimedDelivery:
 
 
 @dataclass(frozen=True)
+class ExpiredLease:
+    delivery_id: str
+    owner: str
+    attempt_count: int
+    lease_end: datetime
+
+
+@dataclass(frozen=True)
 class NewEvent:
     id: str
     type: str
@@ -362,6 +370,23 @@ class Store:
             for id, event_id, webhook_id, attempts, event_type, location_id, body, url, key, status
             in rows
         ]  # fmt: skip
+
+    async def expired_leases(self, expired_by: datetime) -> list[ExpiredLease]:
+        """Deliveries whose worker's lease ran out before it recorded what happened."""
+        async with self.read() as conn:
+            rows = await conn.execute(
+                select(
+                    deliveries.c.id,
+                    deliveries.c.lease_owner,
+                    deliveries.c.attempt_count,
+                    deliveries.c.next_attempt_at,
+                ).where(
+                    deliveries.c.lease_owner.is_not(None),
+                    deliveries.c.next_attempt_at <= expired_by,
+                    deliveries.c.status == "pending",
+                )
+            )
+            return [ExpiredLease(*row) for row in rows]
 
     async def record(
         self,

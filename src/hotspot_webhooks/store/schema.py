@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 
 
@@ -131,6 +132,13 @@ deliveries = Table(
     Column("delivered_at", UTCDateTime, nullable=True),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_webhook_created", "webhook_id", "created_at"),
+    # the few rows a worker holds right now: finding expired leases stays cheap
+    Index(
+        "ix_deliveries_leased",
+        "next_attempt_at",
+        sqlite_where=text("lease_owner IS NOT NULL"),
+        postgresql_where=text("lease_owner IS NOT NULL"),
+    ),
 )
 
 attempts = Table(
