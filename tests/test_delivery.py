@@ -427,3 +427,20 @@ async def test_a_lease_left_by_a_dead_worker_is_recorded_as_an_attempt_of_unknow
     assert shown.attempts[1].status == 200
     assert python_receiver.requests[0].header("X-Hotspotsystem-Attempt") == "2"
     assert shown.status == "succeeded" and shown.attempt_count == 2
+
+
+async def test_an_expired_lease_is_taken_over_by_exactly_one_worker(
+    service: Service, location: str, python_receiver: PythonReceiver
+) -> None:
+    await service.create_webhook(location, "customer.create", python_receiver.url)
+    await service.emit("customer.create", location, SAMPLE)
+    now = datetime.now(UTC)
+    await service.store.claim_due(
+        owner="dead-worker", due_by=now, lease_until=now - timedelta(seconds=1), limit=10
+    )
+
+    first = await service.store.take_expired_leases(now)
+    second = await service.store.take_expired_leases(now)
+
+    assert [lease.owner for lease in first] == ["dead-worker"]
+    assert second == []

@@ -209,8 +209,8 @@ class Dispatcher:
         deliveries leased. The request may or may not have gone out; the audit trail says so,
         the attempt counts against the retries, and the delivery is free to claim again.
         """
-        lost = await self.store.expired_leases(expired_by)
-        by_owner: dict[str, list[Outcome]] = {}
+        lost = await self.store.take_expired_leases(expired_by)
+        by_mark: dict[str, list[Outcome]] = {}
         for lease in lost:
             result = AttemptResult(
                 started_at=lease.lease_end - timedelta(seconds=self.settings.lease),
@@ -229,11 +229,11 @@ class Dispatcher:
                 is_success=self.settings.is_success,
                 now=datetime.now(UTC),
             )
-            by_owner.setdefault(lease.owner, []).append(decision.outcome)
-        for owner, outcomes in by_owner.items():
-            log.warning("worker %s left %d deliveries unrecorded; recorded as unknown outcomes",
-                        owner, len(outcomes))  # fmt: skip
-            await self.store.record(owner, outcomes)
+            by_mark.setdefault(lease.mark, []).append(decision.outcome)
+        for mark, outcomes in by_mark.items():
+            log.warning("%d deliveries left unrecorded by %s: recorded as unknown outcomes",
+                        len(outcomes), mark)  # fmt: skip
+            await self.store.record(mark, outcomes)
 
     def _signer(self, encrypted: str) -> Signer:
         """The signer of an encrypted API key, decrypted and keyed once per process."""

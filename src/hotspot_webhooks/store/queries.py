@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, null, or_, select, update
+from sqlalchemy import (
+    Row,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -42,12 +53,20 @@ class ClaimedDelivery:
     webhook_enabled: bool
 
 
+LOST = "lost:"  # marks a lease taken over from a worker that did not record its attempt
+
+
 @dataclass(frozen=True)
 class ExpiredLease:
     delivery_id: str
-    owner: str
+    mark: str  # ``lost:<owner>``: the lease owner to record the lost attempt under
     attempt_count: int
     lease_end: datetime
+
+    @property
+    def owner(self) -> str:
+        """The worker that held the lease."""
+        return self.mark.removeprefix(LOST)
 
 
 @dataclass(frozen=True)
@@ -371,19 +390,28 @@ class Store:
             in rows
         ]  # fmt: skip
 
-    async def expired_leases(self, expired_by: datetime) -> list[ExpiredLease]:
-        """Deliveries whose worker's lease ran out before it recorded what happened."""
-        async with self.read() as conn:
+    async def take_expired_leases(self, expired_by: datetime) -> list[ExpiredLease]:
+        """Take over the deliveries whose worker's lease ran out before it recorded a result.
+
+        Each is marked ``lost:<owner>`` in the same statement that finds it, so of several
+        workers looking at once exactly one records it; ``record`` with that mark as the owner
+        then frees it.
+        """
+        async with self.write() as conn:
             rows = await conn.execute(
-                select(
+                update(deliveries)
+                .where(
+                    deliveries.c.lease_owner.is_not(None),
+                    deliveries.c.lease_owner.not_like(f"{LOST}%"),
+                    deliveries.c.next_attempt_at <= expired_by,
+                    deliveries.c.status == "pending",
+                )
+                .values(lease_owner=literal(LOST) + deliveries.c.lease_owner)
+                .returning(
                     deliveries.c.id,
                     deliveries.c.lease_owner,
                     deliveries.c.attempt_count,
                     deliveries.c.next_attempt_at,
-                ).where(
-                    deliveries.c.lease_owner.is_not(None),
-                    deliveries.c.next_attempt_at <= expired_by,
-                    deliveries.c.status == "pending",
                 )
             )
             return [ExpiredLease(*row) for row in rows]
