@@ -110,7 +110,8 @@ class _Recorder:
             self.released[:0] = released
             self.disable = {**disable, **self.disable}
             raise
-        self.stats.lost_leases += len(outcomes) - kept
+        if kept is not None:
+            self.stats.lost_leases += len(outcomes) - kept
         self.stats.released += len(released)
 
     async def close(self) -> None:

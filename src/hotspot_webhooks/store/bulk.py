@@ -101,11 +101,14 @@ class DriverStatement:
         found = self._compiled[dialect.name] = _Compiled(compiled.string, order, converters)
         return found
 
-    async def executemany(self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Run once per row in one driver call; returns the rows affected (-1 if unknown)."""
+    async def executemany(
+        self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]
+    ) -> int | None:
+        """Run once per row in one driver call; returns the rows affected, None if the driver
+        does not say (asyncpg's executemany)."""
         compiled = self._compile(conn.dialect)
         result = await conn.exec_driver_sql(compiled.sql, [compiled.params(r) for r in rows])
-        return int(result.rowcount)
+        return int(result.rowcount) if result.rowcount >= 0 else None
 
     async def fetchall(self, conn: AsyncConnection, values: tuple[Any, ...]) -> list[Any]:
         """Run once and return the driver's rows (tuples, no type processing)."""

@@ -423,8 +423,9 @@ class Store:
         released: Sequence[str] = (),
         release_at: datetime | None = None,
         disable_webhooks: dict[str, str] | None = None,
-    ) -> int:
-        """Record a batch of outcomes in one transaction; return how many leases were still ours.
+    ) -> int | None:
+        """Record a batch of outcomes in one transaction; return how many leases were still ours
+        (None where the driver does not count the rows an ``executemany`` changed).
 
         Attempts are always stored (they happened). A delivery is only updated while ``owner``
         still holds its lease, so a worker whose lease ran out cannot overwrite a newer state.
@@ -441,7 +442,7 @@ class Store:
             ]  # fmt: skip
             if attempt_rows:
                 await _INSERT_ATTEMPT.executemany(conn, attempt_rows)
-            kept = 0
+            kept: int | None = 0
             if outcomes:
                 kept = await _RECORD_OUTCOME.executemany(
                     conn,
