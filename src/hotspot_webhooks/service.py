@@ -14,12 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import make_url
-
 from . import catalog
-from .config import DEFAULT_DATABASE_URL, Settings
+from .config import Settings
 from .delivery.targets import check_callback_url
-from .errors import ConfigurationError, InvalidInput, NotFound, field_error
+from .errors import InvalidInput, NotFound, field_error
 from .ids import new_id
 from .keys import KeyCipher, hash_token, load_secret_keys, new_api_key, new_token
 from .models import (
@@ -38,9 +36,7 @@ from .models import (
     WebhookWithSecret,
 )
 from .signing import signing_secret
-from .store import NewEvent, Store, create_engine, parse_database_url, sqlite_file
-from .store.database import check_sqlite_path
-from .store.migrate import require_current, upgrade
+from .store import NewEvent, Store, parse_database_url, sqlite_file
 
 MAX_ID_LENGTH = 200
 T = TypeVar("T")
@@ -87,21 +83,8 @@ class Service:
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Service:
         """Connect, and either upgrade the schema or insist that it is current."""
-        url = parse_database_url(settings.database_url)
-        shown = make_url(settings.database_url).render_as_string(hide_password=True)
-        path = sqlite_file(url)
-        if path is not None:
-            check_sqlite_path(path, create_directory=settings.database_url == DEFAULT_DATABASE_URL)
-        if not migrate and path is not None and not path.exists():
-            raise ConfigurationError(
-                f"database {path} does not exist; run `hotspot-webhooks migrate` to create it"
-            )
-        store = Store(create_engine(settings.database_url))
+        store = await Store.open(settings.database_url, migrate=migrate)
         try:
-            if migrate:
-                await upgrade(store.engine)
-            else:
-                await require_current(store.engine, shown)
             cipher = KeyCipher(load_secret_keys(settings.secret_key, key_file_for(settings)))
         except BaseException:
             await store.close()

@@ -52,9 +52,6 @@ class HostLanes(Generic[Item]):
                 if not queue:
                     del self._queues[host]
 
-    def queued(self) -> int:
-        return sum(map(len, self._queues.values()))
-
     async def join(self) -> None:
         """Wait until every queued item has been worked."""
         while self._tasks:

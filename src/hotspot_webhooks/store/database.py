@@ -45,6 +45,14 @@ def parse_database_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
+def display_url(url: str) -> str:
+    """The configured URL as it may be shown: password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def sqlite_file(url: URL) -> Path | None:
     """The database file of a SQLite URL (None for PostgreSQL or in-memory)."""
     if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):

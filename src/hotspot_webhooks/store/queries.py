@@ -29,9 +29,18 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..errors import Conflict
+from ..config import DEFAULT_DATABASE_URL
+from ..errors import ConfigurationError, Conflict
 from .bulk import DriverStatement
-from .database import transaction
+from .database import (
+    check_sqlite_path,
+    create_engine,
+    display_url,
+    parse_database_url,
+    sqlite_file,
+    transaction,
+)
+from .migrate import require_current, upgrade
 from .schema import attempts, deliveries, events, locations, operators, tokens, webhooks
 
 DELIVERY_COLUMNS = (*deliveries.c, events.c.type.label("event_type"))
@@ -112,6 +121,30 @@ class Store:
         async with self._write_turn, transaction(self.engine, write=True) as conn:
             yield conn
 
+    @classmethod
+    async def open(cls, database_url: str, *, migrate: bool = False) -> Store:
+        """Connect, and either upgrade the schema or insist that it is current.
+
+        A SQLite file that does not exist is only created by ``migrate``: any other command
+        says so instead of leaving an empty database behind.
+        """
+        path = sqlite_file(parse_database_url(database_url))
+        if not migrate and path is not None and not path.exists():
+            check_sqlite_path(path, create_directory=database_url == DEFAULT_DATABASE_URL)
+            raise ConfigurationError(
+                f"database {path} does not exist; run `hotspot-webhooks migrate` to create it"
+            )
+        store = cls(create_engine(database_url))
+        try:
+            if migrate:
+                await upgrade(store.engine)
+            else:
+                await require_current(store.engine, display_url(database_url))
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
     async def close(self) -> None:
         await self.engine.dispose()
 
@@ -142,11 +175,6 @@ class Store:
     async def list_operators(self) -> Sequence[Row[Any]]:
         async with self.read() as conn:
             return (await conn.execute(select(operators).order_by(operators.c.created_at))).all()
-
-    async def find_token(self, token_hash: str) -> Row[Any] | None:
-        async with self.read() as conn:
-            result = await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash))
-            return result.first()
 
     # locations
 
@@ -342,13 +370,6 @@ class Store:
             )
             return bool(result.rowcount)
 
-    async def count_deliveries(self) -> dict[str, int]:
-        async with self.read() as conn:
-            result = await conn.execute(
-                select(deliveries.c.status, func.count()).group_by(deliveries.c.status)
-            )
-            return {status: count for status, count in result.tuples()}
-
     # the dispatcher's side
 
     async def claim_due(
@@ -470,16 +491,6 @@ class Store:
                     .values(status="disabled", disabled_reason=reason, updated_at=release_at)
                 )
             return kept
-
-    async def next_due_at(self) -> datetime | None:
-        async with self.read() as conn:
-            result = await conn.execute(
-                select(deliveries.c.next_attempt_at)
-                .where(deliveries.c.status == "pending")
-                .order_by(deliveries.c.next_attempt_at)
-                .limit(1)
-            )
-            return result.scalar()
 
 
 _ATTEMPT_COLUMNS = (
