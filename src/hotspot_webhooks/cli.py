@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -25,7 +26,9 @@ from rich.table import Table
 from . import __version__, catalog
 from .config import Settings
 from .errors import HotspotWebhooksError, InvalidInput
+from .models import DeliveryWithAttempts, Page
 from .service import Service
+from .store.database import display_url
 
 T = TypeVar("T")
 out = Console()
@@ -148,6 +151,16 @@ def show(
         out.print("(none)")
 
 
+def show_page(page: Page[Any], as_json: bool, columns: Sequence[str]) -> None:
+    """A page as a table with how to get the next one, or with --json the REST shape."""
+    if as_json:
+        show(page, True)
+        return
+    show(page.data, False, columns)
+    if page.next_cursor:
+        out.print(f"more: --cursor {page.next_cursor}", highlight=False)
+
+
 def version_callback(value: bool) -> None:
     if value:
         print(f"hotspot-webhooks {__version__}")
@@ -206,13 +219,19 @@ def operators_list(db: Db = None, as_json: Json = False) -> None:
 
 @tokens_app.command("create")
 def tokens_create(
-    operator: Annotated[str, typer.Argument(help="Operator id or name.")],
+    operator: Annotated[str | None, typer.Argument(help="Operator id or name.")] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An admin token instead (e.g. the first was lost).")
+    ] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Create a further API token for an operator (shown once)."""
-    token = with_service(settings(db), lambda s: s.create_token(operator))
-    show({"operator": operator, "token": token}, as_json)
+    """Create a further API token for an operator, or with --admin an admin token (shown once)."""
+    if (operator is None) == (not admin):
+        fail("give an operator (id or name), or --admin, not both", 2)
+    show(with_service(settings(db), lambda s: s.create_token(operator)), as_json)
+    if not as_json:
+        err.print("[yellow]Keep the token now: it is stored hashed and cannot be shown again.")
 
 
 @locations_app.command("create")
@@ -299,6 +318,65 @@ def webhooks_delete(
     show({"id": webhook_id, "deleted": True}, as_json)
 
 
+@webhooks_app.command("update")
+def webhooks_update(
+    webhook_id: Annotated[str, typer.Argument(metavar="ID")],
+    url: Annotated[str | None, typer.Option("--url", help="New callback URL.")] = None,
+    enable: Annotated[
+        bool | None, typer.Option("--enable/--disable", help="Enable or disable.")
+    ] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Change a webhook's callback URL, or enable/disable it."""
+    status = None if enable is None else ("enabled" if enable else "disabled")
+    updated = with_service(
+        settings(db), lambda s: s.update_webhook(webhook_id, callback_url=url, status=status)
+    )
+    show(updated, as_json)
+
+
+@webhooks_app.command("rotate-key")
+def webhooks_rotate_key(
+    webhook_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
+) -> None:
+    """Give a webhook a new API key (printed once); later attempts are signed with it."""
+    show(with_service(settings(db), lambda s: s.rotate_key(webhook_id)), as_json)
+    if not as_json:
+        err.print("[yellow]Keep the api_key now: it is stored encrypted and shown only once.")
+
+
+@webhooks_app.command("test")
+def webhooks_test(
+    webhook_id: Annotated[str, typer.Argument(metavar="ID")],
+    dev: Annotated[bool, typer.Option("--dev", help="Allow loopback/private receivers.")] = False,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Send the webhook's sample event now and show the attempt."""
+    config = settings(db, allow_private_targets=True if dev else None)
+    show_delivery(with_service(config, lambda s: s.test_webhook(webhook_id)), as_json)
+
+
+@app.command()
+def recover(
+    webhook_id: Annotated[str, typer.Argument(metavar="WEBHOOK")],
+    since: Annotated[
+        datetime,
+        typer.Option(
+            "--since",
+            help="Re-queue failed deliveries created since this UTC time.",
+            formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"],
+        ),
+    ],
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Re-queue a webhook's failed deliveries since a time (after the receiver is fixed)."""
+    aware = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+    show(with_service(settings(db), lambda s: s.recover(webhook_id, aware)), as_json)
+
+
 # ---- events ---------------------------------------------------------------------------------
 
 
@@ -350,6 +428,23 @@ def emit(
     show(result, as_json)
 
 
+@events_app.command("list")
+def events_list(
+    location: Annotated[str | None, typer.Option("--location", help="Location id.")] = None,
+    event_type: Annotated[str | None, typer.Option("--type", help="Event type.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of a page.")] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """List events, newest first."""
+    page = with_service(
+        settings(db),
+        lambda s: s.list_events(location_id=location, type=event_type, cursor=cursor, limit=limit),
+    )
+    show_page(page, as_json, ("id", "type", "location_id", "deliveries", "created_at"))
+
+
 @events_app.command("show")
 def events_show(
     event_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
@@ -380,12 +475,9 @@ def deliveries_list(
             webhook_id=webhook, event_id=event, status=status, cursor=cursor, limit=limit
         ),
     )
-    if as_json:
-        show(page, True)
-        return
-    show(
-        page.data,
-        False,
+    show_page(
+        page,
+        as_json,
         (
             "id",
             "event_type",
@@ -396,8 +488,6 @@ def deliveries_list(
             "next_attempt_at",
         ),
     )
-    if page.next_cursor:
-        out.print(f"more: --cursor {page.next_cursor}", highlight=False)
 
 
 @deliveries_app.command("show")
@@ -405,7 +495,10 @@ def deliveries_show(
     delivery_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Show a delivery with every attempt."""
-    found = with_service(settings(db), lambda s: s.get_delivery(delivery_id))
+    show_delivery(with_service(settings(db), lambda s: s.get_delivery(delivery_id)), as_json)
+
+
+def show_delivery(found: DeliveryWithAttempts, as_json: bool) -> None:
     if as_json:
         show(found, True)
         return
@@ -491,10 +584,14 @@ def worker(
         show(summary, as_json)
 
 
+Host = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]
+Port = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
+
+
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option("--host")] = None,
-    port: Annotated[int | None, typer.Option("--port")] = None,
+    host: Host = None,
+    port: Port = None,
     interval: Interval = None,
     dev: Annotated[
         bool,
@@ -502,11 +599,7 @@ def serve(
     ] = False,
     db: Db = None,
 ) -> None:
-    """Run the HTTP service and the dispatcher in one process."""
-    import uvicorn
-
-    from .api.app import create_app
-
+    """Run the HTTP API and the dispatcher in one process (the main job)."""
     config = settings(
         db,
         host=host,
@@ -514,20 +607,57 @@ def serve(
         interval=interval if interval is not None else (2.0 if dev else None),
         allow_private_targets=True if dev else None,
     )
-    configure_logging()
     if dev:
         err.print(
             "[yellow]development mode:[/yellow] receivers on loopback/private addresses "
             f"are allowed; a dispatcher pass every {config.interval:g} s"
         )
+    serve_http(config, dispatch=True)
+
+
+@app.command()
+def api(host: Host = None, port: Port = None, db: Db = None) -> None:
+    """Run the HTTP API alone (run `worker` processes to deliver)."""
+    serve_http(settings(db, host=host, port=port), dispatch=False)
+
+
+def serve_http(config: Settings, *, dispatch: bool) -> None:
+    """Migrate, print the admin token if this is the first start, then serve until stopped."""
+    import uvicorn
+
+    from .api.app import create_app
+
+    configure_logging()
+
+    async def first_start() -> str | None:
+        service = await Service.open(config, migrate=True)
+        try:
+            return await service.ensure_admin_token()
+        finally:
+            await service.close()
+
+    admin_token = run(first_start)
+    if admin_token:
+        # printed once, to the terminal that started the service; it is stored only hashed
+        out.print(
+            f"[bold]admin token:[/bold] {admin_token}\n[yellow]Keep it now: it is stored "
+            "hashed and cannot be shown again (`hotspot-webhooks tokens create --admin` "
+            "makes another).[/yellow]",
+            highlight=False,
+            soft_wrap=True,
+        )
     err.print(
         f"hotspot-webhooks {__version__} on http://{config.host}:{config.port} "
-        f"(database {config.database_url})",
+        f"(database {display_url(config.database_url)}; docs at /docs)",
         highlight=False,
     )
     try:
         uvicorn.run(
-            create_app(config), host=config.host, port=config.port, log_level="info", lifespan="on"
+            create_app(config, dispatch=dispatch),
+            host=config.host,
+            port=config.port,
+            log_level="info",
+            lifespan="on",
         )
     except HotspotWebhooksError as exc:
         fail(exc.message)

@@ -34,7 +34,10 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(None, description="key that encrypts API keys at rest")
     admin_token: str | None = None
     response_excerpt_bytes: int = Field(4096, ge=0, le=1 << 20)
-    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="largest request body")
+    max_batch_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="largest body of POST /v1/events/batch"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
 

@@ -33,12 +33,30 @@ class MalformedJSON(InvalidInput):
     status = 400
 
 
+class Unauthorized(HotspotWebhooksError):
+    """No token, or one that is not known."""
+
+    status = 401
+
+
+class Forbidden(HotspotWebhooksError):
+    """A known token that may not do this (an operator asking for an admin action)."""
+
+    status = 403
+
+
 class NotFound(HotspotWebhooksError):
+    """Missing, or belonging to another operator: the two look the same from outside."""
+
     status = 404
 
 
 class Conflict(HotspotWebhooksError):
     status = 409
+
+
+class PayloadTooLarge(HotspotWebhooksError):
+    status = 413
 
 
 class DatabaseUnavailable(HotspotWebhooksError):

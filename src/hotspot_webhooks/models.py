@@ -35,6 +35,15 @@ class OperatorWithToken(Operator):
     token: str
 
 
+class TokenCreated(Resource):
+    """A further token for an operator (``operator_id`` None: an admin token); shown once."""
+
+    id: str
+    operator_id: str | None
+    token: str
+    created_at: datetime
+
+
 class Location(Resource):
     id: str
     name: str
@@ -86,6 +95,28 @@ class EmitResult(Resource):
     id: str
     deliveries: int
     duplicate: bool = False
+
+
+class EmitBatchResult(Resource):
+    """What a batch emit answers: one result per event, in the order sent."""
+
+    data: list[EmitResult]
+
+
+class RecoverResult(Resource):
+    webhook_id: str
+    since: datetime
+    requeued: int
+
+
+class EventTypeInfo(Resource):
+    """One event type as the API describes it: fields in wire order, schema and sample."""
+
+    name: str
+    description: str
+    fields: list[str]
+    json_schema: dict[str, Any]
+    sample: dict[str, str | None]
 
 
 class Attempt(Resource):

@@ -7,19 +7,23 @@ shapes of ``models``. It never speaks SQL or HTTP.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from . import catalog
 from .config import Settings
+from .delivery.dispatcher import deliver_now, sender_for
+from .delivery.sender import Sender
 from .delivery.targets import check_callback_url
-from .errors import InvalidInput, NotFound, field_error
+from .errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, field_error
 from .ids import new_id
-from .keys import KeyCipher, hash_token, load_secret_keys, new_api_key, new_token
+from .keys import KeyCipher, hash_token, load_secret_keys, new_api_key, new_token, token_matches
 from .models import (
     Attempt,
     Delivery,
@@ -31,16 +35,44 @@ from .models import (
     Operator,
     OperatorWithToken,
     Page,
+    RecoverResult,
+    TokenCreated,
     Webhook,
     WebhookStatus,
     WebhookWithSecret,
 )
-from .signing import signing_secret
+from .signing import Signer, signing_secret
 from .store import NewEvent, Store, parse_database_url, sqlite_file
 
 MAX_ID_LENGTH = 200
 T = TypeVar("T")
 MAX_BATCH = 1000
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking. An operator sees and touches only what hangs off its own locations;
+    the admin (``operator_id`` None) manages operators and sees everything.
+
+    The CLI and the Python API act as the admin: whoever runs them holds the database.
+    """
+
+    operator_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.operator_id is None
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden(
+                "this needs the admin token; an operator token manages only its own "
+                "locations, webhooks, events and deliveries"
+            )
+
+
+ADMIN = Caller()
 
 
 @dataclass(frozen=True)
@@ -79,6 +111,7 @@ class Service:
         self.settings = settings
         self.store = store
         self.cipher = cipher
+        self._sender: Sender | None = None  # for test sends; opened on first use
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Service:
@@ -92,11 +125,40 @@ class Service:
         return cls(settings, store, cipher)
 
     async def close(self) -> None:
+        if self._sender is not None:
+            await self._sender.close()
         await self.store.close()
+
+    # authentication
+
+    async def authenticate(self, token: str | None) -> Caller:
+        """The caller a token stands for; the configured admin token, or one stored hashed."""
+        if not token:
+            raise Unauthorized(
+                "no token: send 'Authorization: Bearer <token>' or 'sn-apikey: <token>'"
+            )
+        configured = self.settings.admin_token
+        if configured and token_matches(token, hash_token(configured)):
+            return ADMIN
+        found = await self.store.find_token(hash_token(token))
+        # the lookup is by hash; the comparison still runs in constant time
+        if found is None or not token_matches(token, found.token_hash):
+            raise Unauthorized("this token is not valid; ask your administrator for a new one")
+        return Caller(found.operator_id)
+
+    async def ensure_admin_token(self) -> str | None:
+        """On first start with no admin token configured, create one and return it (to be
+        printed once); afterwards, and when one is configured, return None."""
+        if self.settings.admin_token or await self.store.has_admin_token():
+            return None
+        token = new_token()
+        await self.store.insert_token(self._token_row(None, token, _now()))
+        return token
 
     # operators
 
-    async def create_operator(self, name: str) -> OperatorWithToken:
+    async def create_operator(self, name: str, *, caller: Caller = ADMIN) -> OperatorWithToken:
+        caller.require_admin()
         name = _check_text(name, "name")
         token = new_token()
         now = _now()
@@ -104,13 +166,19 @@ class Service:
         await self.store.insert_operator(row, self._token_row(row["id"], token, now))
         return OperatorWithToken(**row, token=token)
 
-    async def create_token(self, operator: str) -> str:
-        found = await self._operator(operator)
+    async def create_token(self, operator: str | None, *, caller: Caller = ADMIN) -> TokenCreated:
+        """A further token for ``operator`` (id or name), or with None an admin token."""
+        caller.require_admin()
+        operator_id = None if operator is None else (await self._operator(operator)).id
         token = new_token()
-        await self.store.insert_token(self._token_row(found.id, token, _now()))
-        return token
+        row = self._token_row(operator_id, token, _now())
+        await self.store.insert_token(row)
+        return TokenCreated(
+            id=row["id"], operator_id=operator_id, token=token, created_at=row["created_at"]
+        )
 
-    async def list_operators(self) -> list[Operator]:
+    async def list_operators(self, *, caller: Caller = ADMIN) -> list[Operator]:
+        caller.require_admin()
         return [Operator.model_validate(r) for r in await self.store.list_operators()]
 
     async def _operator(self, id_or_name: str) -> Operator:
@@ -129,31 +197,53 @@ class Service:
 
     # locations
 
-    async def create_location(self, location_id: str, name: str, operator: str) -> Location:
+    async def create_location(
+        self, location_id: str, name: str, operator: str | None, *, caller: Caller = ADMIN
+    ) -> Location:
+        """A location for ``operator`` (id or name). An operator creates only its own, so it
+        may leave ``operator`` out; the admin must name one."""
         location_id = _check_text(location_id, "id")
         name = _check_text(name, "name")
-        owner = await self._operator(operator)
-        row = {"id": location_id, "name": name, "operator_id": owner.id, "created_at": _now()}
+        if caller.operator_id is not None:
+            if operator is not None and operator != caller.operator_id:
+                raise Forbidden(
+                    "an operator token creates locations for its own operator only; "
+                    "leave operator_id out",
+                    details=[field_error("operator_id", "not your operator")],
+                )
+            owner_id = caller.operator_id
+        elif operator is None:
+            raise InvalidInput(
+                "operator_id is required when the admin creates a location",
+                details=[field_error("operator_id", "required")],
+            )
+        else:
+            owner_id = (await self._operator(operator)).id
+        row = {"id": location_id, "name": name, "operator_id": owner_id, "created_at": _now()}
         await self.store.insert_location(row)
         return Location(**row)
 
-    async def list_locations(self, operator: str | None = None) -> list[Location]:
-        operator_id = (await self._operator(operator)).id if operator else None
+    async def list_locations(
+        self, operator: str | None = None, *, caller: Caller = ADMIN
+    ) -> list[Location]:
+        if caller.operator_id is not None:
+            operator_id: str | None = caller.operator_id
+        else:
+            operator_id = (await self._operator(operator)).id if operator else None
         return [Location.model_validate(r) for r in await self.store.list_locations(operator_id)]
 
-    async def get_location(self, location_id: str) -> Location:
-        return Location.model_validate(
-            _found(await self.store.get_location(location_id), "location", location_id)
-        )
+    async def get_location(self, location_id: str, *, caller: Caller = ADMIN) -> Location:
+        found = await self.store.get_location(location_id, caller.operator_id)
+        return Location.model_validate(_found(found, "location", location_id))
 
     # webhooks
 
     async def create_webhook(
-        self, location_id: str, event_type: str, callback_url: str
+        self, location_id: str, event_type: str, callback_url: str, *, caller: Caller = ADMIN
     ) -> WebhookWithSecret:
         catalog.get_event_type(event_type, field="event_type")
-        check_callback_url(callback_url, allow_private=self.settings.allow_private_targets)
-        await self.get_location(location_id)
+        self._check_callback_url(callback_url)
+        await self.get_location(location_id, caller=caller)
         api_key = new_api_key()
         now = _now()
         row = {
@@ -170,43 +260,174 @@ class Service:
         await self.store.insert_webhook(row)
         return WebhookWithSecret(**row, api_key=api_key, signing_secret=signing_secret(api_key))
 
+    def _check_callback_url(self, callback_url: Any) -> None:
+        if not isinstance(callback_url, str):
+            raise InvalidInput(
+                "callback_url must be a string",
+                details=[field_error("callback_url", "must be a string")],
+            )
+        check_callback_url(callback_url, allow_private=self.settings.allow_private_targets)
+
     async def list_webhooks(
         self,
         *,
         location_id: str | None = None,
         event_type: str | None = None,
         status: str | None = None,
+        caller: Caller = ADMIN,
     ) -> list[Webhook]:
         if status is not None and status not in set(WebhookStatus):
-            raise InvalidInput(f"status must be enabled or disabled, not {status!r}")
+            raise InvalidInput(
+                f"status must be enabled or disabled, not {status!r}",
+                details=[field_error("status", "must be enabled or disabled")],
+            )
         rows = await self.store.list_webhooks(
-            location_id=location_id, event_type=event_type, status=status
+            location_id=location_id,
+            event_type=event_type,
+            status=status,
+            operator_id=caller.operator_id,
         )
         return [Webhook.model_validate(r) for r in rows]
 
-    async def get_webhook(self, webhook_id: str) -> Webhook:
-        return Webhook.model_validate(
-            _found(await self.store.get_webhook(webhook_id), "webhook", webhook_id)
-        )
+    async def get_webhook(self, webhook_id: str, *, caller: Caller = ADMIN) -> Webhook:
+        return Webhook.model_validate(await self._webhook_row(webhook_id, caller))
 
-    async def delete_webhook(self, webhook_id: str) -> None:
+    async def _webhook_row(self, webhook_id: str, caller: Caller) -> Any:
+        found = await self.store.get_webhook(webhook_id, caller.operator_id)
+        return _found(found, "webhook", webhook_id)
+
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        callback_url: str | None = None,
+        status: str | None = None,
+        caller: Caller = ADMIN,
+    ) -> Webhook:
+        """Change the callback URL and/or enable or disable; enabling clears the reason."""
+        await self.get_webhook(webhook_id, caller=caller)
+        values: dict[str, Any] = {}
+        if callback_url is not None:
+            self._check_callback_url(callback_url)
+            values["callback_url"] = callback_url
+        if status is not None:
+            if status not in set(WebhookStatus):
+                raise InvalidInput(
+                    f"status must be enabled or disabled, not {status!r}",
+                    details=[field_error("status", "must be enabled or disabled")],
+                )
+            values["status"] = status
+            values["disabled_reason"] = (
+                None if status == WebhookStatus.ENABLED else f"disabled by request at {_stamp()}"
+            )
+        if not values:
+            raise InvalidInput(
+                "nothing to change: give callback_url and/or status",
+                details=[field_error("callback_url", "give callback_url and/or status")],
+            )
+        values["updated_at"] = _now()
+        await self.store.update_webhook(webhook_id, values)
+        return await self.get_webhook(webhook_id, caller=caller)
+
+    async def delete_webhook(self, webhook_id: str, *, caller: Caller = ADMIN) -> None:
+        await self.get_webhook(webhook_id, caller=caller)
         if not await self.store.delete_webhook(webhook_id):
             raise NotFound(f"webhook {webhook_id!r} does not exist")
+
+    async def rotate_key(self, webhook_id: str, *, caller: Caller = ADMIN) -> WebhookWithSecret:
+        """Give the webhook a new API key, shown this once; every later attempt (retries of
+        older events included) is signed with it."""
+        await self.get_webhook(webhook_id, caller=caller)
+        api_key = new_api_key()
+        await self.store.update_webhook(
+            webhook_id, {"api_key_encrypted": self.cipher.encrypt(api_key), "updated_at": _now()}
+        )
+        webhook = await self.get_webhook(webhook_id, caller=caller)
+        return WebhookWithSecret(
+            **webhook.model_dump(), api_key=api_key, signing_secret=signing_secret(api_key)
+        )
+
+    async def test_webhook(
+        self, webhook_id: str, *, caller: Caller = ADMIN
+    ) -> DeliveryWithAttempts:
+        """Send the webhook's sample event now, to this webhook alone, and return the delivery
+        with its attempt. It is a real delivery: recorded, listed, retried if it failed."""
+        row = await self._webhook_row(webhook_id, caller)
+        event_type = catalog.get_event_type(row.event_type)
+        now = _now()
+        owner = f"test:{new_id('t')[-12:]}"
+        claimed = await self.store.insert_leased_delivery(
+            NewEvent(
+                new_id("evt"),
+                event_type.name,
+                row.location_id,
+                catalog.serialize(event_type.sample),
+                now,
+            ),
+            webhook_id,
+            new_id("dlv"),
+            owner,
+            lease_until=now + timedelta(seconds=self.settings.timeout + 60),
+        )
+        if self._sender is None:
+            self._sender = sender_for(self.settings)
+        decision = await deliver_now(
+            claimed, Signer(self.cipher.decrypt(row.api_key_encrypted)), self._sender, self.settings
+        )
+        disable = {webhook_id: decision.disable_reason} if decision.disable_reason else None
+        await self.store.record(
+            owner, [decision.outcome], release_at=_now(), disable_webhooks=disable
+        )
+        return await self.get_delivery(claimed.id, caller=caller)
+
+    async def recover(
+        self, webhook_id: str, since: datetime, *, caller: Caller = ADMIN
+    ) -> RecoverResult:
+        """Re-queue the webhook's failed deliveries created since ``since``: each gets one
+        more attempt at the next pass (and stays failed if that one fails too)."""
+        webhook = await self.get_webhook(webhook_id, caller=caller)
+        if since.tzinfo is None:
+            raise InvalidInput(
+                "since must include a time zone, like 2026-11-29T00:00:00Z",
+                details=[field_error("since", "needs a time zone")],
+            )
+        self._require_enabled(webhook)
+        count = await self.store.requeue_failed(webhook_id, since, _now())
+        return RecoverResult(webhook_id=webhook_id, since=since, requeued=count)
+
+    @staticmethod
+    def _require_enabled(webhook: Webhook) -> None:
+        if webhook.status != WebhookStatus.ENABLED:
+            reason = f" ({webhook.disabled_reason})" if webhook.disabled_reason else ""
+            raise Conflict(
+                f"webhook {webhook.id!r} is disabled{reason}; enable it first "
+                "(PATCH status=enabled, or `webhooks update --enable`)"
+            )
 
     # events
 
     async def emit(
-        self, type: str, location_id: str, data: Any, *, id: str | None = None
+        self,
+        type: str,
+        location_id: str,
+        data: Any,
+        *,
+        id: str | None = None,
+        caller: Caller = ADMIN,
     ) -> EmitResult:
         """Store one event with its deliveries; an id that exists changes nothing."""
-        return (await self.emit_many([EmitRequest(type, location_id, data, id)], single=True))[0]
+        requests = [EmitRequest(type, location_id, data, id)]
+        return (await self.emit_many(requests, single=True, caller=caller))[0]
 
     async def emit_many(
-        self, requests: Sequence[EmitRequest], *, single: bool = False
+        self, requests: Sequence[EmitRequest], *, single: bool = False, caller: Caller = ADMIN
     ) -> list[EmitResult]:
         """Validate every event, then store all of them in one transaction (or none)."""
         if len(requests) > MAX_BATCH:
-            raise InvalidInput(f"a batch holds at most {MAX_BATCH} events, not {len(requests)}")
+            raise InvalidInput(
+                f"a batch holds at most {MAX_BATCH} events, not {len(requests)}",
+                details=[field_error("events", f"at most {MAX_BATCH} events")],
+            )
         now = _now()
         new_events = []
         for index, request in enumerate(requests):
@@ -220,7 +441,9 @@ class Service:
             new_events.append(
                 NewEvent(event_id, event_type.name, location_id, catalog.serialize(payload), now)
             )
-        known = await self.store.existing_locations(e.location_id for e in new_events)
+        known = await self.store.existing_locations(
+            (e.location_id for e in new_events), caller.operator_id
+        )
         for index, new in enumerate(new_events):
             if new.location_id not in known:
                 field = "location_id" if single else f"events[{index}].location_id"
@@ -228,14 +451,43 @@ class Service:
                     f"location {new.location_id!r} does not exist; create it first",
                     details=[field_error(field, "no such location")],
                 )
-        counts, existing = await self.store.insert_events(new_events, lambda: new_id("dlv"))
-        return [
-            EmitResult(id=e.id, deliveries=counts[e.id], duplicate=e.id in existing)
-            for e in new_events
-        ]
+        counts, existing = await self.store.insert_events(
+            new_events, lambda: new_id("dlv"), caller.operator_id
+        )
+        results = []
+        seen: set[str] = set()
+        for new in new_events:
+            duplicate = new.id in existing or new.id in seen
+            seen.add(new.id)
+            results.append(EmitResult(id=new.id, deliveries=counts[new.id], duplicate=duplicate))
+        return results
 
-    async def get_event(self, event_id: str) -> Event:
-        return Event.from_row(_found(await self.store.get_event(event_id), "event", event_id))
+    async def get_event(self, event_id: str, *, caller: Caller = ADMIN) -> Event:
+        found = await self.store.get_event(event_id, caller.operator_id)
+        return Event.from_row(_found(found, "event", event_id))
+
+    async def list_events(
+        self,
+        *,
+        location_id: str | None = None,
+        type: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        caller: Caller = ADMIN,
+    ) -> Page[Event]:
+        if type is not None:
+            catalog.get_event_type(type)
+        _check_limit(limit)
+        rows = await self.store.list_events(
+            location_id=location_id,
+            type=type,
+            operator_id=caller.operator_id,
+            after=None if cursor is None else _decode_event_cursor(cursor),
+            limit=limit + 1,
+        )
+        page = [Event.from_row(r) for r in rows[:limit]]
+        next_cursor = _event_cursor(page[-1]) if len(rows) > limit else None
+        return Page[Event](data=page, next_cursor=next_cursor)
 
     # deliveries
 
@@ -247,26 +499,30 @@ class Service:
         status: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        caller: Caller = ADMIN,
     ) -> Page[Delivery]:
         if status is not None and status not in set(DeliveryStatus):
             raise InvalidInput(
                 f"status must be one of {', '.join(DeliveryStatus)}, not {status!r}",
                 details=[field_error("status", "unknown delivery status")],
             )
-        if not 1 <= limit <= 1000:
-            raise InvalidInput("limit must be between 1 and 1000")
+        _check_limit(limit)
         rows = await self.store.list_deliveries(
             webhook_id=webhook_id,
             event_id=event_id,
             status=status,
             after_id=cursor,
             limit=limit + 1,
+            operator_id=caller.operator_id,
         )
         page = [Delivery.model_validate(r) for r in rows[:limit]]
         return Page[Delivery](data=page, next_cursor=page[-1].id if len(rows) > limit else None)
 
-    async def get_delivery(self, delivery_id: str) -> DeliveryWithAttempts:
-        row, attempts = _found(await self.store.get_delivery(delivery_id), "delivery", delivery_id)
+    async def get_delivery(
+        self, delivery_id: str, *, caller: Caller = ADMIN
+    ) -> DeliveryWithAttempts:
+        found = await self.store.get_delivery(delivery_id, caller.operator_id)
+        row, attempts = _found(found, "delivery", delivery_id)
         return DeliveryWithAttempts(
             **Delivery.model_validate(row).model_dump(),
             attempts=[
@@ -277,14 +533,49 @@ class Service:
             ],
         )
 
-    async def retry_delivery(self, delivery_id: str) -> Delivery:
+    async def retry_delivery(self, delivery_id: str, *, caller: Caller = ADMIN) -> Delivery:
         """Make a delivery due now, whatever its state; the next pass sends it again."""
-        await self.get_delivery(delivery_id)
+        delivery = await self.get_delivery(delivery_id, caller=caller)
+        self._require_enabled(await self.get_webhook(delivery.webhook_id, caller=caller))
         if not await self.store.schedule_now(delivery_id, _now()):
-            raise InvalidInput(
+            raise Conflict(
                 f"delivery {delivery_id!r} is being attempted right now; retry after it finishes"
             )
-        return Delivery.model_validate((await self.get_delivery(delivery_id)).model_dump())
+        return Delivery.model_validate(
+            (await self.get_delivery(delivery_id, caller=caller)).model_dump()
+        )
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(
+            f"limit must be between 1 and {MAX_PAGE}, not {limit}",
+            details=[field_error("limit", f"between 1 and {MAX_PAGE}")],
+        )
+
+
+def _event_cursor(event: Event) -> str:
+    raw = json.dumps([event.created_at.isoformat(), event.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_event_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, event_id = json.loads(raw)
+        after = datetime.fromisoformat(created_at)
+        if after.tzinfo is None or not isinstance(event_id, str):
+            raise ValueError(cursor)
+        return after, event_id
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidInput(
+            "cursor is not one this service gave out; pass next_cursor from a previous page",
+            details=[field_error("cursor", "not a cursor from this service")],
+        ) from None
+
+
+def _stamp() -> str:
+    return f"{_now():%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _found(value: T | None, kind: str, key: str) -> T:

@@ -1,4 +1,7 @@
-"""The FastAPI application; ``serve`` runs it with the dispatcher in the same process."""
+"""The FastAPI application: the REST face of ``service``, one router per resource.
+
+``serve`` runs it with the dispatcher in the same process; ``api`` runs it alone.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +19,22 @@ from ..config import Settings
 from ..delivery.dispatcher import Dispatcher, tune_process_for_throughput
 from ..errors import HotspotWebhooksError
 from ..service import Service
+from . import deliveries, event_types, events, locations, operators, webhooks
+from .errors import install_error_handlers
+from .limits import BodyLimit
 
 log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Durable, signed webhook delivery for Wi-Fi hotspot platforms.
+
+Authenticate with `Authorization: Bearer <token>` or the original platform's
+`sn-apikey: <token>`. The admin token manages operators; an operator's token sees and
+changes only its own locations, webhooks, events and deliveries (anything else is 404).
+
+Every error answers `{"success": false, "error": {"code", "message", "details"}}`, where
+`details` names each bad field.
+"""
 
 
 def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
@@ -41,14 +58,35 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
                 await dispatcher.close()
             await service.close()
 
-    app = FastAPI(title="hotspot-webhooks", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="hotspot-webhooks",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        limit_for=lambda path: (
+            settings.max_batch_body_bytes if path == "/v1/events/batch" else settings.max_body_bytes
+        ),
+    )
+    for router in (
+        event_types.router,
+        operators.router,
+        locations.router,
+        webhooks.router,
+        events.router,
+        deliveries.router,
+    ):
+        app.include_router(router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Database down."}})
     async def readyz() -> JSONResponse:
         """Readiness: the database answers."""
         service: Service = app.state.service

@@ -30,7 +30,7 @@ from ..keys import KeyCipher
 from ..signing import DeliveryRequest, Signer, delivery_headers
 from ..store import ClaimedDelivery, Outcome, Store
 from .lanes import HostLanes
-from .outcome import decide
+from .outcome import Decision, decide
 from .retry import RetryPolicy
 from .sender import AttemptResult, Sender
 
@@ -124,17 +124,8 @@ class Dispatcher:
         self.store = store
         self.settings = settings
         self.cipher = cipher
-        self.policy = RetryPolicy(
-            kind=settings.retry_policy,
-            interval=settings.interval,
-            max_retries=settings.max_retries,
-            max_delay=settings.max_retry_delay,
-        )
-        self.sender = Sender(
-            timeout=settings.timeout,
-            allow_private=settings.allow_private_targets,
-            excerpt_bytes=settings.response_excerpt_bytes,
-        )
+        self.policy = retry_policy(settings)
+        self.sender = sender_for(settings)
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id('w')[-6:]}"
         self.stopping = asyncio.Event()
         self._signers: dict[str, Signer] = {}
@@ -287,30 +278,10 @@ class _Pass:
             ):
                 self.recorder.release(claimed.id)
                 return
-            headers = delivery_headers(
-                DeliveryRequest(
-                    claimed.event_id,
-                    claimed.event_type,
-                    claimed.location_id,
-                    claimed.id,
-                    claimed.attempt_number,
-                ),
-                claimed.body,
-                [dispatcher._signer(claimed.api_key_encrypted)],
-                int(time.time()),
-            )
+            headers = signed_headers(claimed, dispatcher._signer(claimed.api_key_encrypted))
             result = await dispatcher.sender.send(claimed.callback_url, claimed.body, headers)
         except Exception as exc:
-            # counted as a failed attempt, so a delivery that keeps failing this way still
-            # ends after its retries instead of looping unrecorded
-            log.exception("delivery %s: internal error", claimed.id)
-            result = AttemptResult(
-                started_at=datetime.now(UTC),
-                duration_ms=0,
-                status=None,
-                response_excerpt=None,
-                error=f"internal error: {type(exc).__name__}: {exc}",
-            )
+            result = _internal_error(claimed, exc)
         finally:
             self.unfinished -= 1
             if self.unfinished <= self.refill_below:
@@ -320,15 +291,7 @@ class _Pass:
     def decide(
         self, claimed: ClaimedDelivery, headers: dict[str, str], result: AttemptResult
     ) -> None:
-        decision = decide(
-            delivery_id=claimed.id,
-            attempt_number=claimed.attempt_number,
-            result=result,
-            request_headers=headers,
-            policy=self.dispatcher.policy,
-            is_success=self.settings.is_success,
-            now=datetime.now(UTC),
-        )
+        decision = _decide(claimed, headers, result, self.dispatcher.policy, self.settings)
         status = decision.outcome.status
         if status == "succeeded":
             self.stats.succeeded += 1
@@ -338,6 +301,83 @@ class _Pass:
             self.stats.failed += 1
         disable = (claimed.webhook_id, decision.disable_reason) if decision.disable_reason else None
         self.recorder.add(decision.outcome, disable)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        kind=settings.retry_policy,
+        interval=settings.interval,
+        max_retries=settings.max_retries,
+        max_delay=settings.max_retry_delay,
+    )
+
+
+def sender_for(settings: Settings) -> Sender:
+    return Sender(
+        timeout=settings.timeout,
+        allow_private=settings.allow_private_targets,
+        excerpt_bytes=settings.response_excerpt_bytes,
+    )
+
+
+def signed_headers(claimed: ClaimedDelivery, signer: Signer) -> dict[str, str]:
+    """The headers of this attempt of ``claimed``, signed now."""
+    return delivery_headers(
+        DeliveryRequest(
+            claimed.event_id,
+            claimed.event_type,
+            claimed.location_id,
+            claimed.id,
+            claimed.attempt_number,
+        ),
+        claimed.body,
+        [signer],
+        int(time.time()),
+    )
+
+
+async def deliver_now(
+    claimed: ClaimedDelivery, signer: Signer, sender: Sender, settings: Settings
+) -> Decision:
+    """Attempt one delivery at once (``webhooks test``) and decide what it became."""
+    headers: dict[str, str] = {}
+    try:
+        headers = signed_headers(claimed, signer)
+        result = await sender.send(claimed.callback_url, claimed.body, headers)
+    except Exception as exc:
+        result = _internal_error(claimed, exc)
+    return _decide(claimed, headers, result, retry_policy(settings), settings)
+
+
+def _decide(
+    claimed: ClaimedDelivery,
+    headers: dict[str, str],
+    result: AttemptResult,
+    policy: RetryPolicy,
+    settings: Settings,
+) -> Decision:
+    return decide(
+        delivery_id=claimed.id,
+        attempt_number=claimed.attempt_number,
+        result=result,
+        request_headers=headers,
+        policy=policy,
+        is_success=settings.is_success,
+        now=datetime.now(UTC),
+    )
+
+
+def _internal_error(claimed: ClaimedDelivery, exc: Exception) -> AttemptResult:
+    """A bug while sending, counted as a failed attempt: a delivery that keeps failing this
+    way still ends after its retries instead of looping unrecorded."""
+    log.exception("delivery %s: internal error", claimed.id)
+    return AttemptResult(
+        started_at=datetime.now(UTC),
+        duration_ms=0,
+        status=None,
+        response_excerpt=None,
+        error=f"internal error: {type(exc).__name__}: {exc}",
+    )
 
 
 def tune_process_for_throughput() -> None:

@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Row,
+    Select,
+    and_,
     bindparam,
     delete,
     func,
@@ -43,6 +45,7 @@ from .database import (
 from .migrate import require_current, upgrade
 from .schema import attempts, deliveries, events, locations, operators, tokens, webhooks
 
+_Query = TypeVar("_Query", bound=Select[Any])
 DELIVERY_COLUMNS = (*deliveries.c, events.c.type.label("event_type"))
 
 
@@ -163,6 +166,19 @@ class Store:
         async with self.write() as conn:
             await conn.execute(insert(tokens), row)
 
+    async def find_token(self, token_hash: str) -> Row[Any] | None:
+        """The token row with this hash (``operator_id`` NULL for an admin token)."""
+        async with self.read() as conn:
+            result = await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash))
+            return result.first()
+
+    async def has_admin_token(self) -> bool:
+        async with self.read() as conn:
+            result = await conn.execute(
+                select(tokens.c.id).where(tokens.c.operator_id.is_(None)).limit(1)
+            )
+            return result.first() is not None
+
     async def find_operator(self, id_or_name: str) -> Row[Any] | None:
         async with self.read() as conn:
             result = await conn.execute(
@@ -182,17 +198,17 @@ class Store:
         async with self.write() as conn:
             await _insert_unique(conn, locations, row, f"location {row['id']!r} exists already")
 
-    async def get_location(self, location_id: str) -> Row[Any] | None:
+    async def get_location(
+        self, location_id: str, operator_id: str | None = None
+    ) -> Row[Any] | None:
+        query = select(locations).where(locations.c.id == location_id)
         async with self.read() as conn:
-            result = await conn.execute(select(locations).where(locations.c.id == location_id))
-            return result.first()
+            return (await conn.execute(_owned_by(query, operator_id))).first()
 
     async def list_locations(self, operator_id: str | None = None) -> Sequence[Row[Any]]:
         query = select(locations).order_by(locations.c.id)
-        if operator_id is not None:
-            query = query.where(locations.c.operator_id == operator_id)
         async with self.read() as conn:
-            return (await conn.execute(query)).all()
+            return (await conn.execute(_owned_by(query, operator_id))).all()
 
     # webhooks
 
@@ -200,10 +216,10 @@ class Store:
         async with self.write() as conn:
             await conn.execute(insert(webhooks), row)
 
-    async def get_webhook(self, webhook_id: str) -> Row[Any] | None:
+    async def get_webhook(self, webhook_id: str, operator_id: str | None = None) -> Row[Any] | None:
+        query = select(webhooks).where(webhooks.c.id == webhook_id)
         async with self.read() as conn:
-            result = await conn.execute(select(webhooks).where(webhooks.c.id == webhook_id))
-            return result.first()
+            return (await conn.execute(_webhooks_of(query, operator_id))).first()
 
     async def list_webhooks(
         self,
@@ -211,8 +227,9 @@ class Store:
         location_id: str | None = None,
         event_type: str | None = None,
         status: str | None = None,
+        operator_id: str | None = None,
     ) -> Sequence[Row[Any]]:
-        query = select(webhooks).order_by(webhooks.c.id)
+        query = _webhooks_of(select(webhooks).order_by(webhooks.c.id), operator_id)
         for column, value in (
             (webhooks.c.location_id, location_id),
             (webhooks.c.event_type, event_type),
@@ -247,21 +264,31 @@ class Store:
     # events
 
     async def insert_events(
-        self, new_events: Sequence[NewEvent], new_delivery_id: Any
+        self,
+        new_events: Sequence[NewEvent],
+        new_delivery_id: Any,
+        operator_id: str | None = None,
     ) -> tuple[dict[str, int], set[str]]:
         """Store events with one pending delivery per enabled matching webhook, atomically.
 
         Returns each event's delivery count and the ids that already existed: those are left
-        exactly as they were (idempotent emit) and report their original count.
+        exactly as they were (idempotent emit) and report their original count. An id that
+        exists at another operator's location is a conflict (and nothing is stored): an
+        operator must neither see nor shadow another's events.
         """
         ids = [e.id for e in new_events]
         async with self.write() as conn:
-            existing = {
-                row.id: row.delivery_count
-                for row in await conn.execute(
-                    select(events.c.id, events.c.delivery_count).where(events.c.id.in_(ids))
-                )
-            }
+            existing: dict[str, int] = {}
+            for row in await conn.execute(
+                select(events.c.id, events.c.delivery_count, locations.c.operator_id)
+                .join(locations, locations.c.id == events.c.location_id)
+                .where(events.c.id.in_(ids))
+            ):
+                if operator_id is not None and row.operator_id != operator_id:
+                    raise Conflict(
+                        f"event id {row.id!r} is already taken; send this event under another id"
+                    )
+                existing[row.id] = row.delivery_count
             fresh: dict[str, NewEvent] = {}
             for new in new_events:
                 if new.id not in existing:
@@ -301,16 +328,42 @@ class Store:
                 await conn.execute(insert(deliveries), delivery_rows)
         return counts, set(existing)
 
-    async def get_event(self, event_id: str) -> Row[Any] | None:
+    async def get_event(self, event_id: str, operator_id: str | None = None) -> Row[Any] | None:
+        query = select(events).where(events.c.id == event_id)
         async with self.read() as conn:
-            return (await conn.execute(select(events).where(events.c.id == event_id))).first()
+            return (await conn.execute(_events_of(query, operator_id))).first()
 
-    async def existing_locations(self, location_ids: Iterable[str]) -> set[str]:
-        async with self.read() as conn:
-            result = await conn.execute(
-                select(locations.c.id).where(locations.c.id.in_(set(location_ids)))
+    async def list_events(
+        self,
+        *,
+        location_id: str | None = None,
+        type: str | None = None,
+        operator_id: str | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> Sequence[Row[Any]]:
+        """Newest first; ``after`` (created_at, id) continues from a cursor."""
+        query = select(events).order_by(events.c.created_at.desc(), events.c.id.desc()).limit(limit)
+        for column, value in ((events.c.location_id, location_id), (events.c.type, type)):
+            if value is not None:
+                query = query.where(column == value)
+        if after is not None:
+            created_at, event_id = after
+            query = query.where(
+                or_(
+                    events.c.created_at < created_at,
+                    and_(events.c.created_at == created_at, events.c.id < event_id),
+                )
             )
-            return set(result.scalars())
+        async with self.read() as conn:
+            return (await conn.execute(_events_of(query, operator_id))).all()
+
+    async def existing_locations(
+        self, location_ids: Iterable[str], operator_id: str | None = None
+    ) -> set[str]:
+        query = select(locations.c.id).where(locations.c.id.in_(set(location_ids)))
+        async with self.read() as conn:
+            return set((await conn.execute(_owned_by(query, operator_id))).scalars())
 
     # deliveries
 
@@ -322,6 +375,7 @@ class Store:
         status: str | None = None,
         after_id: str | None = None,
         limit: int = 50,
+        operator_id: str | None = None,
     ) -> Sequence[Row[Any]]:
         """Newest first; ``after_id`` continues from a cursor (ids sort by creation)."""
         query = (
@@ -340,17 +394,18 @@ class Store:
         if after_id is not None:
             query = query.where(deliveries.c.id < after_id)
         async with self.read() as conn:
-            return (await conn.execute(query)).all()
+            return (await conn.execute(_events_of(query, operator_id))).all()
 
-    async def get_delivery(self, delivery_id: str) -> tuple[Row[Any], Sequence[Row[Any]]] | None:
+    async def get_delivery(
+        self, delivery_id: str, operator_id: str | None = None
+    ) -> tuple[Row[Any], Sequence[Row[Any]]] | None:
+        query = (
+            select(*DELIVERY_COLUMNS)
+            .join(events, events.c.id == deliveries.c.event_id)
+            .where(deliveries.c.id == delivery_id)
+        )
         async with self.read() as conn:
-            found = (
-                await conn.execute(
-                    select(*DELIVERY_COLUMNS)
-                    .join(events, events.c.id == deliveries.c.event_id)
-                    .where(deliveries.c.id == delivery_id)
-                )
-            ).first()
+            found = (await conn.execute(_events_of(query, operator_id))).first()
             if found is None:
                 return None
             tried = await conn.execute(
@@ -369,6 +424,60 @@ class Store:
                 .values(status="pending", next_attempt_at=now)
             )
             return bool(result.rowcount)
+
+    async def requeue_failed(self, webhook_id: str, since: datetime, now: datetime) -> int:
+        """Make a webhook's failed deliveries created since ``since`` due now (recover)."""
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.webhook_id == webhook_id,
+                    deliveries.c.status == "failed",
+                    deliveries.c.created_at >= since,
+                )
+                .values(status="pending", next_attempt_at=now)
+            )
+            return int(result.rowcount or 0)
+
+    async def insert_leased_delivery(
+        self,
+        new: NewEvent,
+        webhook_id: str,
+        delivery_id: str,
+        owner: str,
+        lease_until: datetime,
+    ) -> ClaimedDelivery:
+        """Store an event with one delivery, to this webhook alone, already leased to ``owner``.
+
+        For a test send: the caller attempts it at once, and no dispatcher can claim it first.
+        """
+        async with self.write() as conn:
+            await conn.execute(
+                insert(events),
+                {
+                    "id": new.id,
+                    "type": new.type,
+                    "location_id": new.location_id,
+                    "body": new.body,
+                    "delivery_count": 1,
+                    "created_at": new.created_at,
+                },
+            )
+            await conn.execute(
+                insert(deliveries),
+                {
+                    "id": delivery_id,
+                    "event_id": new.id,
+                    "webhook_id": webhook_id,
+                    "status": "pending",
+                    "attempt_count": 0,
+                    "next_attempt_at": lease_until,
+                    "lease_owner": owner,
+                    "created_at": new.created_at,
+                },
+            )
+            rows = await _SELECT_LEASED.fetchall(conn, (owner, lease_until))
+        return _claimed(rows[0])
 
     # the dispatcher's side
 
@@ -402,14 +511,7 @@ class Store:
                 return []
             # (owner, lease end) names exactly this claim's rows, through the due index
             rows = await _SELECT_LEASED.fetchall(conn, (owner, lease_until))
-        return [
-            ClaimedDelivery(
-                id, event_id, event_type, location_id, webhook_id, attempts + 1, bytes(body),
-                url, key, status == "enabled",
-            )
-            for id, event_id, webhook_id, attempts, event_type, location_id, body, url, key, status
-            in rows
-        ]  # fmt: skip
+        return [_claimed(row) for row in rows]
 
     async def take_expired_leases(self, expired_by: datetime) -> list[ExpiredLease]:
         """Take over the deliveries whose worker's lease ran out before it recorded a result.
@@ -548,6 +650,41 @@ _SELECT_LEASED = DriverStatement(
     ("owner", "lease_until"),
     datetimes=["lease_until"],
 )
+
+
+def _claimed(row: Sequence[Any]) -> ClaimedDelivery:
+    id, event_id, webhook_id, attempts, event_type, location_id, body, url, key, status = row
+    return ClaimedDelivery(
+        id, event_id, event_type, location_id, webhook_id, attempts + 1, bytes(body), url, key,
+        status == "enabled",
+    )  # fmt: skip
+
+
+def _owned_by(query: _Query, operator_id: str | None) -> _Query:
+    """``query`` over locations, narrowed to one operator's (None: the admin sees all)."""
+    return query if operator_id is None else query.where(locations.c.operator_id == operator_id)
+
+
+def _webhooks_of(query: _Query, operator_id: str | None) -> _Query:
+    """``query`` over webhooks, narrowed to the webhooks at one operator's locations."""
+    if operator_id is None:
+        return query
+    return query.where(
+        webhooks.c.location_id.in_(
+            select(locations.c.id).where(locations.c.operator_id == operator_id)
+        )
+    )
+
+
+def _events_of(query: _Query, operator_id: str | None) -> _Query:
+    """``query`` over events (or joined to them), narrowed to one operator's locations."""
+    if operator_id is None:
+        return query
+    return query.where(
+        events.c.location_id.in_(
+            select(locations.c.id).where(locations.c.operator_id == operator_id)
+        )
+    )
 
 
 async def _insert_unique(

@@ -1,0 +1,46 @@
+"""Who is calling: ``Authorization: Bearer <token>`` or the original platform's ``sn-apikey``.
+
+Routes declare ``CallerDep`` and hand the caller to the service, which decides what it may see.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from ..errors import Unauthorized
+from ..service import Caller, Service
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An operator or admin token: `Authorization: Bearer hwt_...`.",
+)
+sn_apikey = APIKeyHeader(
+    name="sn-apikey",
+    auto_error=False,
+    description="The same token in the original platform's header: `sn-apikey: hwt_...`.",
+)
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+async def current_caller(
+    request: Request,
+    service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    api_key: Annotated[str | None, Depends(sn_apikey)],
+) -> Caller:
+    if credentials is None and api_key is None and "authorization" in request.headers:
+        raise Unauthorized("the Authorization header must read 'Bearer <token>'")
+    return await service.authenticate(credentials.credentials if credentials else api_key)
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]

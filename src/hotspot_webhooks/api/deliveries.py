@@ -1,0 +1,49 @@
+"""``/v1/deliveries``: one per (event, webhook), with every attempt made."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from ..models import Delivery, DeliveryStatus, DeliveryWithAttempts, Page
+from .auth import CallerDep, ServiceDep
+from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
+
+router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=ERROR_RESPONSES)
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+
+
+@router.get("")
+async def list_deliveries(
+    service: ServiceDep,
+    caller: CallerDep,
+    webhook_id: str | None = None,
+    event_id: str | None = None,
+    status: DeliveryStatus | None = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    limit: Limit = 50,
+) -> Page[Delivery]:
+    """Newest first, `limit` at a time; follow `next_cursor` for more."""
+    return await service.list_deliveries(
+        webhook_id=webhook_id,
+        event_id=event_id,
+        status=None if status is None else status.value,
+        cursor=cursor,
+        limit=limit,
+        caller=caller,
+    )
+
+
+@router.get("/{delivery_id}")
+async def get_delivery(
+    delivery_id: str, service: ServiceDep, caller: CallerDep
+) -> DeliveryWithAttempts:
+    """The delivery with every attempt: request headers, status, response excerpt, error."""
+    return await service.get_delivery(delivery_id, caller=caller)
+
+
+@router.post("/{delivery_id}/retry", status_code=202, responses=CONFLICT_RESPONSE)
+async def retry_delivery(delivery_id: str, service: ServiceDep, caller: CallerDep) -> Delivery:
+    """Make the delivery due now, whatever its state; the next pass sends it."""
+    return await service.retry_delivery(delivery_id, caller=caller)

@@ -1,0 +1,127 @@
+"""``/v1/events``: emit one event or a batch (each stored with its deliveries before the answer),
+list them, show one.
+
+The request schema is built from the catalog: one object per event type, told apart by
+``type``, each with exactly its payload fields. So ``/docs`` shows all six payloads and a
+wrong field is named before the service sees the event (which validates it again anyway).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from .. import catalog
+from ..models import EmitBatchResult, EmitResult, Event, Page
+from ..service import MAX_BATCH, EmitRequest
+from .auth import CallerDep, ServiceDep
+from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
+
+router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES)
+
+
+def _class_name(event_type: catalog.EventType) -> str:
+    return "".join(part.title() for part in event_type.name.split("."))
+
+
+def _event_model(event_type: catalog.EventType) -> type[BaseModel]:
+    data = create_model(  # type: ignore[call-overload]
+        f"{_class_name(event_type)}Data",
+        __config__=ConfigDict(extra="forbid", title=f"{event_type.name} payload"),
+        **{name: (str | None, None) for name in event_type.fields},
+    )
+    model: type[BaseModel] = create_model(
+        f"{_class_name(event_type)}Event",
+        __config__=ConfigDict(extra="forbid", title=event_type.name),
+        __doc__=event_type.description,
+        type=(Literal[event_type.name], ...),  # type: ignore[arg-type]
+        location_id=(str, Field(min_length=1, max_length=200)),
+        data=(data, ...),
+        id=(
+            str | None,
+            Field(None, min_length=1, max_length=200, description="Idempotency key."),
+        ),
+    )
+    return model
+
+
+_EVENT_MODELS = tuple(_event_model(t) for t in catalog.EVENT_TYPES.values())
+if TYPE_CHECKING:
+    EventIn = Any
+else:
+    EventIn = Annotated[Union[_EVENT_MODELS], Field(discriminator="type")]  # noqa: UP007
+
+
+def _example(event_type: catalog.EventType) -> dict[str, Any]:
+    return {"type": event_type.name, "location_id": "loc-1042", "data": dict(event_type.sample)}
+
+
+EXAMPLES = {
+    t.name: {"summary": t.description, "value": _example(t)} for t in catalog.EVENT_TYPES.values()
+}
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(max_length=MAX_BATCH)
+
+
+def _request(event: Any) -> EmitRequest:
+    return EmitRequest(event.type, event.location_id, event.data.model_dump(), event.id)
+
+
+@router.post("", status_code=202, responses=CONFLICT_RESPONSE)
+async def emit(
+    event: Annotated[EventIn, Body(openapi_examples=EXAMPLES)],
+    service: ServiceDep,
+    caller: CallerDep,
+) -> EmitResult:
+    """Store the event with one delivery per enabled matching webhook, then answer. An `id`
+    that exists changes nothing and answers the original result with `duplicate: true`."""
+    return (await service.emit_many([_request(event)], single=True, caller=caller))[0]
+
+
+@router.post("/batch", status_code=202, responses=CONFLICT_RESPONSE)
+async def emit_batch(
+    batch: Annotated[
+        EventBatch,
+        Body(
+            openapi_examples={
+                "two events": {
+                    "summary": "Several events in one transaction",
+                    "value": {"events": [EXAMPLES[n]["value"] for n in list(EXAMPLES)[:2]]},
+                }
+            }
+        ),
+    ],
+    service: ServiceDep,
+    caller: CallerDep,
+) -> EmitBatchResult:
+    """Up to 1000 events, stored together (all or none) before the answer."""
+    results = await service.emit_many([_request(e) for e in batch.events], caller=caller)
+    return EmitBatchResult(data=results)
+
+
+@router.get("")
+async def list_events(
+    service: ServiceDep,
+    caller: CallerDep,
+    location_id: str | None = None,
+    type: Annotated[
+        str | None, Query(json_schema_extra={"enum": list(catalog.EVENT_TYPES)})
+    ] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> Page[Event]:
+    """Newest first, `limit` at a time; follow `next_cursor` for more."""
+    return await service.list_events(
+        location_id=location_id, type=type, cursor=cursor, limit=limit, caller=caller
+    )
+
+
+@router.get("/{event_id}")
+async def get_event(event_id: str, service: ServiceDep, caller: CallerDep) -> Event:
+    return await service.get_event(event_id, caller=caller)

@@ -1,0 +1,43 @@
+"""``/v1/locations``: an operator's hotspots, named by the platform's own location ids."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..models import Location, Page
+from .auth import CallerDep, ServiceDep
+from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
+
+router = APIRouter(prefix="/v1/locations", tags=["locations"], responses=ERROR_RESPONSES)
+
+
+class LocationCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"id": "loc-1042", "name": "Café Central"}]},
+    )
+
+    id: str = Field(min_length=1, max_length=200, description="The platform's location id.")
+    name: str = Field(min_length=1, max_length=200)
+    operator_id: str | None = Field(
+        None, description="Owning operator; only the admin gives it (an operator owns its own)."
+    )
+
+
+@router.post("", status_code=201, responses=CONFLICT_RESPONSE)
+async def create_location(body: LocationCreate, service: ServiceDep, caller: CallerDep) -> Location:
+    return await service.create_location(body.id, body.name, body.operator_id, caller=caller)
+
+
+@router.get("")
+async def list_locations(
+    service: ServiceDep, caller: CallerDep, operator_id: str | None = None
+) -> Page[Location]:
+    """The caller's locations (the admin sees all, or one operator's with ``operator_id``)."""
+    return Page[Location](data=await service.list_locations(operator_id, caller=caller))
+
+
+@router.get("/{location_id}")
+async def get_location(location_id: str, service: ServiceDep, caller: CallerDep) -> Location:
+    return await service.get_location(location_id, caller=caller)

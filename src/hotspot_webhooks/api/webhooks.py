@@ -1,0 +1,137 @@
+"""``/v1/webhooks``: location + event type → callback URL, and what can be done to one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+
+from .. import catalog
+from ..models import (
+    DeliveryWithAttempts,
+    Page,
+    RecoverResult,
+    Webhook,
+    WebhookStatus,
+    WebhookWithSecret,
+)
+from .auth import CallerDep, ServiceDep
+from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
+EVENT_TYPE_NAMES: list[JsonValue] = list(catalog.EVENT_TYPES)
+
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "location_id": "loc-1042",
+                    "event_type": "customer.create",
+                    "callback_url": "https://crm.example.com/hotspot/customers",
+                }
+            ]
+        },
+    )
+
+    location_id: str = Field(min_length=1, max_length=200)
+    event_type: str = Field(json_schema_extra={"enum": EVENT_TYPE_NAMES})
+    callback_url: str = Field(
+        min_length=1, max_length=2000, description="http or https; no credentials in the URL."
+    )
+
+
+class WebhookUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"status": "enabled"}, {"callback_url": "https://new.example.com/hook"}]
+        },
+    )
+
+    callback_url: str | None = Field(None, min_length=1, max_length=2000)
+    status: WebhookStatus | None = None
+
+
+class RecoverRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"since": "2026-11-28T00:00:00Z"}]}
+    )
+
+    since: AwareDatetime = Field(description="Re-queue failed deliveries created since then.")
+
+
+@router.post("", status_code=201, responses=CONFLICT_RESPONSE)
+async def create_webhook(
+    body: WebhookCreate, service: ServiceDep, caller: CallerDep
+) -> WebhookWithSecret:
+    """Create a webhook. The answer holds its `api_key` and `signing_secret`, shown this once."""
+    return await service.create_webhook(
+        body.location_id, body.event_type, body.callback_url, caller=caller
+    )
+
+
+@router.get("")
+async def list_webhooks(
+    service: ServiceDep,
+    caller: CallerDep,
+    location_id: str | None = None,
+    event_type: str | None = None,
+    status: WebhookStatus | None = None,
+) -> Page[Webhook]:
+    found = await service.list_webhooks(
+        location_id=location_id,
+        event_type=event_type,
+        status=None if status is None else status.value,
+        caller=caller,
+    )
+    return Page[Webhook](data=found)
+
+
+@router.get("/{webhook_id}")
+async def get_webhook(webhook_id: str, service: ServiceDep, caller: CallerDep) -> Webhook:
+    return await service.get_webhook(webhook_id, caller=caller)
+
+
+@router.patch("/{webhook_id}")
+async def update_webhook(
+    webhook_id: str, body: WebhookUpdate, service: ServiceDep, caller: CallerDep
+) -> Webhook:
+    """Change the callback URL, or enable/disable (enabling clears `disabled_reason`)."""
+    return await service.update_webhook(
+        webhook_id,
+        callback_url=body.callback_url,
+        status=None if body.status is None else body.status.value,
+        caller=caller,
+    )
+
+
+@router.delete("/{webhook_id}", status_code=204, response_class=Response)
+async def delete_webhook(webhook_id: str, service: ServiceDep, caller: CallerDep) -> Response:
+    """Delete the webhook with its deliveries and their attempts."""
+    await service.delete_webhook(webhook_id, caller=caller)
+    return Response(status_code=204)
+
+
+@router.post("/{webhook_id}/rotate-key")
+async def rotate_key(webhook_id: str, service: ServiceDep, caller: CallerDep) -> WebhookWithSecret:
+    """A new API key, shown this once; every later attempt is signed with it."""
+    return await service.rotate_key(webhook_id, caller=caller)
+
+
+@router.post("/{webhook_id}/test")
+async def test_webhook(
+    webhook_id: str, service: ServiceDep, caller: CallerDep
+) -> DeliveryWithAttempts:
+    """Send the event type's sample now, to this webhook alone; answers with the delivery and
+    its attempt (a failed one is retried like any other)."""
+    return await service.test_webhook(webhook_id, caller=caller)
+
+
+@router.post("/{webhook_id}/recover", responses=CONFLICT_RESPONSE)
+async def recover(
+    webhook_id: str, body: RecoverRequest, service: ServiceDep, caller: CallerDep
+) -> RecoverResult:
+    """Re-queue failed deliveries created since `since`; each gets one more attempt."""
+    return await service.recover(webhook_id, body.since, caller=caller)
