@@ -14,6 +14,7 @@ import pytest
 
 from hotspot_webhooks.config import Settings
 from hotspot_webhooks.service import Service
+from tests.live_api import ADMIN_TOKEN, LiveAPI
 from tests.receivers import PythonReceiver, RawSocketReceiver
 
 # Settings must come from the tests, never from the developer's environment or .env
@@ -50,6 +51,29 @@ async def location(service: Service) -> str:
     await service.create_operator("acme")
     await service.create_location("loc-1", "Café Central", "acme")
     return "loc-1"
+
+
+@pytest.fixture
+async def make_api(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
+    """Start the REST API (uvicorn on 127.0.0.1) with settings overrides; stopped at the end."""
+    started: list[LiveAPI] = []
+
+    async def make(*, dispatch: bool = True, **overrides: Any) -> LiveAPI:
+        overrides.setdefault("admin_token", ADMIN_TOKEN)
+        api = await LiveAPI(make_settings(**overrides), dispatch=dispatch).start()
+        started.append(api)
+        return api
+
+    yield make
+    for api in reversed(started):
+        await api.stop()
+
+
+@pytest.fixture
+async def api(make_api: Callable[..., Any]) -> LiveAPI:
+    """The REST API with the dispatcher, as ``serve --dev`` runs it, on a fresh SQLite file."""
+    live: LiveAPI = await make_api()
+    return live
 
 
 @pytest.fixture

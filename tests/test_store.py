@@ -21,6 +21,7 @@ from hotspot_webhooks import catalog
 from hotspot_webhooks.config import Settings
 from hotspot_webhooks.errors import (
     ConfigurationError,
+    Conflict,
     DatabaseUnavailable,
     InvalidInput,
     NotFound,
@@ -401,7 +402,7 @@ async def test_retry_of_a_delivery_being_attempted_is_refused(
         owner="w1", due_by=now, lease_until=lease_until, limit=10
     )
 
-    with pytest.raises(InvalidInput, match="being attempted"):
+    with pytest.raises(Conflict, match="being attempted"):
         await service.retry_delivery(claimed.id)
 
     [row] = await delivery_rows(service, deliveries.c.id == claimed.id)
