@@ -7,9 +7,9 @@ shapes of ``models``. It never speaks SQL or HTTP.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -89,12 +89,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# An id or a name: not blank, no control characters. The API's schema publishes the same rule.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$"
+_TEXT = re.compile(TEXT_PATTERN)
+
+
 def _check_text(value: Any, field: str, *, max_length: int = MAX_ID_LENGTH) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(
             f"{field} must be a non-empty string", details=[field_error(field, "required")]
         )
-    if len(value) > max_length or any(ord(c) < 32 for c in value):
+    if len(value) > max_length or not _TEXT.match(value):
         message = f"must be at most {max_length} printable characters"
         raise InvalidInput(f"{field} {message}", details=[field_error(field, message)])
     return value
@@ -242,7 +247,7 @@ class Service:
         self, location_id: str, event_type: str, callback_url: str, *, caller: Caller = ADMIN
     ) -> WebhookWithSecret:
         catalog.get_event_type(event_type, field="event_type")
-        self._check_callback_url(callback_url)
+        await self._check_callback_url(callback_url)
         await self.get_location(location_id, caller=caller)
         api_key = new_api_key()
         now = _now()
@@ -260,13 +265,16 @@ class Service:
         await self.store.insert_webhook(row)
         return WebhookWithSecret(**row, api_key=api_key, signing_secret=signing_secret(api_key))
 
-    def _check_callback_url(self, callback_url: Any) -> None:
+    async def _check_callback_url(self, callback_url: Any) -> None:
         if not isinstance(callback_url, str):
             raise InvalidInput(
                 "callback_url must be a string",
                 details=[field_error("callback_url", "must be a string")],
             )
-        check_callback_url(callback_url, allow_private=self.settings.allow_private_targets)
+        if self.settings.allow_private_targets:
+            check_callback_url(callback_url, allow_private=True)
+        else:  # may resolve the host name: off the event loop
+            await asyncio.to_thread(check_callback_url, callback_url, allow_private=False)
 
     async def list_webhooks(
         self,
@@ -308,7 +316,7 @@ class Service:
         await self.get_webhook(webhook_id, caller=caller)
         values: dict[str, Any] = {}
         if callback_url is not None:
-            self._check_callback_url(callback_url)
+            await self._check_callback_url(callback_url)
             values["callback_url"] = callback_url
         if status is not None:
             if status not in set(WebhookStatus):
@@ -482,12 +490,11 @@ class Service:
             location_id=location_id,
             type=type,
             operator_id=caller.operator_id,
-            after=None if cursor is None else _decode_event_cursor(cursor),
+            after_id=cursor or None,
             limit=limit + 1,
         )
         page = [Event.from_row(r) for r in rows[:limit]]
-        next_cursor = _event_cursor(page[-1]) if len(rows) > limit else None
-        return Page[Event](data=page, next_cursor=next_cursor)
+        return Page[Event](data=page, next_cursor=page[-1].id if len(rows) > limit else None)
 
     # deliveries
 
@@ -511,7 +518,7 @@ class Service:
             webhook_id=webhook_id,
             event_id=event_id,
             status=status,
-            after_id=cursor,
+            after_id=cursor or None,
             limit=limit + 1,
             operator_id=caller.operator_id,
         )
@@ -552,26 +559,6 @@ def _check_limit(limit: int) -> None:
             f"limit must be between 1 and {MAX_PAGE}, not {limit}",
             details=[field_error("limit", f"between 1 and {MAX_PAGE}")],
         )
-
-
-def _event_cursor(event: Event) -> str:
-    raw = json.dumps([event.created_at.isoformat(), event.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_event_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, event_id = json.loads(raw)
-        after = datetime.fromisoformat(created_at)
-        if after.tzinfo is None or not isinstance(event_id, str):
-            raise ValueError(cursor)
-        return after, event_id
-    except (binascii.Error, ValueError, TypeError):
-        raise InvalidInput(
-            "cursor is not one this service gave out; pass next_cursor from a previous page",
-            details=[field_error("cursor", "not a cursor from this service")],
-        ) from None
 
 
 def _stamp() -> str:

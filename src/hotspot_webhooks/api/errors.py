@@ -14,8 +14,10 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from .. import catalog
 from ..errors import HotspotWebhooksError, field_error
@@ -87,10 +89,24 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     if exc.status_code == 404:
         message = f"no such endpoint: {request.method} {request.url.path} (see /docs)"
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path} (see /docs)"
+        allowed = _allowed_methods(request)
+        message = (
+            f"{request.method} is not allowed on {request.url.path}; "
+            f"use {' or '.join(allowed)} (see /docs)"
+        )
+        return error_response(405, message, headers={"Allow": ", ".join(allowed)})
     else:
         message = str(exc.detail)
     return error_response(exc.status_code, message, headers=exc.headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers on this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 async def _bug(request: Request, exc: Exception) -> JSONResponse:
@@ -159,6 +175,8 @@ def _problem(error: Any) -> str:
     if kind == "union_tag_invalid":
         known = ", ".join(catalog.EVENT_TYPES)
         return f"unknown event type {ctx.get('tag')!r}; expected one of: {known}"
+    if kind == "value_error" and "error" in ctx:
+        return str(ctx["error"])
     if kind.startswith(("datetime", "timezone")):
         return "must be a date-time with a time zone, like 2026-11-29T00:00:00Z"
     message = str(error.get("msg", "is invalid"))

@@ -18,6 +18,7 @@ from ..models import EmitBatchResult, EmitResult, Event, Page
 from ..service import MAX_BATCH, EmitRequest
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
+from .fields import text_field
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES)
 
@@ -37,12 +38,9 @@ def _event_model(event_type: catalog.EventType) -> type[BaseModel]:
         __config__=ConfigDict(extra="forbid", title=event_type.name),
         __doc__=event_type.description,
         type=(Literal[event_type.name], ...),  # type: ignore[arg-type]
-        location_id=(str, Field(min_length=1, max_length=200)),
+        location_id=(str, text_field()),
         data=(data, ...),
-        id=(
-            str | None,
-            Field(None, min_length=1, max_length=200, description="Idempotency key."),
-        ),
+        id=(str | None, text_field("Idempotency key; generated when absent.", default=None)),
     )
     return model
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..models import Location, Page
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
+from .fields import text_field
 
 router = APIRouter(prefix="/v1/locations", tags=["locations"], responses=ERROR_RESPONSES)
 
@@ -18,8 +19,8 @@ class LocationCreate(BaseModel):
         json_schema_extra={"examples": [{"id": "loc-1042", "name": "Café Central"}]},
     )
 
-    id: str = Field(min_length=1, max_length=200, description="The platform's location id.")
-    name: str = Field(min_length=1, max_length=200)
+    id: str = text_field("The platform's location id.")
+    name: str = text_field()
     operator_id: str | None = Field(
         None, description="Owning operator; only the admin gives it (an operator owns its own)."
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from ..models import Operator, OperatorWithToken, Page, TokenCreated
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
+from .fields import text_field
 
 router = APIRouter(prefix="/v1/operators", tags=["operators (admin)"], responses=ERROR_RESPONSES)
 
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/v1/operators", tags=["operators (admin)"], responses
 class OperatorCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "acme"}]})
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = text_field()
 
 
 @router.post("", status_code=201, responses=CONFLICT_RESPONSE)

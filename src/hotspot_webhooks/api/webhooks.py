@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from .. import catalog
 from ..models import (
@@ -16,6 +18,7 @@ from ..models import (
 )
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
+from .fields import callback_url_field, text_field
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
 EVENT_TYPE_NAMES: list[JsonValue] = list(catalog.EVENT_TYPES)
@@ -35,23 +38,30 @@ class WebhookCreate(BaseModel):
         },
     )
 
-    location_id: str = Field(min_length=1, max_length=200)
+    location_id: str = text_field()
     event_type: str = Field(json_schema_extra={"enum": EVENT_TYPE_NAMES})
-    callback_url: str = Field(
-        min_length=1, max_length=2000, description="http or https; no credentials in the URL."
-    )
+    callback_url: str = callback_url_field()
 
 
 class WebhookUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"status": "enabled"}, {"callback_url": "https://new.example.com/hook"}]
+            "examples": [{"status": "enabled"}, {"callback_url": "https://new.example.com/hook"}],
+            "minProperties": 1,
         },
     )
 
-    callback_url: str | None = Field(None, min_length=1, max_length=2000)
-    status: WebhookStatus | None = None
+    # absent means unchanged; null is not a value either
+    callback_url: str = callback_url_field(default=None)
+    status: WebhookStatus = Field(default=None)  # type: ignore[assignment]
+
+
+def _text_only(value: Any) -> Any:
+    """A time is written as text: a bare number would be read as a Unix time by accident."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 date-time string, like 2026-11-29T00:00:00Z")
+    return value
 
 
 class RecoverRequest(BaseModel):
@@ -59,7 +69,9 @@ class RecoverRequest(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"since": "2026-11-28T00:00:00Z"}]}
     )
 
-    since: AwareDatetime = Field(description="Re-queue failed deliveries created since then.")
+    since: Annotated[AwareDatetime, BeforeValidator(_text_only)] = Field(
+        description="Re-queue failed deliveries created since then (RFC 3339, with zone)."
+    )
 
 
 @router.post("", status_code=201, responses=CONFLICT_RESPONSE)

@@ -339,20 +339,20 @@ class Store:
         location_id: str | None = None,
         type: str | None = None,
         operator_id: str | None = None,
-        after: tuple[datetime, str] | None = None,
+        after_id: str | None = None,
         limit: int = 50,
     ) -> Sequence[Row[Any]]:
-        """Newest first; ``after`` (created_at, id) continues from a cursor."""
+        """Newest first; ``after_id`` continues after that event (none after an unknown id)."""
         query = select(events).order_by(events.c.created_at.desc(), events.c.id.desc()).limit(limit)
         for column, value in ((events.c.location_id, location_id), (events.c.type, type)):
             if value is not None:
                 query = query.where(column == value)
-        if after is not None:
-            created_at, event_id = after
+        if after_id is not None:
+            after = select(events.c.created_at).where(events.c.id == after_id).scalar_subquery()
             query = query.where(
                 or_(
-                    events.c.created_at < created_at,
-                    and_(events.c.created_at == created_at, events.c.id < event_id),
+                    events.c.created_at < after,
+                    and_(events.c.created_at == after, events.c.id < after_id),
                 )
             )
         async with self.read() as conn:
