@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,11 +43,15 @@ from .models import (
     WebhookWithSecret,
 )
 from .signing import Signer, signing_secret
-from .store import NewEvent, Store, parse_database_url, sqlite_file
+from .store import NewEvent, Store, UnknownLocation, parse_database_url, sqlite_file
 
 MAX_ID_LENGTH = 200
 T = TypeVar("T")
 MAX_BATCH = 1000
+# Known tokens are remembered this long (seconds): what a token stands for never changes, and
+# a token deleted from the database stops working within this time.
+TOKEN_CACHE_SECONDS = 10.0
+TOKEN_CACHE_LIMIT = 10_000
 MAX_PAGE = 1000
 
 
@@ -117,6 +122,8 @@ class Service:
         self.store = store
         self.cipher = cipher
         self._sender: Sender | None = None  # for test sends; opened on first use
+        # token hash → (caller, valid until): a busy client costs no query per request
+        self._callers: dict[str, tuple[Caller, float]] = {}
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Service:
@@ -145,11 +152,19 @@ class Service:
         configured = self.settings.admin_token
         if configured and token_matches(token, hash_token(configured)):
             return ADMIN
-        found = await self.store.find_token(hash_token(token))
+        token_hash = hash_token(token)
+        cached = self._callers.get(token_hash)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        found = await self.store.find_token(token_hash)
         # the lookup is by hash; the comparison still runs in constant time
         if found is None or not token_matches(token, found.token_hash):
             raise Unauthorized("this token is not valid; ask your administrator for a new one")
-        return Caller(found.operator_id)
+        caller = Caller(found.operator_id)
+        if len(self._callers) >= TOKEN_CACHE_LIMIT:
+            self._callers.clear()
+        self._callers[token_hash] = (caller, time.monotonic() + TOKEN_CACHE_SECONDS)
+        return caller
 
     async def ensure_admin_token(self) -> str | None:
         """On first start with no admin token configured, create one and return it (to be
@@ -449,19 +464,13 @@ class Service:
             new_events.append(
                 NewEvent(event_id, event_type.name, location_id, catalog.serialize(payload), now)
             )
-        known = await self.store.existing_locations(
-            (e.location_id for e in new_events), caller.operator_id
-        )
-        for index, new in enumerate(new_events):
-            if new.location_id not in known:
-                field = "location_id" if single else f"events[{index}].location_id"
-                raise NotFound(
-                    f"location {new.location_id!r} does not exist; create it first",
-                    details=[field_error(field, "no such location")],
-                )
-        counts, existing = await self.store.insert_events(
-            new_events, lambda: new_id("dlv"), caller.operator_id
-        )
+        try:
+            counts, existing = await self.store.insert_events(
+                new_events, lambda: new_id("dlv"), caller.operator_id
+            )
+        except UnknownLocation as exc:
+            field = "location_id" if single else f"events[{exc.index}].location_id"
+            raise NotFound(exc.message, details=[field_error(field, "no such location")]) from None
         results = []
         seen: set[str] = set()
         for new in new_events:

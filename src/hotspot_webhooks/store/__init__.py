@@ -1,7 +1,7 @@
 """The database: tables, migrations and every query."""
 
 from .database import create_engine, parse_database_url, sqlite_file
-from .queries import ClaimedDelivery, ExpiredLease, NewEvent, Outcome, Store
+from .queries import ClaimedDelivery, ExpiredLease, NewEvent, Outcome, Store, UnknownLocation
 
 __all__ = [
     "ClaimedDelivery",
@@ -9,6 +9,7 @@ __all__ = [
     "NewEvent",
     "Outcome",
     "Store",
+    "UnknownLocation",
     "create_engine",
     "parse_database_url",
     "sqlite_file",

@@ -8,7 +8,7 @@ one transaction, and the dispatcher's claim and record are one statement or one 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..config import DEFAULT_DATABASE_URL
-from ..errors import ConfigurationError, Conflict
+from ..errors import ConfigurationError, Conflict, NotFound
 from .bulk import DriverStatement
 from .database import (
     check_sqlite_path,
@@ -90,6 +90,39 @@ class NewEvent:
     created_at: datetime
 
 
+class UnknownLocation(NotFound):
+    """An emitted event names a location that does not exist (for this operator)."""
+
+    def __init__(self, location_id: str, index: int) -> None:
+        super().__init__(f"location {location_id!r} does not exist; create it first")
+        self.location_id = location_id
+        self.index = index  # of the event within the emit
+
+
+class _Emit:
+    """One caller's events waiting for the next group commit."""
+
+    def __init__(
+        self,
+        events: Sequence[NewEvent],
+        operator_id: str | None,
+        new_delivery_id: Callable[[], str],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.events = events
+        self.operator_id = operator_id
+        self.new_delivery_id = new_delivery_id
+        self.done: asyncio.Future[tuple[dict[str, int], set[str]]] = loop.create_future()
+
+
+MAX_EVENTS_PER_COMMIT = 5000
+
+
+def _may_emit_at(owner: str | None, operator_id: str | None) -> bool:
+    """An operator emits at its own locations; the admin (None) at any that exists."""
+    return owner is not None and (operator_id is None or owner == operator_id)
+
+
 @dataclass(slots=True)
 class Outcome:
     """What one claimed delivery became: an attempt was made (``attempt``) or not."""
@@ -111,6 +144,9 @@ class Store:
         # wait; leaving it to SQLite's busy handler costs sleeps of up to 100 ms each.
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._last_lease_end: datetime | None = None
+        self._emits: list[_Emit] = []  # waiting for the next group commit
+        self._emitting = False
+        self._emit_task: asyncio.Task[None] | None = None
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(self.engine, write=False)
@@ -266,67 +302,133 @@ class Store:
     async def insert_events(
         self,
         new_events: Sequence[NewEvent],
-        new_delivery_id: Any,
+        new_delivery_id: Callable[[], str],
         operator_id: str | None = None,
     ) -> tuple[dict[str, int], set[str]]:
         """Store events with one pending delivery per enabled matching webhook, atomically.
 
         Returns each event's delivery count and the ids that already existed: those are left
         exactly as they were (idempotent emit) and report their original count. An id that
-        exists at another operator's location is a conflict (and nothing is stored): an
-        operator must neither see nor shadow another's events.
+        exists at another operator's location is a conflict, and a location that does not
+        exist (or is another operator's) is ``UnknownLocation``; either way nothing is stored.
+
+        Calls that arrive while a commit is under way are committed together in the next one
+        (group commit): each caller still gets its own all-or-nothing result, but many
+        concurrent emits share one transaction and one fsync.
         """
-        ids = [e.id for e in new_events]
+        emit = _Emit(new_events, operator_id, new_delivery_id, asyncio.get_running_loop())
+        self._emits.append(emit)
+        if not self._emitting:
+            self._emitting = True
+            # a task of its own: a caller that goes away must not cancel the others' commit
+            self._emit_task = asyncio.create_task(self._commit_emits())
+        return await asyncio.shield(emit.done)
+
+    async def _commit_emits(self) -> None:
+        try:
+            while self._emits:
+                taken = 0
+                group: list[_Emit] = []
+                while self._emits and (not group or taken < MAX_EVENTS_PER_COMMIT):
+                    group.append(self._emits.pop(0))
+                    taken += len(group[-1].events)
+                try:
+                    outcomes = await self._insert_emits(group)
+                except Exception as exc:  # the database failed: every caller in it hears so
+                    outcomes = [exc] * len(group)
+                for emit, outcome in zip(group, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        emit.done.set_exception(outcome)
+                    else:
+                        emit.done.set_result(outcome)
+        finally:
+            self._emitting = False
+
+    async def _insert_emits(
+        self, group: Sequence[_Emit]
+    ) -> list[tuple[dict[str, int], set[str]] | Exception]:
+        """One transaction for several emits; an emit that conflicts is left out alone."""
+        ids = {e.id for emit in group for e in emit.events}
+        location_ids = {e.location_id for emit in group for e in emit.events}
         async with self.write() as conn:
-            existing: dict[str, int] = {}
-            for row in await conn.execute(
-                select(events.c.id, events.c.delivery_count, locations.c.operator_id)
-                .join(locations, locations.c.id == events.c.location_id)
-                .where(events.c.id.in_(ids))
-            ):
-                if operator_id is not None and row.operator_id != operator_id:
-                    raise Conflict(
-                        f"event id {row.id!r} is already taken; send this event under another id"
+            # id → (delivery count, owning operator), for what exists and what we add
+            known: dict[str, tuple[int, str]] = {
+                row.id: (row.delivery_count, row.operator_id)
+                for row in await conn.execute(
+                    select(events.c.id, events.c.delivery_count, locations.c.operator_id)
+                    .join(locations, locations.c.id == events.c.location_id)
+                    .where(events.c.id.in_(ids))
+                )
+            }
+            owners = dict(
+                (
+                    await conn.execute(
+                        select(locations.c.id, locations.c.operator_id).where(
+                            locations.c.id.in_(location_ids)
+                        )
                     )
-                existing[row.id] = row.delivery_count
-            fresh: dict[str, NewEvent] = {}
-            for new in new_events:
-                if new.id not in existing:
-                    fresh.setdefault(new.id, new)
-            targets = await _matching_webhooks(conn, fresh.values())
-            counts = dict(existing)
-            event_rows: list[dict[str, Any]] = []
-            delivery_rows: list[dict[str, Any]] = []
-            for new in fresh.values():
-                matched = targets.get((new.location_id, new.type), [])
-                counts[new.id] = len(matched)
-                event_rows.append(
-                    {
-                        "id": new.id,
-                        "type": new.type,
-                        "location_id": new.location_id,
-                        "body": new.body,
-                        "delivery_count": len(matched),
-                        "created_at": new.created_at,
-                    }
+                ).all()
+            )
+            targets = await _matching_webhooks(
+                conn, [e for emit in group for e in emit.events if e.id not in known]
+            )
+            outcomes: list[tuple[dict[str, int], set[str]] | Exception] = []
+            event_rows: list[tuple[Any, ...]] = []
+            delivery_rows: list[tuple[Any, ...]] = []
+            for emit in group:
+                missing = next(
+                    (
+                        index
+                        for index, e in enumerate(emit.events)
+                        if not _may_emit_at(owners.get(e.location_id), emit.operator_id)
+                    ),
+                    None,
                 )
-                delivery_rows.extend(
-                    {
-                        "id": new_delivery_id(),
-                        "event_id": new.id,
-                        "webhook_id": webhook_id,
-                        "status": "pending",
-                        "attempt_count": 0,
-                        "next_attempt_at": new.created_at,
-                        "created_at": new.created_at,
-                    }
-                    for webhook_id in matched
+                if missing is not None:
+                    outcomes.append(UnknownLocation(emit.events[missing].location_id, missing))
+                    continue
+                taken = next(
+                    (
+                        e.id
+                        for e in emit.events
+                        if e.id in known
+                        and emit.operator_id is not None
+                        and known[e.id][1] != emit.operator_id
+                    ),
+                    None,
                 )
+                if taken is not None:
+                    outcomes.append(
+                        Conflict(
+                            f"event id {taken!r} is already taken; send this event under another id"
+                        )
+                    )
+                    continue
+                counts: dict[str, int] = {}
+                existed: set[str] = set()
+                for new in emit.events:
+                    if new.id in known:
+                        counts[new.id] = known[new.id][0]
+                        existed.add(new.id)
+                        continue
+                    matched = targets.get((new.location_id, new.type), [])
+                    counts[new.id] = len(matched)
+                    known[new.id] = (len(matched), owners[new.location_id])
+                    event_rows.append(
+                        (new.id, new.type, new.location_id, new.body, len(matched),
+                         new.created_at)
+                    )  # fmt: skip
+                    delivery_rows.extend(
+                        (emit.new_delivery_id(), new.id, webhook_id, new.created_at,
+                         new.created_at)
+                        for webhook_id in matched
+                    )  # fmt: skip
+                outcomes.append((counts, existed))
             if event_rows:
-                await conn.execute(insert(events), event_rows)
+                await _INSERT_EVENT.executemany(conn, event_rows)
             if delivery_rows:
-                await conn.execute(insert(deliveries), delivery_rows)
-        return counts, set(existing)
+                await _INSERT_DELIVERY.executemany(conn, delivery_rows)
+        return outcomes
 
     async def get_event(self, event_id: str, operator_id: str | None = None) -> Row[Any] | None:
         query = select(events).where(events.c.id == event_id)
@@ -357,13 +459,6 @@ class Store:
             )
         async with self.read() as conn:
             return (await conn.execute(_events_of(query, operator_id))).all()
-
-    async def existing_locations(
-        self, location_ids: Iterable[str], operator_id: str | None = None
-    ) -> set[str]:
-        query = select(locations.c.id).where(locations.c.id.in_(set(location_ids)))
-        async with self.read() as conn:
-            return set((await conn.execute(_owned_by(query, operator_id))).scalars())
 
     # deliveries
 
@@ -595,6 +690,26 @@ class Store:
             return kept
 
 
+_EVENT_COLUMNS = ("id", "type", "location_id", "body", "delivery_count", "created_at")
+_INSERT_EVENT = DriverStatement(
+    insert(events).values({name: bindparam(name) for name in _EVENT_COLUMNS}),
+    _EVENT_COLUMNS,
+    datetimes=["created_at"],
+)
+# a new delivery is pending and due at once: at its event's creation
+_INSERT_DELIVERY = DriverStatement(
+    insert(deliveries).values(
+        id=bindparam("id"),
+        event_id=bindparam("event_id"),
+        webhook_id=bindparam("webhook_id"),
+        status="pending",
+        attempt_count=0,
+        next_attempt_at=bindparam("next_attempt_at"),
+        created_at=bindparam("created_at"),
+    ),
+    ("id", "event_id", "webhook_id", "next_attempt_at", "created_at"),
+    datetimes=["next_attempt_at", "created_at"],
+)
 _ATTEMPT_COLUMNS = (
     "delivery_id", "number", "started_at", "duration_ms", "request_headers", "status",
     "response_excerpt", "error",
