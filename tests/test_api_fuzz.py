@@ -26,7 +26,7 @@ EXAMPLES = os.environ.get("HOTSPOT_WEBHOOKS_FUZZ_EXAMPLES", "15")
 SCHEMATHESIS = Path(sys.executable).with_name("st")
 
 
-async def schemathesis(api: LiveAPI, token: str, *options: str) -> tuple[int, str]:
+async def schemathesis(api: LiveAPI, token: str, workdir: Path, *options: str) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         str(SCHEMATHESIS),
         "run",
@@ -47,6 +47,7 @@ async def schemathesis(api: LiveAPI, token: str, *options: str) -> tuple[int, st
         *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        cwd=workdir,  # its cache directory goes there, not into the checkout
     )
     output, _ = await process.communicate()
     return process.returncode or 0, output.decode(errors="replace")
@@ -54,7 +55,7 @@ async def schemathesis(api: LiveAPI, token: str, *options: str) -> tuple[int, st
 
 @pytest.mark.timeout(600)
 async def test_fuzzing_the_api_finds_no_server_error_and_no_schema_violation(
-    make_api: Callable[..., Any],
+    make_api: Callable[..., Any], tmp_path: Path
 ) -> None:
     # No dispatcher, and no `test` operation: fuzzed webhooks point anywhere, and nothing
     # may be sent there. Private targets are allowed so that every URL of the published
@@ -64,10 +65,12 @@ async def test_fuzzing_the_api_finds_no_server_error_and_no_schema_violation(
     await api.location(token, "loc-1042")  # the id the schema's examples use
 
     code, output = await schemathesis(
-        api, token, "--exclude-path", "/v1/webhooks/{webhook_id}/test"
+        api, token, tmp_path, "--exclude-path", "/v1/webhooks/{webhook_id}/test"
     )
     assert code == 0, output[-6000:]
     assert "passed" in output
 
-    code, output = await schemathesis(api, ADMIN_TOKEN, "--include-path-regex", "^/v1/operators")
+    code, output = await schemathesis(
+        api, ADMIN_TOKEN, tmp_path, "--include-path-regex", "^/v1/operators"
+    )
     assert code == 0, output[-6000:]

@@ -55,10 +55,6 @@ class Conflict(HotspotWebhooksError):
     status = 409
 
 
-class PayloadTooLarge(HotspotWebhooksError):
-    status = 413
-
-
 class DatabaseUnavailable(HotspotWebhooksError):
     """The database cannot be opened or reached; nothing was written."""
 

@@ -262,6 +262,7 @@ class Service:
         self, location_id: str, event_type: str, callback_url: str, *, caller: Caller = ADMIN
     ) -> WebhookWithSecret:
         catalog.get_event_type(event_type, field="event_type")
+        location_id = _check_text(location_id, "location_id")
         await self._check_callback_url(callback_url)
         await self.get_location(location_id, caller=caller)
         api_key = new_api_key()

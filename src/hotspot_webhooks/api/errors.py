@@ -8,16 +8,15 @@ keep their status; anything else is a bug, logged, and answered 500 without its 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 
 from .. import catalog
 from ..errors import HotspotWebhooksError, field_error
@@ -101,12 +100,18 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route answers on this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods or set()
-    return sorted(methods)
+    """Every method the API answers on this path, from the OpenAPI document's paths; a path
+    written out literally (``/v1/events/batch``) wins over a template it also fits."""
+    fitting: dict[str, set[str]] = {}
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = "".join(
+            "[^/]+" if part.startswith("{") else re.escape(part)
+            for part in re.split(r"(\{[^}]+\})", template)
+        )
+        if re.fullmatch(pattern, request.url.path):
+            fitting[template] = {method.upper() for method in operations}
+    literal = fitting.get(request.url.path)
+    return sorted(literal if literal is not None else set().union(*fitting.values()))
 
 
 async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import PayloadTooLarge, field_error
+from ..errors import field_error
 from .errors import error_response
 
 
@@ -45,7 +46,8 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLarge(_too_large(limit))
+                    # an HTTPException: FastAPI turns any other error while reading into a 400
+                    raise HTTPException(413, _too_large(limit))
             return message
 
         await self.app(scope, counted, send)

@@ -449,8 +449,9 @@ class Store:
         for column, value in ((events.c.location_id, location_id), (events.c.type, type)):
             if value is not None:
                 query = query.where(column == value)
-        if after_id is not None:
-            after = select(events.c.created_at).where(events.c.id == after_id).scalar_subquery()
+        if after_id is not None:  # an id this operator cannot see is like one that never was
+            after_query = select(events.c.created_at).where(events.c.id == after_id)
+            after = _events_of(after_query, operator_id).scalar_subquery()
             query = query.where(
                 or_(
                     events.c.created_at < after,
@@ -486,8 +487,14 @@ class Store:
         ):
             if value is not None:
                 query = query.where(column == value)
-        if after_id is not None:
-            query = query.where(deliveries.c.id < after_id)
+        if after_id is not None:  # as for events: nothing after an id this caller cannot see
+            after = _events_of(
+                select(deliveries.c.id)
+                .join(events, events.c.id == deliveries.c.event_id)
+                .where(deliveries.c.id == after_id),
+                operator_id,
+            ).scalar_subquery()
+            query = query.where(deliveries.c.id < after)
         async with self.read() as conn:
             return (await conn.execute(_events_of(query, operator_id))).all()
 
