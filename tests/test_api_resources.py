@@ -779,6 +779,25 @@ async def test_a_batch_of_1000_events_is_accepted_in_one_call(
     assert len(await deliveries_of(api, token, webhook_id=webhook["id"])) == 1000
 
 
+async def pages_of(
+    api: LiveAPI, token: str, path: str, limit: int, fields: set[str]
+) -> list[list[str]]:
+    """Follow ``next_cursor`` from the first page to the last; the ids of each page."""
+    pages = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = await api.ok("GET", path, token, params=params)
+        assert set(page) == {"data", "next_cursor"}
+        assert all(set(item) == fields for item in page["data"])
+        pages.append([item["id"] for item in page["data"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+
+
 async def test_events_list_is_newest_first_and_cursor_pages_cover_everything_once(
     api: LiveAPI,
 ) -> None:
@@ -796,19 +815,7 @@ async def test_events_list_is_newest_first_and_cursor_pages_cover_everything_onc
     # one batch shares one created_at: ties are ordered by id, newest-first overall
     expected = [f"batch-{n}" for n in reversed(range(5))] + list(reversed(singles))
 
-    pages = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": 3}
-        if cursor is not None:
-            params["cursor"] = cursor
-        page = await api.ok("GET", "/v1/events", token, params=params)
-        assert set(page) == {"data", "next_cursor"}
-        assert all(set(e) == EVENT_FIELDS for e in page["data"])
-        pages.append([e["id"] for e in page["data"]])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    pages = await pages_of(api, token, "/v1/events", 3, EVENT_FIELDS)
 
     assert [len(p) for p in pages] == [3, 3, 3, 1]
     assert [i for p in pages for i in p] == expected
@@ -878,23 +885,10 @@ async def test_deliveries_list_pages_with_a_cursor_covering_all_without_repeats(
     ]
     await api.ok("POST", "/v1/events/batch", token, json={"events": batch})
 
-    seen: list[str] = []
-    sizes = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, Any] = {"limit": 5}
-        if cursor is not None:
-            params["cursor"] = cursor
-        page = await api.ok("GET", "/v1/deliveries", token, params=params)
-        assert set(page) == {"data", "next_cursor"}
-        assert all(set(d) == DELIVERY_FIELDS for d in page["data"])
-        sizes.append(len(page["data"]))
-        seen += [d["id"] for d in page["data"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    pages = await pages_of(api, token, "/v1/deliveries", 5, DELIVERY_FIELDS)
+    seen = [i for p in pages for i in p]
 
-    assert sizes == [5, 5, 2]
+    assert [len(p) for p in pages] == [5, 5, 2]
     assert len(seen) == len(set(seen)) == 12
     everything = await deliveries_of(api, token)
     assert [d["id"] for d in everything] == seen  # the same order, newest first

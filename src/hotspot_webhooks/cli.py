@@ -62,6 +62,8 @@ Db = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Limit = Annotated[int, typer.Option("--limit", min=1, max=1000, help="Page size.")]
+Cursor = Annotated[str | None, typer.Option("--cursor", help="next_cursor of the last page.")]
 
 
 # ---- plumbing -------------------------------------------------------------------------------
@@ -432,8 +434,8 @@ def emit(
 def events_list(
     location: Annotated[str | None, typer.Option("--location", help="Location id.")] = None,
     event_type: Annotated[str | None, typer.Option("--type", help="Event type.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
-    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of a page.")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
@@ -463,8 +465,8 @@ def deliveries_list(
     status: Annotated[
         str | None, typer.Option("--status", help="pending, succeeded or failed")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
-    cursor: Annotated[str | None, typer.Option("--cursor", help="next_cursor of a page.")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
