@@ -6,6 +6,7 @@ with SQL so that what is checked is what is stored, not what a model says about 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from hotspot_webhooks.errors import (
     InvalidInput,
     NotFound,
 )
-from hotspot_webhooks.service import EmitRequest, Service
+from hotspot_webhooks.service import Caller, EmitRequest, Service
 from hotspot_webhooks.store import NewEvent, Outcome
 from hotspot_webhooks.store.schema import attempts, deliveries, events, metadata
 
@@ -476,3 +477,77 @@ async def test_open_on_a_missing_file_says_to_run_migrate_and_creates_nothing(
         await Service.open(make_settings(database_url=f"sqlite:///{path}"))
 
     assert not path.exists()
+
+
+# group commit: concurrent emits share transactions, each keeps its own result
+
+
+async def test_concurrent_emits_are_committed_together_yet_each_gets_its_own_result(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+    commits = 0
+    insert_emits = service.store._insert_emits
+
+    async def counted(group: Any) -> Any:
+        nonlocal commits
+        commits += 1
+        return await insert_emits(group)
+
+    service.store._insert_emits = counted  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        *(service.emit(CUSTOMER, location, SAMPLE, id=f"evt-{n}") for n in range(50))
+    )
+
+    assert [r.id for r in results] == [f"evt-{n}" for n in range(50)]
+    assert all(r.deliveries == 1 and not r.duplicate for r in results)
+    assert await count(service, events) == 50
+    assert await count(service, deliveries) == 50
+    assert commits < 50  # they shared transactions
+
+
+async def test_in_a_shared_commit_a_failing_emit_fails_alone(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+    other = await service.create_operator("other")
+    await service.create_location("loc-other", "Elsewhere", other.id)
+    await service.emit(CUSTOMER, "loc-other", SAMPLE, id="theirs")
+    acme = await service._operator("acme")
+    caller = Caller(acme.id)
+
+    outcomes = await asyncio.gather(
+        service.emit(CUSTOMER, location, SAMPLE, id="mine-1", caller=caller),
+        service.emit(CUSTOMER, location, SAMPLE, id="theirs", caller=caller),  # taken
+        service.emit(CUSTOMER, "loc-other", SAMPLE, id="mine-2", caller=caller),  # not ours
+        service.emit(CUSTOMER, location, SAMPLE, id="mine-3", caller=caller),
+        return_exceptions=True,
+    )
+
+    assert [type(o).__name__ for o in outcomes] == [
+        "EmitResult",
+        "Conflict",
+        "NotFound",
+        "EmitResult",
+    ]
+    assert isinstance(outcomes[2], NotFound)
+    assert outcomes[2].details == [{"field": "location_id", "message": "no such location"}]
+    stored = await service.list_events(limit=10)
+    assert sorted(e.id for e in stored.data) == ["mine-1", "mine-3", "theirs"]
+    assert (await service.get_event("theirs")).location_id == "loc-other"
+
+
+async def test_the_same_new_id_emitted_twice_at_once_is_stored_once(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+
+    first, second = await asyncio.gather(
+        service.emit(CUSTOMER, location, SAMPLE, id="same"),
+        service.emit(CUSTOMER, location, {"email": "other@example.com"}, id="same"),
+    )
+
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert first.deliveries == second.deliveries == 1
+    assert await count(service, events) == 1
+    assert await count(service, deliveries) == 1
