@@ -22,8 +22,9 @@ lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## delivery throughput against a bare client loop
+bench: $(STAMP)  ## delivery and ingest throughput, each against a bare baseline
 	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -331,6 +331,8 @@ def webhooks_update(
     as_json: Json = False,
 ) -> None:
     """Change a webhook's callback URL, or enable/disable it."""
+    if url is None and enable is None:
+        fail("nothing to change: give --url URL, --enable or --disable", 2)
     status = None if enable is None else ("enabled" if enable else "disabled")
     updated = with_service(
         settings(db), lambda s: s.update_webhook(webhook_id, callback_url=url, status=status)
@@ -357,7 +359,10 @@ def webhooks_test(
 ) -> None:
     """Send the webhook's sample event now and show the attempt."""
     config = settings(db, allow_private_targets=True if dev else None)
-    show_delivery(with_service(config, lambda s: s.test_webhook(webhook_id)), as_json)
+    delivery = with_service(config, lambda s: s.test_webhook(webhook_id))
+    show_delivery(delivery, as_json)
+    if delivery.status != "succeeded":  # scripts can tell: `webhooks test ID && ...`
+        fail(f"the test delivery did not succeed ({delivery.last_error}); it stays queued")
 
 
 @app.command()
