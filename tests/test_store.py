@@ -30,6 +30,7 @@ from hotspot_webhooks.errors import (
 from hotspot_webhooks.service import Caller, EmitRequest, Service
 from hotspot_webhooks.store import NewEvent, Outcome
 from hotspot_webhooks.store.schema import attempts, deliveries, events, metadata
+from hotspot_webhooks.store.sqlite_writer import SqliteWriter
 
 CUSTOMER = "customer.create"
 SUBSCRIBER = "subscriber.create"
@@ -551,3 +552,29 @@ async def test_the_same_new_id_emitted_twice_at_once_is_stored_once(
     assert first.deliveries == second.deliveries == 1
     assert await count(service, events) == 1
     assert await count(service, deliveries) == 1
+
+
+async def test_the_sqlite_writer_commits_what_returns_and_rolls_back_what_raises(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "writer.db"
+    with sqlite3.connect(path) as setup:
+        setup.execute("CREATE TABLE t (x INTEGER)")
+    writer = SqliteWriter(path)
+    try:
+        assert await writer.run(lambda c: c.execute("INSERT INTO t VALUES (1)").rowcount) == 1
+
+        def half_then_fail(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO t VALUES (2)")
+            raise RuntimeError("the plan failed")
+
+        with pytest.raises(RuntimeError, match="the plan failed"):
+            await writer.run(half_then_fail)
+        with pytest.raises(DatabaseUnavailable, match="no such table"):
+            await writer.run(lambda c: c.execute("INSERT INTO missing VALUES (3)"))
+        assert await writer.run(lambda c: c.execute("SELECT x FROM t").fetchall()) == [(1,)]
+    finally:
+        await writer.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert check.execute("SELECT x FROM t").fetchall() == [(1,)]

@@ -101,6 +101,13 @@ class DriverStatement:
         found = self._compiled[dialect.name] = _Compiled(compiled.string, order, converters)
         return found
 
+    def prepare(
+        self, dialect: Dialect, rows: Sequence[tuple[Any, ...]]
+    ) -> tuple[str, list[tuple[Any, ...]]]:
+        """SQL text and driver parameters, to run through a plain DB-API connection."""
+        compiled = self._compile(dialect)
+        return compiled.sql, [compiled.params(r) for r in rows]
+
     async def executemany(
         self, conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]
     ) -> int | None:

@@ -21,6 +21,12 @@ from ..config import DEFAULT_DATABASE_URL
 from ..errors import ConfigurationError, DatabaseUnavailable
 
 BUSY_TIMEOUT_MS = 15_000
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=FULL",
+    f"busy_timeout={BUSY_TIMEOUT_MS}",
+    "foreign_keys=ON",
+)
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "postgresql": "postgresql+asyncpg",
@@ -91,12 +97,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # We emit BEGIN ourselves (below): the driver's implicit BEGIN is always DEFERRED.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            f"busy_timeout={BUSY_TIMEOUT_MS}",
-            "foreign_keys=ON",
-        ):
+        for pragma in SQLITE_PRAGMAS:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

@@ -8,6 +8,8 @@ one transaction, and the dispatcher's claim and record are one statement or one 
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from .database import (
 )
 from .migrate import require_current, upgrade
 from .schema import attempts, deliveries, events, locations, operators, tokens, webhooks
+from .sqlite_writer import SqliteWriter
 
 _Query = TypeVar("_Query", bound=Select[Any])
 DELIVERY_COLUMNS = (*deliveries.c, events.c.type.label("event_type"))
@@ -118,6 +121,93 @@ class _Emit:
 MAX_EVENTS_PER_COMMIT = 5000
 
 
+_EmitOutcome = tuple[dict[str, int], set[str]] | Exception
+
+
+@dataclass
+class _EmitPlan:
+    outcomes: list[_EmitOutcome]
+    event_rows: list[tuple[Any, ...]]
+    delivery_rows: list[tuple[Any, ...]]
+
+
+def _plan_emits(
+    group: Sequence[_Emit],
+    known: dict[str, tuple[int, str]],
+    owners: dict[str, str],
+    targets: dict[tuple[str, str], list[str]],
+) -> _EmitPlan:
+    """Decide, emit by emit, what a group commit writes and what each caller hears.
+
+    ``known`` maps the event ids that exist to (delivery count, owning operator) and grows
+    with each event planned; ``owners`` maps location ids to their operator; ``targets`` maps
+    (location, event type) to the enabled webhooks there.
+    """
+    plan = _EmitPlan([], [], [])
+    for emit in group:
+        missing = next(
+            (
+                index
+                for index, e in enumerate(emit.events)
+                if not _may_emit_at(owners.get(e.location_id), emit.operator_id)
+            ),
+            None,
+        )
+        if missing is not None:
+            plan.outcomes.append(UnknownLocation(emit.events[missing].location_id, missing))
+            continue
+        taken = next(
+            (
+                e.id
+                for e in emit.events
+                if e.id in known
+                and emit.operator_id is not None
+                and known[e.id][1] != emit.operator_id
+            ),
+            None,
+        )
+        if taken is not None:
+            plan.outcomes.append(
+                Conflict(f"event id {taken!r} is already taken; send this event under another id")
+            )
+            continue
+        counts: dict[str, int] = {}
+        existed: set[str] = set()
+        for new in emit.events:
+            if new.id in known:
+                counts[new.id] = known[new.id][0]
+                existed.add(new.id)
+                continue
+            matched = targets.get((new.location_id, new.type), [])
+            counts[new.id] = len(matched)
+            known[new.id] = (len(matched), owners[new.location_id])
+            plan.event_rows.append(
+                (new.id, new.type, new.location_id, new.body, len(matched), new.created_at)
+            )
+            plan.delivery_rows.extend(
+                (emit.new_delivery_id(), new.id, webhook_id, new.created_at, new.created_at)
+                for webhook_id in matched
+            )
+        plan.outcomes.append((counts, existed))
+    return plan
+
+
+# The lookups of a group commit on SQLite, each given its ids as one JSON array.
+_SQLITE_KNOWN_EVENTS = """
+    SELECT events.id, events.delivery_count, locations.operator_id
+    FROM events JOIN locations ON locations.id = events.location_id
+    WHERE events.id IN (SELECT value FROM json_each(?))
+"""
+_SQLITE_OWNERS = """
+    SELECT id, operator_id FROM locations WHERE id IN (SELECT value FROM json_each(?))
+"""
+_SQLITE_ENABLED_WEBHOOKS = """
+    SELECT id, location_id, event_type FROM webhooks
+    WHERE status = 'enabled' AND location_id IN (SELECT value FROM json_each(?))
+    ORDER BY id
+"""
+
+
 def _may_emit_at(owner: str | None, operator_id: str | None) -> bool:
     """An operator emits at its own locations; the admin (None) at any that exists."""
     return owner is not None and (operator_id is None or owner == operator_id)
@@ -145,6 +235,8 @@ class Store:
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._last_lease_end: datetime | None = None
         self._emits: list[_Emit] = []  # waiting for the next group commit
+        path = sqlite_file(engine.url)
+        self._sqlite_writer = SqliteWriter(path) if path is not None else None
         self._emitting = False
         self._emit_task: asyncio.Task[None] | None = None
 
@@ -185,6 +277,8 @@ class Store:
         return store
 
     async def close(self) -> None:
+        if self._sqlite_writer is not None:
+            await self._sqlite_writer.close()
         await self.engine.dispose()
 
     async def ping(self) -> None:
@@ -327,6 +421,9 @@ class Store:
     async def _commit_emits(self) -> None:
         try:
             while self._emits:
+                # one turn of the event loop first: requests whose bytes are already here
+                # reach this queue too, and share the commit
+                await asyncio.sleep(0)
                 taken = 0
                 group: list[_Emit] = []
                 while self._emits and (not group or taken < MAX_EVENTS_PER_COMMIT):
@@ -344,14 +441,13 @@ class Store:
         finally:
             self._emitting = False
 
-    async def _insert_emits(
-        self, group: Sequence[_Emit]
-    ) -> list[tuple[dict[str, int], set[str]] | Exception]:
+    async def _insert_emits(self, group: Sequence[_Emit]) -> list[_EmitOutcome]:
         """One transaction for several emits; an emit that conflicts is left out alone."""
+        if self._sqlite_writer is not None:
+            return await self._insert_emits_sqlite(self._sqlite_writer, group)
         ids = {e.id for emit in group for e in emit.events}
         location_ids = {e.location_id for emit in group for e in emit.events}
         async with self.write() as conn:
-            # id → (delivery count, owning operator), for what exists and what we add
             known: dict[str, tuple[int, str]] = {
                 row.id: (row.delivery_count, row.operator_id)
                 for row in await conn.execute(
@@ -372,63 +468,42 @@ class Store:
             targets = await _matching_webhooks(
                 conn, [e for emit in group for e in emit.events if e.id not in known]
             )
-            outcomes: list[tuple[dict[str, int], set[str]] | Exception] = []
-            event_rows: list[tuple[Any, ...]] = []
-            delivery_rows: list[tuple[Any, ...]] = []
-            for emit in group:
-                missing = next(
-                    (
-                        index
-                        for index, e in enumerate(emit.events)
-                        if not _may_emit_at(owners.get(e.location_id), emit.operator_id)
-                    ),
-                    None,
-                )
-                if missing is not None:
-                    outcomes.append(UnknownLocation(emit.events[missing].location_id, missing))
-                    continue
-                taken = next(
-                    (
-                        e.id
-                        for e in emit.events
-                        if e.id in known
-                        and emit.operator_id is not None
-                        and known[e.id][1] != emit.operator_id
-                    ),
-                    None,
-                )
-                if taken is not None:
-                    outcomes.append(
-                        Conflict(
-                            f"event id {taken!r} is already taken; send this event under another id"
-                        )
-                    )
-                    continue
-                counts: dict[str, int] = {}
-                existed: set[str] = set()
-                for new in emit.events:
-                    if new.id in known:
-                        counts[new.id] = known[new.id][0]
-                        existed.add(new.id)
-                        continue
-                    matched = targets.get((new.location_id, new.type), [])
-                    counts[new.id] = len(matched)
-                    known[new.id] = (len(matched), owners[new.location_id])
-                    event_rows.append(
-                        (new.id, new.type, new.location_id, new.body, len(matched),
-                         new.created_at)
-                    )  # fmt: skip
-                    delivery_rows.extend(
-                        (emit.new_delivery_id(), new.id, webhook_id, new.created_at,
-                         new.created_at)
-                        for webhook_id in matched
-                    )  # fmt: skip
-                outcomes.append((counts, existed))
-            if event_rows:
-                await _INSERT_EVENT.executemany(conn, event_rows)
-            if delivery_rows:
-                await _INSERT_DELIVERY.executemany(conn, delivery_rows)
-        return outcomes
+            plan = _plan_emits(group, known, owners, targets)
+            if plan.event_rows:
+                await _INSERT_EVENT.executemany(conn, plan.event_rows)
+            if plan.delivery_rows:
+                await _INSERT_DELIVERY.executemany(conn, plan.delivery_rows)
+        return plan.outcomes
+
+    async def _insert_emits_sqlite(
+        self, writer: SqliteWriter, group: Sequence[_Emit]
+    ) -> list[_EmitOutcome]:
+        """The same transaction as ``_insert_emits``, run whole on the SQLite writer thread."""
+        dialect = self.engine.dialect
+        ids = json.dumps(sorted({e.id for emit in group for e in emit.events}))
+        location_ids = json.dumps(sorted({e.location_id for emit in group for e in emit.events}))
+
+        def work(conn: sqlite3.Connection) -> list[_EmitOutcome]:
+            known = {
+                event_id: (count, owner)
+                for event_id, count, owner in conn.execute(_SQLITE_KNOWN_EVENTS, (ids,))
+            }
+            owners = dict(conn.execute(_SQLITE_OWNERS, (location_ids,)).fetchall())
+            targets: dict[tuple[str, str], list[str]] = {}
+            for webhook_id, location_id, event_type in conn.execute(
+                _SQLITE_ENABLED_WEBHOOKS, (location_ids,)
+            ):
+                targets.setdefault((location_id, event_type), []).append(webhook_id)
+            plan = _plan_emits(group, known, owners, targets)
+            if plan.event_rows:
+                conn.executemany(*_INSERT_EVENT.prepare(dialect, plan.event_rows))
+            if plan.delivery_rows:
+                conn.executemany(*_INSERT_DELIVERY.prepare(dialect, plan.delivery_rows))
+            return plan.outcomes
+
+        assert self._write_turn is not None
+        async with self._write_turn:
+            return await writer.run(work)
 
     async def get_event(self, event_id: str, operator_id: str | None = None) -> Row[Any] | None:
         query = select(events).where(events.c.id == event_id)
