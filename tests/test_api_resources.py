@@ -1106,6 +1106,18 @@ async def test_the_docs_page_answers_html(api: LiveAPI) -> None:
     assert "/openapi.json" in response.text
 
 
+async def test_the_docs_page_needs_no_cdn_its_assets_are_served_here(api: LiveAPI) -> None:
+    page = (await api.call("GET", "/docs", token=None)).text
+    assets = re.findall(r"""(?:src|href)=['"]([^'"]+\.(?:js|css))['"]""", page)
+
+    assert assets, page
+    for asset in assets:
+        assert asset.startswith("/"), f"{asset} is not served by the service itself"
+        served = await api.call("GET", asset, token=None)
+        assert served.status_code == 200, asset
+        assert len(served.content) > 1000, asset
+
+
 # authentication and tenancy
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from .. import __version__
 from ..config import Settings
@@ -59,7 +60,8 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
                 await dispatcher.close()
             await service.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc served from the package, not a CDN: self-hosted docs work offline
+    app = FastAPIOffline(
         title="hotspot-webhooks",
         version=__version__,
         description=DESCRIPTION,
