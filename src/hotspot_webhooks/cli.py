@@ -153,6 +153,10 @@ def show(
         out.print("(none)")
 
 
+def shown_once(secret: str, stored: str) -> None:
+    err.print(f"[yellow]Keep the {secret} now: it is stored {stored} and cannot be shown again.")
+
+
 def show_page(page: Page[Any], as_json: bool, columns: Sequence[str]) -> None:
     """A page as a table with how to get the next one, or with --json the REST shape."""
     if as_json:
@@ -206,7 +210,7 @@ def operators_create(name: str, db: Db = None, as_json: Json = False) -> None:
     created = with_service(settings(db), lambda s: s.create_operator(name))
     show(created, as_json)
     if not as_json:
-        err.print("[yellow]Keep the token now: it is stored hashed and cannot be shown again.")
+        shown_once("token", "hashed")
 
 
 @operators_app.command("list")
@@ -233,7 +237,7 @@ def tokens_create(
         fail("give an operator (id or name), or --admin, not both", 2)
     show(with_service(settings(db), lambda s: s.create_token(operator)), as_json)
     if not as_json:
-        err.print("[yellow]Keep the token now: it is stored hashed and cannot be shown again.")
+        shown_once("token", "hashed")
 
 
 @locations_app.command("create")
@@ -284,7 +288,7 @@ def webhooks_create(
     created = with_service(settings(db), lambda s: s.create_webhook(location, event, url))
     show(created, as_json)
     if not as_json:
-        err.print("[yellow]Keep the api_key now: it is stored encrypted and shown only once.")
+        shown_once("api_key", "encrypted")
 
 
 @webhooks_app.command("list")
@@ -347,7 +351,7 @@ def webhooks_rotate_key(
     """Give a webhook a new API key (printed once); later attempts are signed with it."""
     show(with_service(settings(db), lambda s: s.rotate_key(webhook_id)), as_json)
     if not as_json:
-        err.print("[yellow]Keep the api_key now: it is stored encrypted and shown only once.")
+        shown_once("api_key", "encrypted")
 
 
 @webhooks_app.command("test")

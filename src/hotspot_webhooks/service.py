@@ -281,12 +281,7 @@ class Service:
         await self.store.insert_webhook(row)
         return WebhookWithSecret(**row, api_key=api_key, signing_secret=signing_secret(api_key))
 
-    async def _check_callback_url(self, callback_url: Any) -> None:
-        if not isinstance(callback_url, str):
-            raise InvalidInput(
-                "callback_url must be a string",
-                details=[field_error("callback_url", "must be a string")],
-            )
+    async def _check_callback_url(self, callback_url: str) -> None:
         if self.settings.allow_private_targets:
             check_callback_url(callback_url, allow_private=True)
         else:  # may resolve the host name: off the event loop
@@ -300,11 +295,8 @@ class Service:
         status: str | None = None,
         caller: Caller = ADMIN,
     ) -> list[Webhook]:
-        if status is not None and status not in set(WebhookStatus):
-            raise InvalidInput(
-                f"status must be enabled or disabled, not {status!r}",
-                details=[field_error("status", "must be enabled or disabled")],
-            )
+        if status is not None:
+            _check_webhook_status(status)
         rows = await self.store.list_webhooks(
             location_id=location_id,
             event_type=event_type,
@@ -335,11 +327,7 @@ class Service:
             await self._check_callback_url(callback_url)
             values["callback_url"] = callback_url
         if status is not None:
-            if status not in set(WebhookStatus):
-                raise InvalidInput(
-                    f"status must be enabled or disabled, not {status!r}",
-                    details=[field_error("status", "must be enabled or disabled")],
-                )
+            _check_webhook_status(status)
             values["status"] = status
             values["disabled_reason"] = (
                 None if status == WebhookStatus.ENABLED else f"disabled by request at {_stamp()}"
@@ -503,8 +491,7 @@ class Service:
             after_id=cursor or None,
             limit=limit + 1,
         )
-        page = [Event.from_row(r) for r in rows[:limit]]
-        return Page[Event](data=page, next_cursor=page[-1].id if len(rows) > limit else None)
+        return _page([Event.from_row(r) for r in rows], limit)
 
     # deliveries
 
@@ -532,8 +519,7 @@ class Service:
             limit=limit + 1,
             operator_id=caller.operator_id,
         )
-        page = [Delivery.model_validate(r) for r in rows[:limit]]
-        return Page[Delivery](data=page, next_cursor=page[-1].id if len(rows) > limit else None)
+        return _page([Delivery.model_validate(r) for r in rows], limit)
 
     async def get_delivery(
         self, delivery_id: str, *, caller: Caller = ADMIN
@@ -561,6 +547,23 @@ class Service:
         return Delivery.model_validate(
             (await self.get_delivery(delivery_id, caller=caller)).model_dump()
         )
+
+
+def _check_webhook_status(status: str) -> None:
+    if status not in set(WebhookStatus):
+        raise InvalidInput(
+            f"status must be enabled or disabled, not {status!r}",
+            details=[field_error("status", "must be enabled or disabled")],
+        )
+
+
+P = TypeVar("P", Event, Delivery)
+
+
+def _page(fetched: list[P], limit: int) -> Page[P]:
+    """A page from ``limit + 1`` rows fetched: the extra one only says that more follow."""
+    data = fetched[:limit]
+    return Page[P](data=data, next_cursor=data[-1].id if len(fetched) > limit else None)
 
 
 def _check_limit(limit: int) -> None:

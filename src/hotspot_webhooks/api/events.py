@@ -18,7 +18,7 @@ from ..models import EmitBatchResult, EmitResult, Event, Page
 from ..service import MAX_BATCH, EmitRequest
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
-from .fields import text_field
+from .fields import EVENT_TYPE_ENUM, text_field
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES)
 
@@ -123,9 +123,7 @@ async def list_events(
     service: ServiceDep,
     caller: CallerDep,
     location_id: str | None = None,
-    type: Annotated[
-        str | None, Query(json_schema_extra={"enum": list(catalog.EVENT_TYPES)})
-    ] = None,
+    type: Annotated[str | None, Query(json_schema_extra=EVENT_TYPE_ENUM)] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Page[Event]:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
+from .. import catalog
 from ..delivery.targets import CALLBACK_URL_PATTERN, MAX_URL_LENGTH
 from ..service import MAX_ID_LENGTH, TEXT_PATTERN
+
+# the six event type names, as the schema's enum wherever a field or filter names one
+EVENT_TYPE_ENUM: dict[str, JsonValue] = {"enum": list(catalog.EVENT_TYPES)}
 
 
 def text_field(description: str | None = None, **kwargs: Any) -> Any:

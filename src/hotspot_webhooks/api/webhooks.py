@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from .. import catalog
 from ..models import (
     DeliveryWithAttempts,
     Page,
@@ -18,10 +17,9 @@ from ..models import (
 )
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
-from .fields import callback_url_field, text_field
+from .fields import EVENT_TYPE_ENUM, callback_url_field, text_field
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
-EVENT_TYPE_NAMES: list[JsonValue] = list(catalog.EVENT_TYPES)
 
 
 class WebhookCreate(BaseModel):
@@ -39,7 +37,7 @@ class WebhookCreate(BaseModel):
     )
 
     location_id: str = text_field()
-    event_type: str = Field(json_schema_extra={"enum": EVENT_TYPE_NAMES})
+    event_type: str = Field(json_schema_extra=EVENT_TYPE_ENUM)
     callback_url: str = callback_url_field()
 
 

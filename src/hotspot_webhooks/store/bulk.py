@@ -59,6 +59,15 @@ class _Compiled:
         return tuple([row[i] if isinstance(i, int) else i[0] for i in self.order])
 
 
+def driver_sql(statement: ClauseElement, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
+    """A statement whose values are bound in it (IN lists included) as the driver's SQL and
+    positional parameters, to run through a plain DB-API connection."""
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    assert isinstance(compiled, SQLCompiler)
+    assert compiled.positiontup is not None
+    return compiled.string, tuple(compiled.params[name] for name in compiled.positiontup)
+
+
 class DriverStatement:
     """A statement with named bind parameters, run with tuples of values in ``params`` order.
 

@@ -8,7 +8,6 @@ one transaction, and the dispatcher's claim and record are one statement or one 
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -35,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..config import DEFAULT_DATABASE_URL
 from ..errors import ConfigurationError, Conflict, NotFound
-from .bulk import DriverStatement
+from .bulk import DriverStatement, driver_sql
 from .database import (
     check_sqlite_path,
     create_engine,
@@ -131,18 +130,36 @@ class _EmitPlan:
     delivery_rows: list[tuple[Any, ...]]
 
 
+def _emit_lookups(group: Sequence[_Emit]) -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """What a group commit reads first: the events that exist among its ids (with their
+    delivery count and owner), the owners of its locations, and the enabled webhooks there."""
+    ids = {e.id for emit in group for e in emit.events}
+    location_ids = {e.location_id for emit in group for e in emit.events}
+    return (
+        select(events.c.id, events.c.delivery_count, locations.c.operator_id)
+        .join(locations, locations.c.id == events.c.location_id)
+        .where(events.c.id.in_(ids)),
+        select(locations.c.id, locations.c.operator_id).where(locations.c.id.in_(location_ids)),
+        select(webhooks.c.id, webhooks.c.location_id, webhooks.c.event_type)
+        .where(webhooks.c.status == "enabled", webhooks.c.location_id.in_(location_ids))
+        .order_by(webhooks.c.id),
+    )
+
+
 def _plan_emits(
     group: Sequence[_Emit],
-    known: dict[str, tuple[int, str]],
-    owners: dict[str, str],
-    targets: dict[tuple[str, str], list[str]],
+    existing: Iterable[Sequence[Any]],
+    owner_rows: Iterable[Sequence[Any]],
+    webhook_rows: Iterable[Sequence[Any]],
 ) -> _EmitPlan:
-    """Decide, emit by emit, what a group commit writes and what each caller hears.
-
-    ``known`` maps the event ids that exist to (delivery count, owning operator) and grows
-    with each event planned; ``owners`` maps location ids to their operator; ``targets`` maps
-    (location, event type) to the enabled webhooks there.
-    """
+    """Decide, emit by emit, what a group commit writes and what each caller hears, from
+    the rows of ``_emit_lookups``."""
+    # event id → (delivery count, owning operator); grows with each event planned
+    known: dict[str, tuple[int, str]] = {id: (count, owner) for id, count, owner in existing}
+    owners: dict[str, str] = {location_id: owner for location_id, owner in owner_rows}
+    targets: dict[tuple[str, str], list[str]] = {}  # (location, type) → enabled webhooks
+    for webhook_id, location_id, event_type in webhook_rows:
+        targets.setdefault((location_id, event_type), []).append(webhook_id)
     plan = _EmitPlan([], [], [])
     for emit in group:
         missing = next(
@@ -190,22 +207,6 @@ def _plan_emits(
             )
         plan.outcomes.append((counts, existed))
     return plan
-
-
-# The lookups of a group commit on SQLite, each given its ids as one JSON array.
-_SQLITE_KNOWN_EVENTS = """
-    SELECT events.id, events.delivery_count, locations.operator_id
-    FROM events JOIN locations ON locations.id = events.location_id
-    WHERE events.id IN (SELECT value FROM json_each(?))
-"""
-_SQLITE_OWNERS = """
-    SELECT id, operator_id FROM locations WHERE id IN (SELECT value FROM json_each(?))
-"""
-_SQLITE_ENABLED_WEBHOOKS = """
-    SELECT id, location_id, event_type FROM webhooks
-    WHERE status = 'enabled' AND location_id IN (SELECT value FROM json_each(?))
-    ORDER BY id
-"""
 
 
 def _may_emit_at(owner: str | None, operator_id: str | None) -> bool:
@@ -443,32 +444,11 @@ class Store:
 
     async def _insert_emits(self, group: Sequence[_Emit]) -> list[_EmitOutcome]:
         """One transaction for several emits; an emit that conflicts is left out alone."""
+        lookups = _emit_lookups(group)
         if self._sqlite_writer is not None:
-            return await self._insert_emits_sqlite(self._sqlite_writer, group)
-        ids = {e.id for emit in group for e in emit.events}
-        location_ids = {e.location_id for emit in group for e in emit.events}
+            return await self._insert_emits_sqlite(self._sqlite_writer, group, lookups)
         async with self.write() as conn:
-            known: dict[str, tuple[int, str]] = {
-                row.id: (row.delivery_count, row.operator_id)
-                for row in await conn.execute(
-                    select(events.c.id, events.c.delivery_count, locations.c.operator_id)
-                    .join(locations, locations.c.id == events.c.location_id)
-                    .where(events.c.id.in_(ids))
-                )
-            }
-            owners = dict(
-                (
-                    await conn.execute(
-                        select(locations.c.id, locations.c.operator_id).where(
-                            locations.c.id.in_(location_ids)
-                        )
-                    )
-                ).all()
-            )
-            targets = await _matching_webhooks(
-                conn, [e for emit in group for e in emit.events if e.id not in known]
-            )
-            plan = _plan_emits(group, known, owners, targets)
+            plan = _plan_emits(group, *[(await conn.execute(q)).all() for q in lookups])
             if plan.event_rows:
                 await _INSERT_EVENT.executemany(conn, plan.event_rows)
             if plan.delivery_rows:
@@ -476,25 +456,14 @@ class Store:
         return plan.outcomes
 
     async def _insert_emits_sqlite(
-        self, writer: SqliteWriter, group: Sequence[_Emit]
+        self, writer: SqliteWriter, group: Sequence[_Emit], lookups: Sequence[Select[Any]]
     ) -> list[_EmitOutcome]:
         """The same transaction as ``_insert_emits``, run whole on the SQLite writer thread."""
         dialect = self.engine.dialect
-        ids = json.dumps(sorted({e.id for emit in group for e in emit.events}))
-        location_ids = json.dumps(sorted({e.location_id for emit in group for e in emit.events}))
 
         def work(conn: sqlite3.Connection) -> list[_EmitOutcome]:
-            known = {
-                event_id: (count, owner)
-                for event_id, count, owner in conn.execute(_SQLITE_KNOWN_EVENTS, (ids,))
-            }
-            owners = dict(conn.execute(_SQLITE_OWNERS, (location_ids,)).fetchall())
-            targets: dict[tuple[str, str], list[str]] = {}
-            for webhook_id, location_id, event_type in conn.execute(
-                _SQLITE_ENABLED_WEBHOOKS, (location_ids,)
-            ):
-                targets.setdefault((location_id, event_type), []).append(webhook_id)
-            plan = _plan_emits(group, known, owners, targets)
+            found = [conn.execute(*driver_sql(q, dialect)).fetchall() for q in lookups]
+            plan = _plan_emits(group, *found)
             if plan.event_rows:
                 conn.executemany(*_INSERT_EVENT.prepare(dialect, plan.event_rows))
             if plan.delivery_rows:
@@ -892,26 +861,3 @@ async def _insert_unique(
             await conn.execute(insert(table), row)
     except IntegrityError:
         raise Conflict(message) from None
-
-
-async def _matching_webhooks(
-    conn: AsyncConnection, new_events: Iterable[NewEvent]
-) -> dict[tuple[str, str], list[str]]:
-    """Enabled webhooks per (location, event type) among the given events'."""
-    pairs = {(e.location_id, e.type) for e in new_events}
-    if not pairs:
-        return {}
-    result = await conn.execute(
-        select(webhooks.c.id, webhooks.c.location_id, webhooks.c.event_type)
-        .where(
-            webhooks.c.status == "enabled",
-            webhooks.c.location_id.in_({location for location, _ in pairs}),
-        )
-        .order_by(webhooks.c.id)
-    )
-    found: dict[tuple[str, str], list[str]] = {}
-    for row in result:
-        key = (row.location_id, row.event_type)
-        if key in pairs:
-            found.setdefault(key, []).append(row.id)
-    return found
