@@ -32,10 +32,6 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from hotspot_webhooks import catalog  # noqa: E402
 from hotspot_webhooks.config import Settings  # noqa: E402
-from hotspot_webhooks.delivery.dispatcher import (  # noqa: E402
-    Dispatcher,
-    tune_process_for_throughput,
-)
 from hotspot_webhooks.service import EmitRequest, Service  # noqa: E402
 
 EVENT = "transaction.paid.create"
@@ -159,15 +155,13 @@ async def fill(db: Path, url: str, count: int, concurrency: int) -> None:
 
 async def drain(db: Path, concurrency: int) -> dict[str, float]:
     service = await Service.open(bench_settings(db, concurrency))
-    dispatcher = Dispatcher(service.store, service.settings, service.cipher)
-    tune_process_for_throughput()  # as the worker and serve commands do
     try:
-        started, cpu, main_cpu = time.perf_counter(), time.process_time(), time.thread_time()
-        stats = await dispatcher.run_pass()
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        main_cpu = time.thread_time() - main_cpu
+        async with service.dispatcher() as dispatcher:  # as the worker command runs one
+            started, cpu, main_cpu = time.perf_counter(), time.process_time(), time.thread_time()
+            stats = await dispatcher.run_pass()
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            main_cpu = time.thread_time() - main_cpu
     finally:
-        await dispatcher.close()
         await service.close()
     if stats.succeeded != stats.claimed:
         raise SystemExit(f"not every delivery succeeded: {stats}")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from hotspot_webhooks import catalog
-from hotspot_webhooks.delivery.dispatcher import Dispatcher, PassStats
+from hotspot_webhooks.delivery.dispatcher import Dispatcher
+from hotspot_webhooks.delivery.recorder import PassStats
 from hotspot_webhooks.receiver import parse
 from hotspot_webhooks.service import Service
 from tests.receivers import PhpReceiver, PythonReceiver, RawSocketReceiver, serving

@@ -8,9 +8,9 @@ from email.utils import format_datetime
 import pytest
 
 from hotspot_webhooks.config import Settings
-from hotspot_webhooks.delivery.outcome import Decision, decide
+from hotspot_webhooks.delivery.outcome import AttemptResult, Decision, decide
 from hotspot_webhooks.delivery.retry import RetryPolicy, parse_retry_after
-from hotspot_webhooks.delivery.sender import AttemptResult
+from hotspot_webhooks.store.records import AttemptRecord
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 FOUR_HOURS = 4 * 3600.0
@@ -211,15 +211,16 @@ def test_200_succeeds_and_records_the_attempt() -> None:
     assert outcome.last_status == 200
     assert outcome.last_error is None
     assert decision.disable_reason is None
-    assert outcome.attempt == {
-        "number": 4,
-        "started_at": NOW - timedelta(milliseconds=120),
-        "duration_ms": 120,
-        "request_headers": HEADERS,
-        "status": 200,
-        "response_excerpt": "ok",
-        "error": None,
-    }
+    assert outcome.attempt == AttemptRecord(
+        delivery_id="dlv_1",
+        number=4,
+        started_at=NOW - timedelta(milliseconds=120),
+        duration_ms=120,
+        request_headers=HEADERS,
+        status=200,
+        response_excerpt="ok",
+        error=None,
+    )
 
 
 @pytest.mark.parametrize("status", [201, 202, 204])
@@ -246,7 +247,7 @@ def test_failure_schedules_a_retry_after_the_policy_delay_with_jitter() -> None:
     assert outcome.next_attempt_at is not None
     assert NOW + timedelta(seconds=54) <= outcome.next_attempt_at <= NOW + timedelta(seconds=66)
     assert outcome.attempt is not None
-    assert outcome.attempt["response_excerpt"] == "boom"
+    assert outcome.attempt.response_excerpt == "boom"
 
 
 def test_failed_attempt_n_is_followed_by_retry_n_of_the_backoff() -> None:
@@ -351,8 +352,8 @@ def test_timeout_without_status_is_a_failure_keeping_the_error_text() -> None:
     assert outcome.last_status is None
     assert outcome.last_error == "timed out after 15 s"
     assert outcome.attempt is not None
-    assert outcome.attempt["status"] is None
-    assert outcome.attempt["error"] == "timed out after 15 s"
+    assert outcome.attempt.status is None
+    assert outcome.attempt.error == "timed out after 15 s"
 
 
 def test_connection_error_on_last_attempt_fails_with_error_text() -> None:

@@ -27,8 +27,9 @@ from hotspot_webhooks.errors import (
     InvalidInput,
     NotFound,
 )
-from hotspot_webhooks.service import Caller, EmitRequest, Service
-from hotspot_webhooks.store import NewEvent, Outcome
+from hotspot_webhooks.service import ADMIN, Caller, EmitRequest, Service
+from hotspot_webhooks.states import DeliveryStatus
+from hotspot_webhooks.store.records import AttemptRecord, NewEvent, Outcome
 from hotspot_webhooks.store.schema import attempts, deliveries, events, metadata
 from hotspot_webhooks.store.sqlite_writer import SqliteWriter
 
@@ -66,21 +67,31 @@ async def stored_body(service: Service, event_id: str) -> bytes:
     return bytes(row.body)
 
 
-def attempt(number: int = 1, status: int | None = 200) -> dict[str, Any]:
-    return {
-        "number": number,
-        "started_at": datetime.now(UTC),
-        "duration_ms": 12,
-        "request_headers": {"X-Hotspotsystem-Attempt": str(number)},
-        "status": status,
-        "response_excerpt": "ok",
-        "error": None,
-    }
+def attempt(delivery_id: str, number: int = 1, status: int | None = 200) -> AttemptRecord:
+    return AttemptRecord(
+        delivery_id=delivery_id,
+        number=number,
+        started_at=datetime.now(UTC),
+        duration_ms=12,
+        request_headers={"X-Hotspotsystem-Attempt": str(number)},
+        status=status,
+        response_excerpt="ok",
+        error=None,
+    )
 
 
 def succeeded(delivery_id: str) -> Outcome:
     now = datetime.now(UTC)
-    return Outcome(delivery_id, "succeeded", 1, None, 200, None, now, attempt())
+    return Outcome(
+        delivery_id=delivery_id,
+        status=DeliveryStatus.SUCCEEDED,
+        attempt_count=1,
+        next_attempt_at=None,
+        last_status=200,
+        last_error=None,
+        delivered_at=now,
+        attempt=attempt(delivery_id),
+    )
 
 
 # ---- schema and connection ------------------------------------------------------------------
@@ -211,7 +222,7 @@ async def test_a_failure_while_writing_deliveries_leaves_no_event_behind(
     # Two matching webhooks given the same delivery id: the deliveries insert fails after the
     # event row was written in the same transaction.
     with pytest.raises(Exception, match="UNIQUE"):
-        await service.store.insert_events([new], lambda: "dlv_same")
+        await service.store.insert_events([new], lambda: "dlv_same", ADMIN)
 
     assert await service.store.get_event("evt-torn") is None
     assert await count(service, deliveries) == 0
@@ -488,14 +499,15 @@ async def test_concurrent_emits_are_committed_together_yet_each_gets_its_own_res
 ) -> None:
     await webhook(service, location)
     commits = 0
-    insert_emits = service.store._insert_emits
+    group_commit = service.store._group_commit
+    commit = group_commit._commit
 
     async def counted(group: Any) -> Any:
         nonlocal commits
         commits += 1
-        return await insert_emits(group)
+        return await commit(group)
 
-    service.store._insert_emits = counted  # type: ignore[method-assign]
+    group_commit._commit = counted  # type: ignore[method-assign]
     results = await asyncio.gather(
         *(service.emit(CUSTOMER, location, SAMPLE, id=f"evt-{n}") for n in range(50))
     )

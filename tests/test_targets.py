@@ -8,7 +8,6 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from hotspot_webhooks.delivery.targets import (
-    MAX_URL_LENGTH,
     ForbiddenTarget,
     GuardedResolver,
     check_callback_url,
@@ -16,6 +15,7 @@ from hotspot_webhooks.delivery.targets import (
     literal_address_reason,
 )
 from hotspot_webhooks.errors import InvalidInput
+from hotspot_webhooks.validation import MAX_URL_LENGTH
 
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"

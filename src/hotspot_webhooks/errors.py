@@ -67,6 +67,14 @@ class ConfigurationError(HotspotWebhooksError):
     status = 500
 
 
+class DatabaseNotReady(ConfigurationError):
+    """The database needs migrating: no file yet (SQLite), no schema, or an older one."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing  # no database at all, rather than an old schema
+
+
 def field_error(field: str, message: str) -> dict[str, Any]:
     """One entry of ``details``: which field is wrong and why."""
     return {"field": field, "message": message}

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-
-class WebhookStatus(StrEnum):
-    ENABLED = "enabled"
-    DISABLED = "disabled"
-
-
-class DeliveryStatus(StrEnum):
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+from .states import DeliveryStatus, WebhookStatus
 
 
 class Resource(BaseModel):

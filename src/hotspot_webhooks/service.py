@@ -1,34 +1,41 @@
 """The application's verbs: the one layer every face (CLI, REST, web, Python) calls.
 
-It validates input (through the catalog and the SSRF guard), owns the secrets (API keys are
-encrypted before the store sees them and shown once), and turns store rows into the resource
-shapes of ``models``. It never speaks SQL or HTTP.
+It validates input (``validation``, the catalog and the SSRF guard), decides who may do what
+(``Caller``; the store applies the decision), owns the secrets (API keys are encrypted before
+the store sees them and shown once), and turns store rows into the resource shapes of
+``models``. It never speaks SQL or HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-import time
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cachetools import TTLCache
+
 from . import catalog
 from .config import Settings
-from .delivery.dispatcher import deliver_now, sender_for
-from .delivery.sender import Sender
+from .delivery.attempt import Attempts
+from .delivery.dispatcher import Dispatcher, open_dispatcher, running_dispatcher
 from .delivery.targets import check_callback_url
-from .errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized, field_error
+from .errors import (
+    Conflict,
+    DatabaseNotReady,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    field_error,
+)
 from .ids import new_id
 from .keys import KeyCipher, hash_token, load_secret_keys, new_api_key, new_token, token_matches
 from .models import (
     Attempt,
     Delivery,
-    DeliveryStatus,
     DeliveryWithAttempts,
     EmitResult,
     Event,
@@ -39,20 +46,27 @@ from .models import (
     RecoverResult,
     TokenCreated,
     Webhook,
-    WebhookStatus,
     WebhookWithSecret,
 )
-from .signing import Signer, signing_secret
-from .store import NewEvent, Store, UnknownLocation, parse_database_url, sqlite_file
+from .signing import signing_secret
+from .states import DeliveryStatus, WebhookStatus
+from .store.database import parse_database_url, sqlite_file
+from .store.records import EventIdTaken, NewEvent, UnknownLocation, test_send_lease_owner
+from .store.store import Store
+from .validation import (
+    check_aware,
+    check_batch_size,
+    check_choice,
+    check_limit,
+    check_text,
+    invalid,
+)
 
-MAX_ID_LENGTH = 200
 T = TypeVar("T")
-MAX_BATCH = 1000
 # Known tokens are remembered this long (seconds): what a token stands for never changes, and
 # a token deleted from the database stops working within this time.
 TOKEN_CACHE_SECONDS = 10.0
-TOKEN_CACHE_LIMIT = 10_000
-MAX_PAGE = 1000
+TOKEN_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,17 @@ class Caller:
                 "locations, webhooks, events and deliveries"
             )
 
+    # the store's ``EmitRules``: applied inside the emit's transaction
+
+    def may_emit_at(self, location_owner: str | None) -> bool:
+        """An operator emits at its own locations; the admin at any that exists."""
+        return location_owner is not None and (self.is_admin or location_owner == self.operator_id)
+
+    def may_reuse_event_id(self, event_owner: str) -> bool:
+        """Re-emitting an id is idempotent for whoever can see the event; to anyone else the
+        id is taken (409), which reveals that it exists but nothing of the event."""
+        return self.is_admin or event_owner == self.operator_id
+
 
 ADMIN = Caller()
 
@@ -94,22 +119,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# An id or a name: not blank, no control characters. The API's schema publishes the same rule.
-TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$"
-_TEXT = re.compile(TEXT_PATTERN)
-
-
-def _check_text(value: Any, field: str, *, max_length: int = MAX_ID_LENGTH) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(
-            f"{field} must be a non-empty string", details=[field_error(field, "required")]
-        )
-    if len(value) > max_length or not _TEXT.match(value):
-        message = f"must be at most {max_length} printable characters"
-        raise InvalidInput(f"{field} {message}", details=[field_error(field, message)])
-    return value
-
-
 def key_file_for(settings: Settings) -> Path | None:
     """Where an embedded SQLite database keeps its generated secret key (beside the file)."""
     path = sqlite_file(parse_database_url(settings.database_url))
@@ -121,14 +130,20 @@ class Service:
         self.settings = settings
         self.store = store
         self.cipher = cipher
-        self._sender: Sender | None = None  # for test sends; opened on first use
-        # token hash → (caller, valid until): a busy client costs no query per request
-        self._callers: dict[str, tuple[Caller, float]] = {}
+        self._attempts: Attempts | None = None  # for test sends; opened on first use
+        # token hash → caller: a busy client costs no query per request
+        self._callers: TTLCache[str, Caller] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Service:
         """Connect, and either upgrade the schema or insist that it is current."""
-        store = await Store.open(settings.database_url, migrate=migrate)
+        try:
+            store = await Store.open(settings.database_url, migrate=migrate)
+        except DatabaseNotReady as exc:
+            advice = "to create it" if exc.missing else "first"
+            raise DatabaseNotReady(
+                f"{exc.message}; run `hotspot-webhooks migrate` {advice}", missing=exc.missing
+            ) from None
         try:
             cipher = KeyCipher(load_secret_keys(settings.secret_key, key_file_for(settings)))
         except BaseException:
@@ -137,9 +152,22 @@ class Service:
         return cls(settings, store, cipher)
 
     async def close(self) -> None:
-        if self._sender is not None:
-            await self._sender.close()
+        if self._attempts is not None:
+            await self._attempts.close()
         await self.store.close()
+
+    async def ping(self) -> None:
+        """Raise ``DatabaseUnavailable`` unless the database answers (readiness)."""
+        await self.store.ping()
+
+    def dispatcher(self) -> AbstractAsyncContextManager[Dispatcher]:
+        """A dispatcher on this service's database, for a process that runs its passes
+        itself (``worker``); closed when the block ends."""
+        return open_dispatcher(self.store, self.settings, self.cipher)
+
+    def running_dispatcher(self) -> AbstractAsyncContextManager[Dispatcher]:
+        """A dispatcher passing in the background while the block lasts (``serve``)."""
+        return running_dispatcher(self.store, self.settings, self.cipher)
 
     # authentication
 
@@ -154,16 +182,13 @@ class Service:
             return ADMIN
         token_hash = hash_token(token)
         cached = self._callers.get(token_hash)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
+        if cached is not None:
+            return cached
         found = await self.store.find_token(token_hash)
         # the lookup is by hash; the comparison still runs in constant time
         if found is None or not token_matches(token, found.token_hash):
             raise Unauthorized("this token is not valid; ask your administrator for a new one")
-        caller = Caller(found.operator_id)
-        if len(self._callers) >= TOKEN_CACHE_LIMIT:
-            self._callers.clear()
-        self._callers[token_hash] = (caller, time.monotonic() + TOKEN_CACHE_SECONDS)
+        caller = self._callers[token_hash] = Caller(found.operator_id)
         return caller
 
     async def ensure_admin_token(self) -> str | None:
@@ -179,7 +204,7 @@ class Service:
 
     async def create_operator(self, name: str, *, caller: Caller = ADMIN) -> OperatorWithToken:
         caller.require_admin()
-        name = _check_text(name, "name")
+        name = check_text(name, "name")
         token = new_token()
         now = _now()
         row: dict[str, Any] = {"id": new_id("op"), "name": name, "created_at": now}
@@ -222,8 +247,8 @@ class Service:
     ) -> Location:
         """A location for ``operator`` (id or name). An operator creates only its own, so it
         may leave ``operator`` out; the admin must name one."""
-        location_id = _check_text(location_id, "id")
-        name = _check_text(name, "name")
+        location_id = check_text(location_id, "id")
+        name = check_text(name, "name")
         if caller.operator_id is not None:
             if operator is not None and operator != caller.operator_id:
                 raise Forbidden(
@@ -233,9 +258,10 @@ class Service:
                 )
             owner_id = caller.operator_id
         elif operator is None:
-            raise InvalidInput(
-                "operator_id is required when the admin creates a location",
-                details=[field_error("operator_id", "required")],
+            raise invalid(
+                "operator_id",
+                "required",
+                headline="operator_id is required when the admin creates a location",
             )
         else:
             owner_id = (await self._operator(operator)).id
@@ -262,7 +288,7 @@ class Service:
         self, location_id: str, event_type: str, callback_url: str, *, caller: Caller = ADMIN
     ) -> WebhookWithSecret:
         catalog.get_event_type(event_type, field="event_type")
-        location_id = _check_text(location_id, "location_id")
+        location_id = check_text(location_id, "location_id")
         await self._check_callback_url(callback_url)
         await self.get_location(location_id, caller=caller)
         api_key = new_api_key()
@@ -273,7 +299,7 @@ class Service:
             "event_type": event_type,
             "callback_url": callback_url,
             "api_key_encrypted": self.cipher.encrypt(api_key),
-            "status": WebhookStatus.ENABLED.value,
+            "status": WebhookStatus.ENABLED,
             "disabled_reason": None,
             "created_at": now,
             "updated_at": now,
@@ -296,7 +322,7 @@ class Service:
         caller: Caller = ADMIN,
     ) -> list[Webhook]:
         if status is not None:
-            _check_webhook_status(status)
+            check_choice(status, WebhookStatus, "status", what="webhook status")
         rows = await self.store.list_webhooks(
             location_id=location_id,
             event_type=event_type,
@@ -327,15 +353,15 @@ class Service:
             await self._check_callback_url(callback_url)
             values["callback_url"] = callback_url
         if status is not None:
-            _check_webhook_status(status)
-            values["status"] = status
+            values["status"] = check_choice(status, WebhookStatus, "status", what="webhook status")
             values["disabled_reason"] = (
                 None if status == WebhookStatus.ENABLED else f"disabled by request at {_stamp()}"
             )
         if not values:
-            raise InvalidInput(
-                "nothing to change: give callback_url and/or status",
-                details=[field_error("callback_url", "give callback_url and/or status")],
+            raise invalid(
+                "callback_url",
+                "give callback_url and/or status",
+                headline="nothing to change: give callback_url and/or status",
             )
         values["updated_at"] = _now()
         await self.store.update_webhook(webhook_id, values)
@@ -367,7 +393,7 @@ class Service:
         row = await self._webhook_row(webhook_id, caller)
         event_type = catalog.get_event_type(row.event_type)
         now = _now()
-        owner = f"test:{new_id('t')[-12:]}"
+        owner = test_send_lease_owner()
         claimed = await self.store.insert_leased_delivery(
             NewEvent(
                 new_id("evt"),
@@ -381,15 +407,9 @@ class Service:
             owner,
             lease_until=now + timedelta(seconds=self.settings.timeout + 60),
         )
-        if self._sender is None:
-            self._sender = sender_for(self.settings)
-        decision = await deliver_now(
-            claimed, Signer(self.cipher.decrypt(row.api_key_encrypted)), self._sender, self.settings
-        )
-        disable = {webhook_id: decision.disable_reason} if decision.disable_reason else None
-        await self.store.record(
-            owner, [decision.outcome], release_at=_now(), disable_webhooks=disable
-        )
+        if self._attempts is None:
+            self._attempts = Attempts(self.settings, self.cipher)
+        await self._attempts.make_and_record(self.store, claimed, owner)
         return await self.get_delivery(claimed.id, caller=caller)
 
     async def recover(
@@ -398,11 +418,7 @@ class Service:
         """Re-queue the webhook's failed deliveries created since ``since``: each gets one
         more attempt at the next pass (and stays failed if that one fails too)."""
         webhook = await self.get_webhook(webhook_id, caller=caller)
-        if since.tzinfo is None:
-            raise InvalidInput(
-                "since must include a time zone, like 2026-11-29T00:00:00Z",
-                details=[field_error("since", "needs a time zone")],
-            )
+        check_aware(since, "since")
         self._require_enabled(webhook)
         count = await self.store.requeue_failed(webhook_id, since, _now())
         return RecoverResult(webhook_id=webhook_id, since=since, requeued=count)
@@ -435,37 +451,37 @@ class Service:
         self, requests: Sequence[EmitRequest], *, single: bool = False, caller: Caller = ADMIN
     ) -> list[EmitResult]:
         """Validate every event, then store all of them in one transaction (or none)."""
-        if len(requests) > MAX_BATCH:
-            raise InvalidInput(
-                f"a batch holds at most {MAX_BATCH} events, not {len(requests)}",
-                details=[field_error("events", f"at most {MAX_BATCH} events")],
-            )
+        check_batch_size(len(requests))
         now = _now()
         new_events = []
         for index, request in enumerate(requests):
             prefix = "" if single else f"events[{index}]."
             event_type = catalog.get_event_type(request.type, field=f"{prefix}type")
-            location_id = _check_text(request.location_id, f"{prefix}location_id")
+            location_id = check_text(request.location_id, f"{prefix}location_id")
             payload = catalog.validate(event_type, request.data, field=f"{prefix}data")
             event_id = (
-                new_id("evt") if request.id is None else _check_text(request.id, f"{prefix}id")
+                new_id("evt") if request.id is None else check_text(request.id, f"{prefix}id")
             )
             new_events.append(
                 NewEvent(event_id, event_type.name, location_id, catalog.serialize(payload), now)
             )
         try:
-            counts, existing = await self.store.insert_events(
-                new_events, lambda: new_id("dlv"), caller.operator_id
-            )
+            stored = await self.store.insert_events(new_events, lambda: new_id("dlv"), caller)
         except UnknownLocation as exc:
             field = "location_id" if single else f"events[{exc.index}].location_id"
             raise NotFound(exc.message, details=[field_error(field, "no such location")]) from None
+        except EventIdTaken as exc:
+            raise Conflict(
+                f"event id {exc.event_id!r} is already taken; send this event under another id"
+            ) from None
         results = []
         seen: set[str] = set()
         for new in new_events:
-            duplicate = new.id in existing or new.id in seen
+            duplicate = new.id in stored.existing or new.id in seen
             seen.add(new.id)
-            results.append(EmitResult(id=new.id, deliveries=counts[new.id], duplicate=duplicate))
+            results.append(
+                EmitResult(id=new.id, deliveries=stored.deliveries[new.id], duplicate=duplicate)
+            )
         return results
 
     async def get_event(self, event_id: str, *, caller: Caller = ADMIN) -> Event:
@@ -483,7 +499,7 @@ class Service:
     ) -> Page[Event]:
         if type is not None:
             catalog.get_event_type(type)
-        _check_limit(limit)
+        check_limit(limit)
         rows = await self.store.list_events(
             location_id=location_id,
             type=type,
@@ -505,12 +521,9 @@ class Service:
         limit: int = 50,
         caller: Caller = ADMIN,
     ) -> Page[Delivery]:
-        if status is not None and status not in set(DeliveryStatus):
-            raise InvalidInput(
-                f"status must be one of {', '.join(DeliveryStatus)}, not {status!r}",
-                details=[field_error("status", "unknown delivery status")],
-            )
-        _check_limit(limit)
+        if status is not None:
+            check_choice(status, DeliveryStatus, "status", what="delivery status")
+        check_limit(limit)
         rows = await self.store.list_deliveries(
             webhook_id=webhook_id,
             event_id=event_id,
@@ -528,12 +541,7 @@ class Service:
         row, attempts = _found(found, "delivery", delivery_id)
         return DeliveryWithAttempts(
             **Delivery.model_validate(row).model_dump(),
-            attempts=[
-                Attempt.model_validate(
-                    {**a._mapping, "request_headers": _as_dict(a.request_headers)}
-                )
-                for a in attempts
-            ],
+            attempts=[Attempt.model_validate(a) for a in attempts],
         )
 
     async def retry_delivery(self, delivery_id: str, *, caller: Caller = ADMIN) -> Delivery:
@@ -549,14 +557,6 @@ class Service:
         )
 
 
-def _check_webhook_status(status: str) -> None:
-    if status not in set(WebhookStatus):
-        raise InvalidInput(
-            f"status must be enabled or disabled, not {status!r}",
-            details=[field_error("status", "must be enabled or disabled")],
-        )
-
-
 P = TypeVar("P", Event, Delivery)
 
 
@@ -564,14 +564,6 @@ def _page(fetched: list[P], limit: int) -> Page[P]:
     """A page from ``limit + 1`` rows fetched: the extra one only says that more follow."""
     data = fetched[:limit]
     return Page[P](data=data, next_cursor=data[-1].id if len(fetched) > limit else None)
-
-
-def _check_limit(limit: int) -> None:
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(
-            f"limit must be between 1 and {MAX_PAGE}, not {limit}",
-            details=[field_error("limit", f"between 1 and {MAX_PAGE}")],
-        )
 
 
 def _stamp() -> str:
@@ -583,7 +575,3 @@ def _found(value: T | None, kind: str, key: str) -> T:
     if value is None:
         raise NotFound(f"{kind} {key!r} does not exist")
     return value
-
-
-def _as_dict(value: Any) -> dict[str, str]:
-    return json.loads(value) if isinstance(value, str) else dict(value)

@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from . import __version__
+from ._version import __version__
 from .receiver import (
     ORIGINAL_HEADER,
     ORIGINAL_HEADER_LITERAL,

@@ -5,20 +5,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
-from .. import __version__
+from .._version import __version__
 from ..config import Settings
-from ..delivery.dispatcher import Dispatcher, tune_process_for_throughput
 from ..errors import HotspotWebhooksError
 from ..service import Service
 from . import deliveries, event_types, events, locations, operators, webhooks
@@ -39,26 +36,22 @@ Every error answers `{"success": false, "error": {"code", "message", "details"}}
 """
 
 
-def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
-    """The app; with ``dispatch`` it also runs the dispatcher for as long as it serves."""
+def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = True) -> FastAPI:
+    """The app; with ``dispatch`` it also runs the dispatcher for as long as it serves.
+
+    With ``migrate`` it upgrades the schema at start-up; ``serve`` and ``api`` have done that
+    already (before printing the first admin token) and pass False.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = await Service.open(settings, migrate=True)
-        app.state.service = service
-        dispatcher = Dispatcher(service.store, settings, service.cipher) if dispatch else None
-        if dispatcher:
-            tune_process_for_throughput()
-        task = asyncio.create_task(dispatcher.run()) if dispatcher else None
-        try:
+        async with AsyncExitStack() as stack:
+            service = await Service.open(settings, migrate=migrate)
+            stack.push_async_callback(service.close)
+            if dispatch:  # stopped first on the way out: in-flight attempts are recorded
+                await stack.enter_async_context(service.running_dispatcher())
+            app.state.service = service
             yield
-        finally:
-            if dispatcher and task:
-                dispatcher.stop()  # in-flight attempts finish and are recorded
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                await dispatcher.close()
-            await service.close()
 
     # Swagger UI and ReDoc served from the package, not a CDN: self-hosted docs work offline
     app = FastAPIOffline(
@@ -101,7 +94,7 @@ def create_app(settings: Settings, *, dispatch: bool = True) -> FastAPI:
         """Readiness: the database answers."""
         service: Service = app.state.service
         try:
-            await service.store.ping()
+            await service.ping()
         except HotspotWebhooksError as exc:
             return JSONResponse({"status": "unavailable", "error": exc.message}, status_code=503)
         return JSONResponse({"status": "ok"})

@@ -6,12 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ..models import Delivery, DeliveryStatus, DeliveryWithAttempts, Page
+from ..models import Delivery, DeliveryWithAttempts, Page
+from ..states import DeliveryStatus
+from ..validation import MAX_PAGE
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=ERROR_RESPONSES)
-Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
 
 
 @router.get("")

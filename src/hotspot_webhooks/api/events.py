@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .. import catalog
 from ..models import EmitBatchResult, EmitResult, Event, Page
-from ..service import MAX_BATCH, EmitRequest
+from ..service import EmitRequest
+from ..validation import MAX_BATCH, MAX_PAGE
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
 from .fields import EVENT_TYPE_ENUM, text_field
@@ -125,7 +126,7 @@ async def list_events(
     location_id: str | None = None,
     type: Annotated[str | None, Query(json_schema_extra=EVENT_TYPE_ENUM)] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> Page[Event]:
     """Newest first, `limit` at a time; follow `next_cursor` for more."""
     return await service.list_events(

@@ -1,7 +1,8 @@
 """Field shapes the request bodies share, published in the OpenAPI schema.
 
-The service enforces each rule (with its own messages); the schema states the same rule, so a
-client (or a fuzzer) can tell valid input from invalid before sending it.
+The rules are ``validation``'s: the service enforces each (with its own messages) and the
+schema states the same rule, so a client (or a fuzzer) can tell valid input from invalid
+before sending it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from typing import Any
 from pydantic import Field, JsonValue
 
 from .. import catalog
-from ..delivery.targets import CALLBACK_URL_PATTERN, MAX_URL_LENGTH
-from ..service import MAX_ID_LENGTH, TEXT_PATTERN
+from ..validation import CALLBACK_URL_PATTERN, MAX_ID_LENGTH, MAX_URL_LENGTH, TEXT_PATTERN
 
 # the six event type names, as the schema's enum wherever a field or filter names one
 EVENT_TYPE_ENUM: dict[str, JsonValue] = {"enum": list(catalog.EVENT_TYPES)}

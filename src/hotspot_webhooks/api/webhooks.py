@@ -12,9 +12,9 @@ from ..models import (
     Page,
     RecoverResult,
     Webhook,
-    WebhookStatus,
     WebhookWithSecret,
 )
+from ..states import WebhookStatus
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
 from .fields import EVENT_TYPE_ENUM, callback_url_field, text_field

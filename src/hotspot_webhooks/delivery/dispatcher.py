@@ -16,119 +16,32 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import socket
 import time
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from ..config import Settings
-from ..errors import DatabaseUnavailable
-from ..ids import new_id
 from ..keys import KeyCipher
-from ..signing import DeliveryRequest, Signer, delivery_headers
-from ..store import ClaimedDelivery, Outcome, Store
+from ..states import DeliveryStatus
+from ..store.records import ClaimedDelivery, Outcome, worker_lease_owner
+from ..store.store import Store
+from .attempt import Attempts, unsent_webhook_disabled, webhooks_to_disable
 from .lanes import HostLanes
-from .outcome import Decision, decide
-from .retry import RetryPolicy
-from .sender import AttemptResult, Sender
+from .outcome import Decision
+from .recorder import PassStats, Recorder
 
 log = logging.getLogger(__name__)
-KEY_CACHE_LIMIT = 10_000
-
-
-@dataclass
-class PassStats:
-    claimed: int = 0
-    succeeded: int = 0
-    retrying: int = 0
-    failed: int = 0
-    released: int = 0
-    lost_leases: int = 0
-    seconds: float = 0.0
-
-    @property
-    def attempted(self) -> int:
-        return self.succeeded + self.retrying + self.failed
-
-
-@dataclass
-class _Recorder:
-    """Buffers outcomes and writes them in batches: each write takes all that piled up."""
-
-    store: Store
-    owner: str
-    stats: PassStats
-    outcomes: list[Outcome] = field(default_factory=list)
-    released: list[str] = field(default_factory=list)
-    disable: dict[str, str] = field(default_factory=dict)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    closing: bool = False
-
-    def add(self, outcome: Outcome, disable: tuple[str, str] | None = None) -> None:
-        self.outcomes.append(outcome)
-        if disable:
-            self.disable[disable[0]] = disable[1]
-        self.wake.set()
-
-    def release(self, delivery_id: str) -> None:
-        self.released.append(delivery_id)
-        self.wake.set()
-
-    async def run(self) -> None:
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            try:
-                await self.flush()
-            except DatabaseUnavailable as exc:
-                # keep the batch and write it again: these attempts happened and must be kept
-                log.warning("recording attempts failed (%s); retrying in 1 s", exc)
-                await asyncio.sleep(1)
-                self.wake.set()
-                continue
-            if self.closing and not (self.outcomes or self.released):
-                return
-
-    async def flush(self) -> None:
-        if not (self.outcomes or self.released or self.disable):
-            return
-        outcomes, self.outcomes = self.outcomes, []
-        released, self.released = self.released, []
-        disable, self.disable = self.disable, {}
-        try:
-            kept = await self.store.record(
-                self.owner,
-                outcomes,
-                released=released,
-                release_at=datetime.now(UTC),
-                disable_webhooks=disable,
-            )
-        except BaseException:
-            self.outcomes[:0] = outcomes
-            self.released[:0] = released
-            self.disable = {**disable, **self.disable}
-            raise
-        if kept is not None:
-            self.stats.lost_leases += len(outcomes) - kept
-        self.stats.released += len(released)
-
-    async def close(self) -> None:
-        self.closing = True
-        self.wake.set()
 
 
 class Dispatcher:
     def __init__(self, store: Store, settings: Settings, cipher: KeyCipher) -> None:
         self.store = store
         self.settings = settings
-        self.cipher = cipher
-        self.policy = retry_policy(settings)
-        self.sender = sender_for(settings)
-        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id('w')[-6:]}"
+        self.attempts = Attempts(settings, cipher)
+        self.owner = worker_lease_owner()
         self.stopping = asyncio.Event()
-        self._signers: dict[str, Signer] = {}
         # claimed but not yet recorded: enough to keep every slot busy while the next batch
         # is claimed, few enough that nothing waits long on its lease
         self._max_claimed = settings.concurrency + settings.batch_size
@@ -138,7 +51,7 @@ class Dispatcher:
         self.stopping.set()
 
     async def close(self) -> None:
-        await self.sender.close()
+        await self.attempts.close()
 
     async def run(self) -> None:
         """Run a pass every ``interval`` seconds until ``stop()``."""
@@ -204,37 +117,11 @@ class Dispatcher:
         lost = await self.store.take_expired_leases(expired_by)
         by_mark: dict[str, list[Outcome]] = {}
         for lease in lost:
-            result = AttemptResult(
-                started_at=lease.lease_end - timedelta(seconds=self.settings.lease),
-                duration_ms=0,
-                status=None,
-                response_excerpt=None,
-                error=f"outcome unknown: worker {lease.owner} stopped before recording this "
-                "attempt (the request may or may not have been sent)",
-            )
-            decision = decide(
-                delivery_id=lease.delivery_id,
-                attempt_number=lease.attempt_count + 1,
-                result=result,
-                request_headers={},
-                policy=self.policy,
-                is_success=self.settings.is_success,
-                now=datetime.now(UTC),
-            )
-            by_mark.setdefault(lease.mark, []).append(decision.outcome)
+            by_mark.setdefault(lease.mark, []).append(self.attempts.lost(lease).outcome)
         for mark, outcomes in by_mark.items():
             log.warning("%d deliveries left unrecorded by %s: recorded as unknown outcomes",
                         len(outcomes), mark)  # fmt: skip
             await self.store.record(mark, outcomes)
-
-    def _signer(self, encrypted: str) -> Signer:
-        """The signer of an encrypted API key, decrypted and keyed once per process."""
-        signer = self._signers.get(encrypted)
-        if signer is None:
-            if len(self._signers) >= KEY_CACHE_LIMIT:
-                self._signers.clear()
-            signer = self._signers[encrypted] = Signer(self.cipher.decrypt(encrypted))
-        return signer
 
 
 class _Pass:
@@ -245,7 +132,7 @@ class _Pass:
         self.refill_below = refill_below
         self.settings = dispatcher.settings
         self.stats = PassStats()
-        self.recorder = _Recorder(dispatcher.store, dispatcher.owner, self.stats)
+        self.recorder = Recorder(dispatcher.store, dispatcher.owner, self.stats)
         self.unfinished = 0  # claimed, not yet decided
         self.progress = asyncio.Event()  # set once few enough are unfinished to claim more
         self.lanes: HostLanes[tuple[ClaimedDelivery, float]] = HostLanes(
@@ -263,121 +150,65 @@ class _Pass:
     async def deliver(self, item: tuple[ClaimedDelivery, float]) -> None:
         """Attempt one delivery (or hand it back) and hand its outcome to the recorder."""
         claimed, lease_deadline = item
-        dispatcher = self.dispatcher
-        headers: dict[str, str] = {}
         try:
             if not claimed.webhook_enabled:
-                self.recorder.add(_webhook_disabled(claimed))
+                self.recorder.add(unsent_webhook_disabled(claimed))
                 self.stats.failed += 1
                 return
             # never send on a lease that may run out mid-request: another worker may be
             # about to claim the delivery
             if (
-                dispatcher.stopping.is_set()
+                self.dispatcher.stopping.is_set()
                 or time.monotonic() + self.settings.timeout > lease_deadline
             ):
                 self.recorder.release(claimed.id)
                 return
-            headers = signed_headers(claimed, dispatcher._signer(claimed.api_key_encrypted))
-            result = await dispatcher.sender.send(claimed.callback_url, claimed.body, headers)
-        except Exception as exc:
-            result = _internal_error(claimed, exc)
+            decision = await self.dispatcher.attempts.make(claimed)
         finally:
             self.unfinished -= 1
             if self.unfinished <= self.refill_below:
                 self.progress.set()  # wakes the claiming loop once, not once per delivery
-        self.decide(claimed, headers, result)
+        self.record(claimed, decision)
 
-    def decide(
-        self, claimed: ClaimedDelivery, headers: dict[str, str], result: AttemptResult
-    ) -> None:
-        decision = _decide(claimed, headers, result, self.dispatcher.policy, self.settings)
+    def record(self, claimed: ClaimedDelivery, decision: Decision) -> None:
         status = decision.outcome.status
-        if status == "succeeded":
+        if status is DeliveryStatus.SUCCEEDED:
             self.stats.succeeded += 1
-        elif status == "pending":
+        elif status is DeliveryStatus.PENDING:
             self.stats.retrying += 1
         else:
             self.stats.failed += 1
-        disable = (claimed.webhook_id, decision.disable_reason) if decision.disable_reason else None
-        self.recorder.add(decision.outcome, disable)
+        self.recorder.add(decision.outcome, webhooks_to_disable(claimed, decision))
 
 
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(
-        kind=settings.retry_policy,
-        interval=settings.interval,
-        max_retries=settings.max_retries,
-        max_delay=settings.max_retry_delay,
-    )
-
-
-def sender_for(settings: Settings) -> Sender:
-    return Sender(
-        timeout=settings.timeout,
-        allow_private=settings.allow_private_targets,
-        excerpt_bytes=settings.response_excerpt_bytes,
-    )
-
-
-def signed_headers(claimed: ClaimedDelivery, signer: Signer) -> dict[str, str]:
-    """The headers of this attempt of ``claimed``, signed now."""
-    return delivery_headers(
-        DeliveryRequest(
-            claimed.event_id,
-            claimed.event_type,
-            claimed.location_id,
-            claimed.id,
-            claimed.attempt_number,
-        ),
-        claimed.body,
-        [signer],
-        int(time.time()),
-    )
-
-
-async def deliver_now(
-    claimed: ClaimedDelivery, signer: Signer, sender: Sender, settings: Settings
-) -> Decision:
-    """Attempt one delivery at once (``webhooks test``) and decide what it became."""
-    headers: dict[str, str] = {}
+@asynccontextmanager
+async def open_dispatcher(
+    store: Store, settings: Settings, cipher: KeyCipher
+) -> AsyncIterator[Dispatcher]:
+    """A dispatcher for this process, closed (its HTTP client too) when the block ends."""
+    dispatcher = Dispatcher(store, settings, cipher)
+    tune_process_for_throughput()
     try:
-        headers = signed_headers(claimed, signer)
-        result = await sender.send(claimed.callback_url, claimed.body, headers)
-    except Exception as exc:
-        result = _internal_error(claimed, exc)
-    return _decide(claimed, headers, result, retry_policy(settings), settings)
+        yield dispatcher
+    finally:
+        await dispatcher.close()
 
 
-def _decide(
-    claimed: ClaimedDelivery,
-    headers: dict[str, str],
-    result: AttemptResult,
-    policy: RetryPolicy,
-    settings: Settings,
-) -> Decision:
-    return decide(
-        delivery_id=claimed.id,
-        attempt_number=claimed.attempt_number,
-        result=result,
-        request_headers=headers,
-        policy=policy,
-        is_success=settings.is_success,
-        now=datetime.now(UTC),
-    )
-
-
-def _internal_error(claimed: ClaimedDelivery, exc: Exception) -> AttemptResult:
-    """A bug while sending, counted as a failed attempt: a delivery that keeps failing this
-    way still ends after its retries instead of looping unrecorded."""
-    log.exception("delivery %s: internal error", claimed.id)
-    return AttemptResult(
-        started_at=datetime.now(UTC),
-        duration_ms=0,
-        status=None,
-        response_excerpt=None,
-        error=f"internal error: {type(exc).__name__}: {exc}",
-    )
+@asynccontextmanager
+async def running_dispatcher(
+    store: Store, settings: Settings, cipher: KeyCipher
+) -> AsyncIterator[Dispatcher]:
+    """A dispatcher running its passes in the background for as long as the block lasts;
+    leaving the block stops it the graceful way (in-flight attempts finish and are recorded,
+    the rest is handed back)."""
+    async with open_dispatcher(store, settings, cipher) as dispatcher:
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            yield dispatcher
+        finally:
+            dispatcher.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def tune_process_for_throughput() -> None:
@@ -393,17 +224,3 @@ def tune_process_for_throughput() -> None:
 
 def _host(url: str) -> str:
     return urlsplit(url).netloc.lower()
-
-
-def _webhook_disabled(claimed: ClaimedDelivery) -> Outcome:
-    """A delivery whose webhook was disabled fails unsent; `recover` can re-queue it."""
-    return Outcome(
-        delivery_id=claimed.id,
-        status="failed",
-        attempt_count=claimed.attempt_number - 1,
-        next_attempt_at=None,
-        last_status=None,
-        last_error="webhook is disabled; not sent",
-        delivered_at=None,
-        attempt=None,
-    )

@@ -11,17 +11,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..store import Outcome
-from .retry import RetryPolicy, parse_retry_after
-from .sender import AttemptResult
+from ..states import DeliveryStatus
+from ..store.records import AttemptRecord, Outcome
+from .retry import RETRY_AFTER_STATUSES, RetryPolicy, parse_retry_after
 
-RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+@dataclass(slots=True)
+class AttemptResult:
+    """What happened on the wire: a status (and body excerpt), or an error, never both unset."""
+
+    started_at: datetime
+    duration_ms: int
+    status: int | None
+    response_excerpt: str | None
+    error: str | None
+    retry_after: str | None = None
 
 
 @dataclass(slots=True)
 class Decision:
     outcome: Outcome
-    disable_reason: str | None = None
+    disable_reason: str | None = None  # set when the webhook must be disabled (410)
 
 
 def decide(
@@ -34,17 +44,18 @@ def decide(
     is_success: Callable[[int], bool],
     now: datetime,
 ) -> Decision:
-    attempt = {
-        "number": attempt_number,
-        "started_at": result.started_at,
-        "duration_ms": result.duration_ms,
-        "request_headers": request_headers,
-        "status": result.status,
-        "response_excerpt": result.response_excerpt,
-        "error": result.error,
-    }
+    attempt = AttemptRecord(
+        delivery_id=delivery_id,
+        number=attempt_number,
+        started_at=result.started_at,
+        duration_ms=result.duration_ms,
+        request_headers=request_headers,
+        status=result.status,
+        response_excerpt=result.response_excerpt,
+        error=result.error,
+    )
 
-    def outcome(status: str, next_at: datetime | None, error: str | None) -> Outcome:
+    def outcome(status: DeliveryStatus, next_at: datetime | None, error: str | None) -> Outcome:
         return Outcome(
             delivery_id=delivery_id,
             status=status,
@@ -52,21 +63,21 @@ def decide(
             next_attempt_at=next_at,
             last_status=result.status,
             last_error=error,
-            delivered_at=now if status == "succeeded" else None,
+            delivered_at=now if status is DeliveryStatus.SUCCEEDED else None,
             attempt=attempt,
         )
 
     if result.status is not None and result.error is None and is_success(result.status):
-        return Decision(outcome("succeeded", None, None))
+        return Decision(outcome(DeliveryStatus.SUCCEEDED, None, None))
     error = result.error or f"receiver answered HTTP {result.status}"
     if result.status == 410:
         reason = f"receiver answered 410 Gone on {now:%Y-%m-%d %H:%M:%S} UTC"
-        return Decision(outcome("failed", None, error), disable_reason=reason)
+        return Decision(outcome(DeliveryStatus.FAILED, None, error), disable_reason=reason)
     delay = policy.delay(attempt_number)  # attempt n failed → retry number n
     if delay is None:
-        return Decision(outcome("failed", None, error))
+        return Decision(outcome(DeliveryStatus.FAILED, None, error))
     if result.status in RETRY_AFTER_STATUSES:
         asked = policy.bounded_retry_after(parse_retry_after(result.retry_after, now))
         if asked is not None:
             delay = max(delay, asked)
-    return Decision(outcome("pending", now + timedelta(seconds=delay), error))
+    return Decision(outcome(DeliveryStatus.PENDING, now + timedelta(seconds=delay), error))

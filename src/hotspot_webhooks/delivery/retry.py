@@ -16,6 +16,8 @@ from typing import Literal
 
 RetryKind = Literal["backoff", "next-pass"]
 JITTER = 0.10
+# the statuses whose Retry-After header is honoured
+RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 @dataclass(frozen=True)

@@ -9,28 +9,25 @@ through the SSRF guard.
 
 from __future__ import annotations
 
+import functools
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiohttp
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
+from .outcome import AttemptResult
+from .retry import RETRY_AFTER_STATUSES
 from .targets import GuardedResolver, literal_address_reason
 
 DRAIN_LIMIT = 64 * 1024  # read this much more to keep the connection reusable
-URL_CACHE_LIMIT = 10_000
 
 
-@dataclass(slots=True)
-class AttemptResult:
-    started_at: datetime
-    duration_ms: int
-    status: int | None
-    response_excerpt: str | None
-    error: str | None
-    retry_after: str | None = None
+@functools.lru_cache(maxsize=10_000)
+def _parsed(url: str) -> URL:
+    """A callback URL parsed once per process, not once per attempt."""
+    return URL(url, encoded=True)
 
 
 class Sender:
@@ -46,7 +43,6 @@ class Sender:
         self._allow_private = allow_private
         self._excerpt_bytes = excerpt_bytes
         self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[str, URL] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         resolver = DefaultResolver() if self._allow_private else GuardedResolver(DefaultResolver())
@@ -77,11 +73,7 @@ class Sender:
         retry_after: str | None = None
         error: str | None = None
         try:
-            target = self._urls.get(url)
-            if target is None:
-                if len(self._urls) >= URL_CACHE_LIMIT:
-                    self._urls.clear()
-                target = self._urls[url] = URL(url, encoded=True)
+            target = _parsed(url)
             reason = None if self._allow_private else literal_address_reason(target.host)
             if reason:
                 raise aiohttp.ClientConnectionError(f"refused to connect: {reason}")
@@ -89,7 +81,7 @@ class Sender:
                 target, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
-                if status in (429, 503):
+                if status in RETRY_AFTER_STATUSES:
                     retry_after = response.headers.get("Retry-After")
                 length = response.content_length
                 if length is not None and length <= self._excerpt_bytes:

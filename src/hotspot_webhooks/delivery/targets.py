@@ -11,24 +11,11 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import re
 import socket
-from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from ..errors import InvalidInput, field_error
-
-MAX_URL_LENGTH = 2048
-# Characters a callback URL may not contain anywhere: whitespace and control characters.
-_UNSAFE = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
-_HAS_UNSAFE = re.compile(f"[{_UNSAFE}]")
-# The shape the API's schema publishes for callback URLs: http(s), a host without
-# credentials, an optional port, no unsafe characters. Every URL of this shape passes
-# ``check_callback_url`` when private targets are allowed (IPv6 literals pass too, unpublished).
-CALLBACK_URL_PATTERN = (
-    rf"^[hH][tT][tT][pP][sS]?://[^{_UNSAFE}/?#@:\[\]\\]+(:[0-9]{{1,4}})?([/?#][^{_UNSAFE}]*)?$"
-)
+from ..validation import check_callback_url_shape, invalid
 
 
 class ForbiddenTarget(OSError):
@@ -61,41 +48,23 @@ def forbidden_reason(address: str) -> str | None:
 
 
 def check_callback_url(url: str, *, allow_private: bool, field: str = "callback_url") -> str:
-    """Validate a callback URL for storing; return it unchanged or raise ``InvalidInput``."""
-
-    def bad(message: str) -> InvalidInput:
-        return InvalidInput(f"{field}: {message}", details=[field_error(field, message)])
-
-    if not isinstance(url, str) or not url.strip():
-        raise bad("must be an http:// or https:// URL")
-    if len(url) > MAX_URL_LENGTH:
-        raise bad(f"is longer than {MAX_URL_LENGTH} characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise bad(f"is not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        raise bad(f"scheme must be http or https, not {parts.scheme or 'missing'!r}")
-    if parts.username is not None or parts.password is not None:
-        raise bad("must not contain credentials (user:password@); the signature authenticates")
-    host = parts.hostname
-    if not host:
-        raise bad("has no host")
-    if _HAS_UNSAFE.search(url) or any(c.isspace() for c in url):
-        raise bad("must not contain whitespace or control characters")
+    """Validate a callback URL for storing: its shape, then (unless ``allow_private``) the
+    address it names; return it unchanged or raise ``InvalidInput`` naming ``field``."""
+    parts = check_callback_url_shape(url, field=field)
     if allow_private:
         return url
+    host = parts.hostname or ""
     reason = forbidden_reason(host)
     if reason is None and host.rstrip(".").lower() in ("localhost", "localhost.localdomain"):
         reason = f"{host} is a loopback name"
     if reason is None and _is_name(host):
-        reason = _resolved_reason(host, port or (443 if parts.scheme == "https" else 80))
+        reason = _resolved_reason(host, parts.port or (443 if parts.scheme == "https" else 80))
     if reason:
-        raise bad(
+        message = (
             f"target not allowed: {reason} "
             "(for local testing set HOTSPOT_WEBHOOKS_ALLOW_PRIVATE_TARGETS=true)"
         )
+        raise invalid(field, message, headline=f"{field}: {message}")
     return url
 
 

@@ -1,16 +1,6 @@
-"""The database: tables, migrations and every query."""
+"""The database: tables and migrations, the typed records, and every query.
 
-from .database import create_engine, parse_database_url, sqlite_file
-from .queries import ClaimedDelivery, ExpiredLease, NewEvent, Outcome, Store, UnknownLocation
-
-__all__ = [
-    "ClaimedDelivery",
-    "ExpiredLease",
-    "NewEvent",
-    "Outcome",
-    "Store",
-    "UnknownLocation",
-    "create_engine",
-    "parse_database_url",
-    "sqlite_file",
-]
+``store.store.Store`` is the one entry point; ``records`` holds the plain data it reads and
+writes for the delivery engine (importable without SQLAlchemy, for the pure modules above it).
+This package's ``__init__`` imports nothing, for that reason.
+"""

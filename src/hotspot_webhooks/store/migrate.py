@@ -1,7 +1,8 @@
 """Creating and upgrading the schema with Alembic, from inside the program.
 
-``serve`` and ``migrate`` upgrade to the newest revision; every other command checks that the
-database is at it and says to run ``migrate`` if not, rather than failing on a missing table.
+Upgrading is asked for (by ``serve`` and ``migrate``); otherwise the store checks that the
+database is at the newest revision and raises ``DatabaseNotReady`` if not, rather than failing
+later on a missing table.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..errors import ConfigurationError
+from ..errors import DatabaseNotReady
 from .database import transaction
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -50,4 +51,4 @@ async def require_current(engine: AsyncEngine, where: str) -> None:
     revision = await current_revision(engine)
     if revision != head_revision():
         state = "has no schema yet" if revision is None else f"is at revision {revision}"
-        raise ConfigurationError(f"database {where} {state}; run `hotspot-webhooks migrate` first")
+        raise DatabaseNotReady(f"database {where} {state}")

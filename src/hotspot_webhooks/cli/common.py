@@ -1,0 +1,90 @@
+"""What every command shares: the consoles, the common options, settings from flags, and
+running an async command body with expected errors turned into one line and an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from ..config import Settings
+from ..errors import HotspotWebhooksError
+from ..service import Service
+
+T = TypeVar("T")
+out = Console()
+err = Console(stderr=True)
+
+Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL (sqlite:///file.db or postgresql://...).", show_default=False
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Limit = Annotated[int, typer.Option("--limit", min=1, max=1000, help="Page size.")]
+Cursor = Annotated[str | None, typer.Option("--cursor", help="next_cursor of the last page.")]
+Interval = Annotated[
+    float | None, typer.Option("--interval", help="Seconds between passes.", show_default=False)
+]
+
+
+Host = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]
+Port = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings(db: str | None = None, **overrides: Any) -> Settings:
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if db is not None:
+        given["database_url"] = db
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'setting'}: {e['msg']}" for e in exc.errors()
+        )
+        fail(f"invalid setting: {problems} (from a flag or HOTSPOT_WEBHOOKS_* variable)")
+
+
+def run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run one async command body, turning expected errors into one line and an exit code."""
+    try:
+        return asyncio.run(work())  # type: ignore[arg-type]
+    except HotspotWebhooksError as exc:
+        fail(exc.message)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:
+        if os.environ.get("HOTSPOT_WEBHOOKS_DEBUG"):
+            raise
+        fail(
+            f"unexpected {type(exc).__name__}: {exc} (set HOTSPOT_WEBHOOKS_DEBUG=1 for details)", 70
+        )
+
+
+def with_service(
+    config: Settings, action: Callable[[Service], Awaitable[T]], *, migrate: bool = False
+) -> T:
+    """Run ``action`` on a service opened for this command (``migrate``: upgrading the schema
+    first), closed afterwards; errors as ``run`` says."""
+
+    async def work() -> T:
+        service = await Service.open(config, migrate=migrate)
+        try:
+            return await action(service)
+        finally:
+            await service.close()
+
+    return run(work)

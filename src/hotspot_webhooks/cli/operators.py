@@ -1,0 +1,55 @@
+"""``operators`` and ``tokens``: who owns locations, and their API tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import (
+    Db,
+    Json,
+    fail,
+    settings,
+    with_service,
+)
+from .output import show, shown_once
+
+operators_app = typer.Typer(help="Operators: who owns locations.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens of operators.", no_args_is_help=True)
+
+
+@operators_app.command("create")
+def operators_create(name: str, db: Db = None, as_json: Json = False) -> None:
+    """Create an operator and print its first API token (shown once)."""
+    created = with_service(settings(db), lambda s: s.create_operator(name))
+    show(created, as_json)
+    if not as_json:
+        shown_once("token", "hashed")
+
+
+@operators_app.command("list")
+def operators_list(db: Db = None, as_json: Json = False) -> None:
+    """List operators."""
+    show(
+        with_service(settings(db), lambda s: s.list_operators()),
+        as_json,
+        ("id", "name", "created_at"),
+    )
+
+
+@tokens_app.command("create")
+def tokens_create(
+    operator: Annotated[str | None, typer.Argument(help="Operator id or name.")] = None,
+    admin: Annotated[
+        bool, typer.Option("--admin", help="An admin token instead (e.g. the first was lost).")
+    ] = False,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Create a further API token for an operator, or with --admin an admin token (shown once)."""
+    if (operator is None) == (not admin):
+        fail("give an operator (id or name), or --admin, not both", 2)
+    show(with_service(settings(db), lambda s: s.create_token(operator)), as_json)
+    if not as_json:
+        shown_once("token", "hashed")

@@ -1,0 +1,148 @@
+"""The long-running processes and the schema: ``serve``, ``api``, ``worker``, ``migrate``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from .._version import __version__
+from ..config import Settings
+from ..delivery.recorder import PassStats
+from ..errors import HotspotWebhooksError
+from ..service import Service
+from ..store.database import display_url
+from .common import (
+    Db,
+    Host,
+    Interval,
+    Json,
+    Port,
+    err,
+    fail,
+    out,
+    settings,
+    with_service,
+)
+from .output import show
+
+
+def migrate(db: Db = None) -> None:
+    """Create the database schema, or upgrade it to this version."""
+    config = settings(db)
+    with_service(config, lambda service: service.ping(), migrate=True)
+    out.print(f"database is up to date: {config.database_url}", highlight=False)
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run one pass, then exit.")] = False,
+    interval: Interval = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency")] = None,
+    dev: Annotated[bool, typer.Option("--dev", help="Allow loopback/private receivers.")] = False,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Run the dispatcher alone (start many, on many hosts, on PostgreSQL)."""
+    config = settings(
+        db, interval=interval, concurrency=concurrency, allow_private_targets=True if dev else None
+    )
+    configure_logging()
+
+    async def dispatch(service: Service) -> PassStats | None:
+        async with service.dispatcher() as dispatcher:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, dispatcher.stop)
+            if once:
+                return await dispatcher.run_pass()
+            await dispatcher.run()
+            return None
+
+    stats = with_service(config, dispatch)
+    if stats is not None:
+        summary = {
+            "claimed": stats.claimed,
+            "succeeded": stats.succeeded,
+            "retrying": stats.retrying,
+            "failed": stats.failed,
+            "released": stats.released,
+            "seconds": round(stats.seconds, 3),
+        }
+        show(summary, as_json)
+
+
+def serve(
+    host: Host = None,
+    port: Port = None,
+    interval: Interval = None,
+    dev: Annotated[
+        bool,
+        typer.Option("--dev", help="Local development: allow 127.0.0.1 receivers, 2 s passes."),
+    ] = False,
+    db: Db = None,
+) -> None:
+    """Run the HTTP API and the dispatcher in one process (the main job)."""
+    config = settings(
+        db,
+        host=host,
+        port=port,
+        interval=interval if interval is not None else (2.0 if dev else None),
+        allow_private_targets=True if dev else None,
+    )
+    if dev:
+        err.print(
+            "[yellow]development mode:[/yellow] receivers on loopback/private addresses "
+            f"are allowed; a dispatcher pass every {config.interval:g} s"
+        )
+    serve_http(config, dispatch=True)
+
+
+def api(host: Host = None, port: Port = None, db: Db = None) -> None:
+    """Run the HTTP API alone (run `worker` processes to deliver)."""
+    serve_http(settings(db, host=host, port=port), dispatch=False)
+
+
+def serve_http(config: Settings, *, dispatch: bool) -> None:
+    """Migrate, print the admin token if this is the first start, then serve until stopped."""
+    import uvicorn
+
+    from ..api.app import create_app
+
+    configure_logging()
+
+    admin_token = with_service(config, lambda s: s.ensure_admin_token(), migrate=True)
+    if admin_token:
+        # printed once, to the terminal that started the service; it is stored only hashed
+        out.print(
+            f"[bold]admin token:[/bold] {admin_token}\n[yellow]Keep it now: it is stored "
+            "hashed and cannot be shown again (`hotspot-webhooks tokens create --admin` "
+            "makes another).[/yellow]",
+            highlight=False,
+            soft_wrap=True,
+        )
+    err.print(
+        f"hotspot-webhooks {__version__} on http://{config.host}:{config.port} "
+        f"(database {display_url(config.database_url)}; docs at /docs)",
+        highlight=False,
+    )
+    try:
+        uvicorn.run(
+            create_app(config, dispatch=dispatch, migrate=False),
+            host=config.host,
+            port=config.port,
+            log_level="info",
+            lifespan="on",
+        )
+    except HotspotWebhooksError as exc:
+        fail(exc.message)

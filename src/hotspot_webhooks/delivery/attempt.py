@@ -1,0 +1,149 @@
+"""One delivery attempt: sign → send → decide. The one path every attempt takes.
+
+A dispatcher's pass, a test send (``webhooks test``) and the recording of a lease that a dead
+worker left behind all make their attempts here, judged by one policy: the retry schedule, the
+success statuses and the state machine of ``outcome.decide``. What to do with the decision
+(record it in a batch, or at once) is the caller's.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from ..config import Settings
+from ..keys import KeyCipher
+from ..signing import DeliveryRequest, Signer, delivery_headers
+from ..states import DeliveryStatus
+from ..store.records import ClaimedDelivery, ExpiredLease, Outcome
+from ..store.store import Store
+from .outcome import AttemptResult, Decision, decide
+from .retry import RetryPolicy
+from .sender import Sender
+
+log = logging.getLogger(__name__)
+SIGNER_CACHE_SIZE = 10_000  # webhook keys kept decrypted and keyed, per process
+
+
+class Attempts:
+    """Makes and judges attempts under one configuration; holds the HTTP client and the
+    keyed signers, so open one per process side and ``close`` it."""
+
+    def __init__(self, settings: Settings, cipher: KeyCipher) -> None:
+        self.settings = settings
+        self.policy = RetryPolicy(
+            kind=settings.retry_policy,
+            interval=settings.interval,
+            max_retries=settings.max_retries,
+            max_delay=settings.max_retry_delay,
+        )
+        self.sender = Sender(
+            timeout=settings.timeout,
+            allow_private=settings.allow_private_targets,
+            excerpt_bytes=settings.response_excerpt_bytes,
+        )
+        self._cipher = cipher
+        # decrypting and keying an HMAC cost more than signing a body: once per key
+        self.signer = functools.lru_cache(maxsize=SIGNER_CACHE_SIZE)(self._new_signer)
+
+    def _new_signer(self, api_key_encrypted: str) -> Signer:
+        return Signer(self._cipher.decrypt(api_key_encrypted))
+
+    async def close(self) -> None:
+        await self.sender.close()
+
+    async def make(self, claimed: ClaimedDelivery) -> Decision:
+        """Sign and send ``claimed`` now, and decide what it became."""
+        headers: dict[str, str] = {}
+        try:
+            headers = signed_headers(claimed, self.signer(claimed.api_key_encrypted))
+            result = await self.sender.send(claimed.callback_url, claimed.body, headers)
+        except Exception as exc:
+            result = _internal_error(claimed, exc)
+        return self._decide(claimed.id, claimed.attempt_number, result, headers)
+
+    async def make_and_record(self, store: Store, claimed: ClaimedDelivery, owner: str) -> None:
+        """``make``, then record the attempt at once (a test send: nothing to batch with)."""
+        decision = await self.make(claimed)
+        await store.record(
+            owner,
+            [decision.outcome],
+            release_at=datetime.now(UTC),
+            disable_webhooks=webhooks_to_disable(claimed, decision),
+        )
+
+    def lost(self, lease: ExpiredLease) -> Decision:
+        """The attempt of a worker that stopped between claiming and recording: the request
+        may or may not have gone out, so it counts against the retries as of unknown outcome."""
+        result = AttemptResult(
+            started_at=lease.lease_end - timedelta(seconds=self.settings.lease),
+            duration_ms=0,
+            status=None,
+            response_excerpt=None,
+            error=f"outcome unknown: worker {lease.owner} stopped before recording this "
+            "attempt (the request may or may not have been sent)",
+        )
+        return self._decide(lease.delivery_id, lease.attempt_count + 1, result, {})
+
+    def _decide(
+        self, delivery_id: str, number: int, result: AttemptResult, headers: dict[str, str]
+    ) -> Decision:
+        return decide(
+            delivery_id=delivery_id,
+            attempt_number=number,
+            result=result,
+            request_headers=headers,
+            policy=self.policy,
+            is_success=self.settings.is_success,
+            now=datetime.now(UTC),
+        )
+
+
+def signed_headers(claimed: ClaimedDelivery, signer: Signer) -> dict[str, str]:
+    """The headers of this attempt of ``claimed``, signed now."""
+    return delivery_headers(
+        DeliveryRequest(
+            claimed.event_id,
+            claimed.event_type,
+            claimed.location_id,
+            claimed.id,
+            claimed.attempt_number,
+        ),
+        claimed.body,
+        [signer],
+        int(time.time()),
+    )
+
+
+def webhooks_to_disable(claimed: ClaimedDelivery, decision: Decision) -> dict[str, str]:
+    """Webhook id → reason, for ``Store.record``: the webhook a 410 just disabled."""
+    return {claimed.webhook_id: decision.disable_reason} if decision.disable_reason else {}
+
+
+def unsent_webhook_disabled(claimed: ClaimedDelivery) -> Outcome:
+    """A delivery whose webhook was disabled fails unsent; `recover` can re-queue it."""
+    return Outcome(
+        delivery_id=claimed.id,
+        status=DeliveryStatus.FAILED,
+        attempt_count=claimed.attempt_number - 1,
+        next_attempt_at=None,
+        last_status=None,
+        last_error="webhook is disabled; not sent",
+        delivered_at=None,
+        attempt=None,
+    )
+
+
+def _internal_error(claimed: ClaimedDelivery, exc: Exception) -> AttemptResult:
+    """A bug while sending, counted as a failed attempt: a delivery that keeps failing this
+    way still ends after its retries instead of looping unrecorded."""
+    log.exception("delivery %s: internal error", claimed.id)
+    return AttemptResult(
+        started_at=datetime.now(UTC),
+        duration_ms=0,
+        status=None,
+        response_excerpt=None,
+        error=f"internal error: {type(exc).__name__}: {exc}",
+    )

@@ -1,0 +1,341 @@
+"""The statements the hot paths run (emit, claim, record), named, in one place.
+
+Each is written with SQLAlchemy, compiled once per dialect, and run through the driver directly:
+for a batch of a few hundred rows, SQLAlchemy's per-row work (parameter dicts, type processors,
+result rows) costs more than the database's own. What the driver wants is a positional tuple;
+what the code writes is a ``NamedTuple`` of named parameters, mapped to the driver's positions
+here by name, and rows come back as ``NamedTuple`` records checked against the columns the
+statement selects. Reordering a column therefore cannot silently swap two values.
+
+Values are converted where a backend needs it: SQLite stores datetimes as text in SQLAlchemy's
+format, and JSON goes as text to both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from sqlalchemy import Dialect, Select, bindparam, func, insert, null, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from ..states import DeliveryStatus, WebhookStatus
+from .records import AttemptRecord
+from .schema import attempts, deliveries, events, locations, webhooks
+
+Converter = Callable[[Any], Any]
+Params = TypeVar("Params", bound=tuple[Any, ...])
+Record = TypeVar("Record", bound=tuple[Any, ...])
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    # exactly SQLAlchemy's SQLite storage format, so stored values compare as strings
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+
+
+# built once: json.dumps with non-default options builds a new encoder on every call
+_json_text: Converter = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class _Compiled:
+    """SQL text plus how to turn named parameters into the driver's positional ones:
+    ``order`` picks each position from the parameters by index, or is a constant of the
+    statement (a literal such as ``status = 'pending'``) given as ``(value,)``."""
+
+    def __init__(
+        self, sql: str, order: list[int | tuple[Any]], converters: list[tuple[int, Converter]]
+    ) -> None:
+        self.sql = sql
+        self.order = order
+        self.converters = converters
+        self.identity = order == list(range(len(order)))
+
+    def params(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        if self.converters:
+            values = list(row)
+            for index, convert in self.converters:
+                values[index] = convert(values[index])
+            row = tuple(values)
+        if self.identity:
+            return tuple(row)
+        return tuple([row[i] if isinstance(i, int) else i[0] for i in self.order])
+
+
+def driver_sql(statement: ClauseElement, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
+    """A statement whose values are bound in it (IN lists included) as the driver's SQL and
+    positional parameters, to run through a plain DB-API connection."""
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    assert isinstance(compiled, SQLCompiler)
+    assert compiled.positiontup is not None
+    return compiled.string, tuple(compiled.params[name] for name in compiled.positiontup)
+
+
+class DriverStatement(Generic[Params]):
+    """A statement whose bind parameters are the fields of the ``NamedTuple`` ``params``,
+    each bound as ``bind_prefix`` + its name (an UPDATE may not bind a column's own name).
+
+    ``datetimes`` and ``jsons`` name the fields that need converting for the driver.
+    """
+
+    def __init__(
+        self,
+        statement: ClauseElement,
+        params: type[Params],
+        *,
+        datetimes: Sequence[str] = (),
+        jsons: Sequence[str] = (),
+        bind_prefix: str = "",
+    ) -> None:
+        fields: tuple[str, ...] = params._fields  # type: ignore[attr-defined]
+        unknown = (set(datetimes) | set(jsons)) - set(fields)
+        if unknown:
+            raise ValueError(f"{sorted(unknown)} are not fields of {params.__name__}")
+        self._statement = statement
+        self._params = [bind_prefix + name for name in fields]
+        self._datetimes = frozenset(bind_prefix + name for name in datetimes)
+        self._jsons = frozenset(bind_prefix + name for name in jsons)
+        self._compiled: dict[str, _Compiled] = {}
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is not None:
+            return found
+        compiled = self._statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
+        positions = compiled.positiontup
+        if positions is None or not set(self._params) <= set(positions):
+            raise RuntimeError(f"statement parameters {positions} lack some of {self._params}")
+        converters: list[tuple[int, Converter]] = []
+        for index, name in enumerate(self._params):
+            if name in self._jsons:
+                converters.append((index, _json_text))
+            elif name in self._datetimes and dialect.name == "sqlite":
+                converters.append((index, _sqlite_datetime))
+        order: list[int | tuple[Any]] = [
+            self._params.index(name) if name in self._params else (compiled.params[name],)
+            for name in positions
+        ]
+        found = self._compiled[dialect.name] = _Compiled(compiled.string, order, converters)
+        return found
+
+    def prepare(
+        self, dialect: Dialect, rows: Iterable[Params]
+    ) -> tuple[str, list[tuple[Any, ...]]]:
+        """SQL text and driver parameters, to run through a plain DB-API connection."""
+        compiled = self._compile(dialect)
+        return compiled.sql, [compiled.params(r) for r in rows]
+
+    async def executemany(self, conn: AsyncConnection, rows: Sequence[Params]) -> int | None:
+        """Run once per row in one driver call; returns the rows affected, None if the driver
+        does not say (asyncpg's executemany)."""
+        compiled = self._compile(conn.dialect)
+        result = await conn.exec_driver_sql(compiled.sql, [compiled.params(r) for r in rows])
+        return int(result.rowcount) if result.rowcount >= 0 else None
+
+
+class DriverQuery(DriverStatement[Params], Generic[Params, Record]):
+    """A select whose rows come back as the ``NamedTuple`` ``record``, whose fields must be
+    the selected columns in order (checked once, here)."""
+
+    def __init__(
+        self,
+        statement: Select[Any],
+        params: type[Params],
+        record: type[Record],
+        *,
+        datetimes: Sequence[str] = (),
+    ) -> None:
+        super().__init__(statement, params, datetimes=datetimes)
+        columns = list(statement.selected_columns.keys())
+        fields = list(record._fields)  # type: ignore[attr-defined]
+        if columns != fields:
+            raise ValueError(f"{record.__name__} has fields {fields}; the query selects {columns}")
+        self._record = record
+
+    async def fetchall(self, conn: AsyncConnection, params: Params) -> list[Record]:
+        compiled = self._compile(conn.dialect)
+        result = await conn.exec_driver_sql(compiled.sql, compiled.params(params))
+        make = self._record._make  # type: ignore[attr-defined]
+        return [make(row) for row in result.all()]
+
+
+# ---- emit -----------------------------------------------------------------------------------
+
+
+class EventParams(NamedTuple):
+    id: str
+    type: str
+    location_id: str
+    body: bytes
+    delivery_count: int
+    created_at: datetime
+
+
+INSERT_EVENT = DriverStatement(
+    insert(events).values({name: bindparam(name) for name in EventParams._fields}),
+    EventParams,
+    datetimes=["created_at"],
+)
+
+
+class DeliveryParams(NamedTuple):
+    id: str
+    event_id: str
+    webhook_id: str
+    next_attempt_at: datetime
+    created_at: datetime
+
+
+# a new delivery is pending and due at once: at its event's creation
+INSERT_DELIVERY = DriverStatement(
+    insert(deliveries).values(
+        id=bindparam("id"),
+        event_id=bindparam("event_id"),
+        webhook_id=bindparam("webhook_id"),
+        status=DeliveryStatus.PENDING.value,
+        attempt_count=0,
+        next_attempt_at=bindparam("next_attempt_at"),
+        created_at=bindparam("created_at"),
+    ),
+    DeliveryParams,
+    datetimes=["next_attempt_at", "created_at"],
+)
+
+
+class ExistingEvent(NamedTuple):
+    id: str
+    delivery_count: int
+    operator_id: str
+
+
+class LocationOwner(NamedTuple):
+    id: str
+    operator_id: str
+
+
+class Subscription(NamedTuple):
+    """An enabled webhook and what it subscribes to."""
+
+    id: str
+    location_id: str
+    event_type: str
+
+
+class EmitLookups(NamedTuple):
+    """What a group commit reads before it writes."""
+
+    existing: Select[Any]  # events that exist among its ids, with count and owner
+    owners: Select[Any]  # the owners of its locations
+    subscriptions: Select[Any]  # the enabled webhooks at those locations
+
+
+def emit_lookups(event_ids: set[str], location_ids: set[str]) -> EmitLookups:
+    return EmitLookups(
+        select(events.c.id, events.c.delivery_count, locations.c.operator_id)
+        .join(locations, locations.c.id == events.c.location_id)
+        .where(events.c.id.in_(event_ids)),
+        select(locations.c.id, locations.c.operator_id).where(locations.c.id.in_(location_ids)),
+        select(webhooks.c.id, webhooks.c.location_id, webhooks.c.event_type)
+        .where(
+            webhooks.c.status == WebhookStatus.ENABLED.value,
+            webhooks.c.location_id.in_(location_ids),
+        )
+        .order_by(webhooks.c.id),
+    )
+
+
+# ---- claim and record -----------------------------------------------------------------------
+
+
+class LeaseParams(NamedTuple):
+    owner: str
+    lease_until: datetime
+
+
+class LeasedRow(NamedTuple):
+    id: str
+    event_id: str
+    webhook_id: str
+    attempt_count: int
+    type: str
+    location_id: str
+    body: bytes
+    callback_url: str
+    api_key_encrypted: str
+    status: str  # the webhook's
+
+
+# (owner, lease end) names exactly one claim's rows, through the due index
+SELECT_LEASED = DriverQuery(
+    select(
+        deliveries.c.id,
+        deliveries.c.event_id,
+        deliveries.c.webhook_id,
+        deliveries.c.attempt_count,
+        events.c.type,
+        events.c.location_id,
+        events.c.body,
+        webhooks.c.callback_url,
+        webhooks.c.api_key_encrypted,
+        webhooks.c.status,
+    )
+    .join(events, events.c.id == deliveries.c.event_id)
+    .join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
+    .where(
+        deliveries.c.status == DeliveryStatus.PENDING.value,
+        deliveries.c.lease_owner == bindparam("owner"),
+        deliveries.c.next_attempt_at == bindparam("lease_until"),
+    )
+    .order_by(deliveries.c.id),
+    LeaseParams,
+    LeasedRow,
+    datetimes=["lease_until"],
+)
+
+
+INSERT_ATTEMPT = DriverStatement(
+    insert(attempts).values({name: bindparam(name) for name in AttemptRecord._fields}),
+    AttemptRecord,
+    datetimes=["started_at"],
+    jsons=["request_headers"],
+)
+
+
+class OutcomeParams(NamedTuple):
+    delivery_id: str
+    owner: str  # the lease must still be this owner's
+    status: str
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+RECORD_OUTCOME = DriverStatement(
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("b_delivery_id"),
+        deliveries.c.lease_owner == bindparam("b_owner"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        attempt_count=bindparam("b_attempt_count"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        last_status=bindparam("b_last_status"),
+        last_error=bindparam("b_last_error"),
+        delivered_at=func.coalesce(bindparam("b_delivered_at"), deliveries.c.delivered_at),
+        lease_owner=null(),
+    ),
+    OutcomeParams,
+    datetimes=["next_attempt_at", "delivered_at"],
+    bind_prefix="b_",
+)
