@@ -18,9 +18,10 @@ run: $(STAMP)  ## serve on ./data/hotspot-webhooks.db with local-development def
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/pytest
 
-lint: $(STAMP)  ## ruff and mypy --strict
+lint: $(STAMP)  ## ruff, mypy --strict and the layering contracts (docs/architecture.md)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)  ## delivery and ingest throughput, each against a bare baseline
 	$(BIN)/python bench/dispatch.py
