@@ -5,7 +5,7 @@ talked to over HTTP with httpx. With ``dispatch`` the dispatcher runs beside it,
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import uvicorn
@@ -15,6 +15,13 @@ from hotspot_webhooks.config import Settings
 from tests.receivers import free_port
 
 ADMIN_TOKEN = "admin-token-for-the-tests-0123456789"
+
+
+class Hooked(NamedTuple):
+    """An operator's token and a webhook at one of its locations (as created: with its key)."""
+
+    token: str
+    webhook: dict[str, Any]
 
 
 class LiveAPI:
@@ -77,12 +84,31 @@ class LiveAPI:
     async def location(self, token: str, location_id: str, name: str = "Café") -> None:
         await self.ok("POST", "/v1/locations", token, json={"id": location_id, "name": name})
 
+    async def operator_at(self, *location_ids: str, name: str = "acme") -> str:
+        """Create operator ``name`` with these locations; return its token."""
+        token = await self.operator(name)
+        for location_id in location_ids:
+            await self.location(token, location_id)
+        return token
+
     async def webhook(
         self, token: str, location_id: str, url: str, event_type: str = "customer.create"
     ) -> dict[str, Any]:
         body = {"location_id": location_id, "event_type": event_type, "callback_url": url}
         created: dict[str, Any] = await self.ok("POST", "/v1/webhooks", token, json=body)
         return created
+
+    async def hooked(
+        self,
+        location_id: str,
+        url: str,
+        event_type: str = "customer.create",
+        *,
+        name: str = "acme",
+    ) -> Hooked:
+        """Create operator ``name`` with ``location_id`` and a webhook there to ``url``."""
+        token = await self.operator_at(location_id, name=name)
+        return Hooked(token, await self.webhook(token, location_id, url, event_type))
 
     async def wait_for_delivery(
         self, token: str, delivery_id: str, status: str, within: float = 15

@@ -117,9 +117,9 @@ async def test_rest_only_a_failing_receiver_is_retried_and_its_attempts_are_list
 ) -> None:
     receiver = await PythonReceiver(respond=lambda n: 503 if n <= 2 else 200).start()
     try:
-        token = await api.operator("acme-hotspots")
-        await api.location(token, "loc-7")
-        hook = await api.webhook(token, "loc-7", receiver.url, "transaction.paid.create")
+        token, hook = await api.hooked(
+            "loc-7", receiver.url, "transaction.paid.create", name="acme-hotspots"
+        )
         sample = dict(catalog.EVENT_TYPES["transaction.paid.create"].sample)
         sent = await api.ok(
             "POST",

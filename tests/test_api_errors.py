@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
 from tests.live_api import ADMIN_TOKEN, LiveAPI
+from tests.shapes import OBJECT_ROUTES, error_of
 
 # A public address literal: passes the SSRF guard without a DNS lookup. Nothing is ever sent to
 # it (the dispatcher is off in these tests).
@@ -33,33 +33,6 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 # helpers
-
-
-def error_of(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
-    """Assert ``response`` is exactly the one error shape with ``status``; return its error.
-
-    With ``field``, ``details`` must name it.
-    """
-    assert response.status_code == status, (
-        f"expected {status}, got {response.status_code}: {response.text}"
-    )
-    assert response.headers["content-type"].startswith("application/json"), response.headers
-    body = response.json()
-    assert set(body) == {"success", "error"}, body
-    assert body["success"] is False
-    error = body["error"]
-    assert set(error) == {"code", "message", "details"}, error
-    assert error["code"] == status
-    assert isinstance(error["message"], str) and error["message"].strip(), error
-    assert isinstance(error["details"], list), error
-    for detail in error["details"]:
-        assert set(detail) == {"field", "message"}, detail
-        assert isinstance(detail["field"], str) and detail["field"], detail
-        assert isinstance(detail["message"], str) and detail["message"], detail
-    if field is not None:
-        named = [d["field"] for d in error["details"]]
-        assert field in named, f"details name {named}, not {field!r}: {error}"
-    return error
 
 
 def fields_of(error: dict[str, Any]) -> set[str]:
@@ -308,26 +281,22 @@ async def test_an_operator_token_is_403_on_the_admin_endpoints(
 # 404: no such object, no such route
 
 
+UNKNOWN_IDS = {
+    "location": "no-such-location",
+    "webhook": "wh_nosuchwebhook",
+    "event": "evt_nosuchevent",
+    "delivery": "dlv_nosuchdelivery",
+}
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
-        pytest.param("GET", "/v1/locations/no-such-location", None, id="location"),
-        pytest.param("GET", "/v1/webhooks/wh_nosuchwebhook", None, id="show webhook"),
-        pytest.param(
-            "PATCH", "/v1/webhooks/wh_nosuchwebhook", {"status": "disabled"}, id="update webhook"
+        *(
+            pytest.param(method, path.format(**UNKNOWN_IDS), body, id=f"{kind}: {action}")
+            for kind, routes in OBJECT_ROUTES.items()
+            for action, (method, path, body) in routes.items()
         ),
-        pytest.param("DELETE", "/v1/webhooks/wh_nosuchwebhook", None, id="delete webhook"),
-        pytest.param("POST", "/v1/webhooks/wh_nosuchwebhook/rotate-key", None, id="rotate key"),
-        pytest.param("POST", "/v1/webhooks/wh_nosuchwebhook/test", None, id="test webhook"),
-        pytest.param(
-            "POST",
-            "/v1/webhooks/wh_nosuchwebhook/recover",
-            {"since": "2026-01-01T00:00:00Z"},
-            id="recover",
-        ),
-        pytest.param("GET", "/v1/events/evt_nosuchevent", None, id="event"),
-        pytest.param("GET", "/v1/deliveries/dlv_nosuchdelivery", None, id="delivery"),
-        pytest.param("POST", "/v1/deliveries/dlv_nosuchdelivery/retry", None, id="retry"),
         pytest.param("GET", "/v1/event-types/customer.created", None, id="event type"),
     ],
 )
@@ -426,9 +395,7 @@ async def test_a_wrong_method_is_405_in_the_error_shape_naming_the_allowed_metho
 
 async def small_limits_api(make_api: Callable[..., Any]) -> tuple[LiveAPI, str]:
     api: LiveAPI = await make_api(dispatch=False, max_body_bytes=2048, max_batch_body_bytes=8192)
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    return api, token
+    return api, await api.operator_at("loc-1")
 
 
 def event_of_size(size: int, **extra: Any) -> bytes:
@@ -983,8 +950,7 @@ async def test_a_database_that_refuses_connections_is_503_and_the_api_recovers_a
         api = await make_api(
             dispatch=False, database_url=f"{POSTGRES}/{database}", secret_key="x" * 32
         )
-        token = await api.operator("acme")
-        await api.location(token, "loc-1")
+        token = await api.operator_at("loc-1")
         assert (await api.client.get("/readyz")).status_code == 200
 
         await admin_sql(database, f"ALTER DATABASE {database} ALLOW_CONNECTIONS false", TERMINATE)

@@ -61,8 +61,7 @@ async def test_fuzzing_the_api_finds_no_server_error_and_no_schema_violation(
     # may be sent there. Private targets are allowed so that every URL of the published
     # shape is valid input.
     api: LiveAPI = await make_api(dispatch=False, allow_private_targets=True, timeout=2)
-    token = await api.operator("fuzz")
-    await api.location(token, "loc-1042")  # the id the schema's examples use
+    token = await api.operator_at("loc-1042", name="fuzz")  # the id the schema's examples use
 
     code, output = await schemathesis(
         api, token, tmp_path, "--exclude-path", "/v1/webhooks/{webhook_id}/test"

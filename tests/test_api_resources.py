@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from hotspot_webhooks import catalog
@@ -26,6 +27,16 @@ from hotspot_webhooks.receiver import (
 )
 from tests.live_api import ADMIN_TOKEN, LiveAPI
 from tests.receivers import PythonReceiver, Received
+from tests.shapes import (
+    ATTEMPT_FIELDS,
+    DELIVERY_FIELDS,
+    EVENT_FIELDS,
+    LOCATION_FIELDS,
+    OPERATOR_FIELDS,
+    SECRET_FIELDS,
+    TOKEN_FIELDS,
+    WEBHOOK_FIELDS,
+)
 
 SIX_TYPES = [
     "customer.create",
@@ -55,43 +66,7 @@ REFERENCE_CUSTOMER = {
     "registered_at": "2022-08-27 13:35:53",
 }
 
-OPERATOR_FIELDS = {"id", "name", "created_at"}
-TOKEN_FIELDS = {"id", "operator_id", "token", "created_at"}
-LOCATION_FIELDS = {"id", "name", "operator_id", "created_at"}
-WEBHOOK_FIELDS = {
-    "id",
-    "location_id",
-    "event_type",
-    "callback_url",
-    "status",
-    "disabled_reason",
-    "created_at",
-    "updated_at",
-}
-SECRET_FIELDS = {"api_key", "signing_secret"}
-EVENT_FIELDS = {"id", "type", "location_id", "data", "created_at", "deliveries"}
-DELIVERY_FIELDS = {
-    "id",
-    "event_id",
-    "webhook_id",
-    "event_type",
-    "status",
-    "attempt_count",
-    "next_attempt_at",
-    "last_status",
-    "last_error",
-    "created_at",
-    "delivered_at",
-}
-ATTEMPT_FIELDS = {
-    "number",
-    "started_at",
-    "duration_ms",
-    "request_headers",
-    "status",
-    "response_excerpt",
-    "error",
-}
+UNREACHABLE = "http://127.0.0.1:9/hook"  # nothing listens: never delivered
 
 
 # helpers
@@ -167,6 +142,18 @@ async def second_receiver() -> AsyncIterator[PythonReceiver]:
     receiver = await PythonReceiver().start()
     yield receiver
     await receiver.stop()
+
+
+@pytest.fixture
+async def token(api: LiveAPI) -> str:
+    """The token of operator acme, which has one location: loc-1."""
+    return await api.operator_at("loc-1")
+
+
+@pytest.fixture
+async def webhook(api: LiveAPI, token: str, python_receiver: PythonReceiver) -> dict[str, Any]:
+    """acme's customer.create webhook at loc-1 to ``python_receiver``, as created (with its key)."""
+    return await api.webhook(token, "loc-1", python_receiver.url)
 
 
 # event types
@@ -311,11 +298,8 @@ async def test_the_admin_creates_a_location_for_the_operator_it_names(api: LiveA
 
 
 async def test_locations_list_shows_an_operator_its_own_and_the_admin_all(api: LiveAPI) -> None:
-    acme_token = await api.operator("acme")
-    globex_token = await api.operator("globex")
-    await api.location(acme_token, "acme-1")
-    await api.location(acme_token, "acme-2")
-    await api.location(globex_token, "globex-1")
+    acme_token = await api.operator_at("acme-1", "acme-2")
+    globex_token = await api.operator_at("globex-1", name="globex")
     acme = await operator_id_of(api, "acme")
 
     acme_sees = await api.ok("GET", "/v1/locations", acme_token)
@@ -334,14 +318,12 @@ async def test_locations_list_shows_an_operator_its_own_and_the_admin_all(api: L
 
 
 async def test_creating_a_webhook_shows_its_api_key_and_signing_secret_only_then(
-    api: LiveAPI,
+    api: LiveAPI, token: str
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
     body = {
         "location_id": "loc-1",
         "event_type": "transaction.paid.create",
-        "callback_url": "http://127.0.0.1:9/hook",
+        "callback_url": UNREACHABLE,
     }
 
     response = await api.call("POST", "/v1/webhooks", token, json=body)
@@ -362,14 +344,13 @@ async def test_creating_a_webhook_shows_its_api_key_and_signing_secret_only_then
     assert listed == {"data": [shown], "next_cursor": None}
 
 
-async def test_webhooks_list_filters_by_location_event_type_and_status(api: LiveAPI) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
+async def test_webhooks_list_filters_by_location_event_type_and_status(
+    api: LiveAPI, token: str
+) -> None:
     await api.location(token, "loc-2")
-    url = "http://127.0.0.1:9/hook"
-    a = await api.webhook(token, "loc-1", url, "customer.create")
-    b = await api.webhook(token, "loc-1", url, "subscriber.create")
-    c = await api.webhook(token, "loc-2", url, "customer.create")
+    a = await api.webhook(token, "loc-1", UNREACHABLE, "customer.create")
+    b = await api.webhook(token, "loc-1", UNREACHABLE, "subscriber.create")
+    c = await api.webhook(token, "loc-2", UNREACHABLE, "customer.create")
     await api.ok("PATCH", f"/v1/webhooks/{c['id']}", token, json={"status": "disabled"})
 
     async def ids(**params: str) -> set[str]:
@@ -387,12 +368,12 @@ async def test_webhooks_list_filters_by_location_event_type_and_status(api: Live
 
 
 async def test_patching_the_callback_url_sends_later_deliveries_to_the_new_url(
-    api: LiveAPI, python_receiver: PythonReceiver, second_receiver: PythonReceiver
+    api: LiveAPI,
+    token: str,
+    webhook: dict[str, Any],
+    python_receiver: PythonReceiver,
+    second_receiver: PythonReceiver,
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", python_receiver.url)
-
     response = await api.call(
         "PATCH",
         f"/v1/webhooks/{webhook['id']}",
@@ -414,11 +395,8 @@ async def test_patching_the_callback_url_sends_later_deliveries_to_the_new_url(
 
 
 async def test_disabling_a_webhook_sets_a_reason_and_enabling_it_clears_the_reason(
-    api: LiveAPI, python_receiver: PythonReceiver
+    api: LiveAPI, token: str, webhook: dict[str, Any], python_receiver: PythonReceiver
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", python_receiver.url)
     path = f"/v1/webhooks/{webhook['id']}"
 
     disabled = await api.ok("PATCH", path, token, json={"status": "disabled"})
@@ -439,9 +417,7 @@ async def test_disabling_a_webhook_sets_a_reason_and_enabling_it_clears_the_reas
     await until(lambda: len(python_receiver.requests) == 1)
 
 
-async def test_patching_url_and_status_together_changes_both(api: LiveAPI) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
+async def test_patching_url_and_status_together_changes_both(api: LiveAPI, token: str) -> None:
     webhook = await api.webhook(token, "loc-1", "http://127.0.0.1:9/old")
 
     updated = await api.ok(
@@ -457,11 +433,8 @@ async def test_patching_url_and_status_together_changes_both(api: LiveAPI) -> No
 
 
 async def test_deleting_a_webhook_removes_it_with_its_deliveries(
-    api: LiveAPI, python_receiver: PythonReceiver
+    api: LiveAPI, token: str, webhook: dict[str, Any], python_receiver: PythonReceiver
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", python_receiver.url)
     keeper = await api.webhook(token, "loc-1", python_receiver.url)
     emitted = await emit(api, token, "loc-1")
     assert emitted["deliveries"] == 2
@@ -485,11 +458,8 @@ async def test_deleting_a_webhook_removes_it_with_its_deliveries(
 
 
 async def test_rotating_the_key_signs_later_deliveries_with_the_new_key(
-    api: LiveAPI, python_receiver: PythonReceiver
+    api: LiveAPI, token: str, webhook: dict[str, Any], python_receiver: PythonReceiver
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", python_receiver.url)
     old_key = webhook["api_key"]
     await emit(api, token, "loc-1", event_id="before-rotation")
     await until(lambda: len(python_receiver.requests) == 1)
@@ -521,10 +491,8 @@ async def test_rotating_the_key_signs_later_deliveries_with_the_new_key(
 
 
 async def test_sending_a_test_event_delivers_the_type_sample_once_and_answers_the_attempt(
-    api: LiveAPI, python_receiver: PythonReceiver
+    api: LiveAPI, token: str, python_receiver: PythonReceiver
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
     webhook = await api.webhook(token, "loc-1", python_receiver.url, "transaction.mac.create")
     sample = dict(catalog.EVENT_TYPES["transaction.mac.create"].sample)
 
@@ -572,9 +540,7 @@ async def test_a_test_event_the_receiver_answers_500_leaves_a_pending_delivery(
 ) -> None:
     api: LiveAPI = await make_api(dispatch=False)
     python_receiver.respond = lambda n: 500
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", python_receiver.url)
+    token, webhook = await api.hooked("loc-1", python_receiver.url)
 
     response = await api.call("POST", f"/v1/webhooks/{webhook['id']}/test", token)
 
@@ -604,9 +570,7 @@ async def test_recovering_requeues_the_failed_deliveries_created_since_the_given
     api: LiveAPI = await make_api(max_retries=0)
     answers = {"status": 500}
     python_receiver.respond = lambda n: answers["status"]
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", python_receiver.url)
+    token, webhook = await api.hooked("loc-1", python_receiver.url)
     await emit(api, token, "loc-1", event_id="too-old")
     [old] = await deliveries_of(api, token, event_id="too-old")
     await api.wait_for_delivery(token, old["id"], "failed")
@@ -640,10 +604,8 @@ async def test_recovering_requeues_the_failed_deliveries_created_since_the_given
 
 
 async def test_emitting_an_event_stores_it_with_one_delivery_per_enabled_matching_webhook(
-    api: LiveAPI, python_receiver: PythonReceiver, second_receiver: PythonReceiver
+    api: LiveAPI, token: str, python_receiver: PythonReceiver, second_receiver: PythonReceiver
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
     await api.location(token, "loc-2")
     first = await api.webhook(token, "loc-1", python_receiver.url, "subscriber.create")
     second = await api.webhook(token, "loc-1", second_receiver.url, "subscriber.create")
@@ -684,10 +646,7 @@ async def test_emitting_an_event_stores_it_with_one_delivery_per_enabled_matchin
         assert received.header("webhook-id") == "evt-42"
 
 
-async def test_emitting_without_an_id_generates_one(api: LiveAPI) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-
+async def test_emitting_without_an_id_generates_one(api: LiveAPI, token: str) -> None:
     result = await emit(api, token, "loc-1")
 
     assert set(result) == {"id", "deliveries", "duplicate"}
@@ -696,12 +655,10 @@ async def test_emitting_without_an_id_generates_one(api: LiveAPI) -> None:
     assert (await api.ok("GET", f"/v1/events/{result['id']}", token))["id"] == result["id"]
 
 
+@pytest.mark.usefixtures("webhook")
 async def test_emitting_the_same_id_again_changes_nothing_and_says_duplicate(
-    api: LiveAPI, python_receiver: PythonReceiver
+    api: LiveAPI, token: str, python_receiver: PythonReceiver
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    await api.webhook(token, "loc-1", python_receiver.url)
     first = await emit(api, token, "loc-1", event_id="evt-once")
     stored = await api.ok("GET", "/v1/events/evt-once", token)
     await until(lambda: len(python_receiver.requests) == 1)
@@ -719,10 +676,8 @@ async def test_emitting_the_same_id_again_changes_nothing_and_says_duplicate(
 
 
 async def test_a_batch_answers_one_result_per_event_in_the_order_sent(
-    api: LiveAPI, python_receiver: PythonReceiver
+    api: LiveAPI, token: str, python_receiver: PythonReceiver
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
     await api.webhook(token, "loc-1", python_receiver.url, "customer.create")
     await api.webhook(token, "loc-1", python_receiver.url, "transaction.paid.create")
     await emit(api, token, "loc-1", event_id="already-there")
@@ -754,9 +709,7 @@ async def test_a_batch_of_1000_events_is_accepted_in_one_call(
     make_api: Callable[..., Any],
 ) -> None:
     api: LiveAPI = await make_api(dispatch=False)
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", "http://127.0.0.1:9/hook")
+    token, webhook = await api.hooked("loc-1", UNREACHABLE)
     events = [
         {
             "type": "customer.create",
@@ -799,10 +752,8 @@ async def pages_of(
 
 
 async def test_events_list_is_newest_first_and_cursor_pages_cover_everything_once(
-    api: LiveAPI,
+    api: LiveAPI, token: str
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
     singles = []
     for n in range(5):
         singles.append((await emit(api, token, "loc-1", event_id=f"single-{n}"))["id"])
@@ -826,9 +777,7 @@ async def test_events_list_is_newest_first_and_cursor_pages_cover_everything_onc
     assert stamps == sorted(stamps, reverse=True)
 
 
-async def test_events_list_filters_by_location_and_type(api: LiveAPI) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
+async def test_events_list_filters_by_location_and_type(api: LiveAPI, token: str) -> None:
     await api.location(token, "loc-2")
     await emit(api, token, "loc-1", "customer.create", event_id="e1")
     await emit(api, token, "loc-1", "transaction.paid.create", event_id="e2")
@@ -845,10 +794,8 @@ async def test_events_list_filters_by_location_and_type(api: LiveAPI) -> None:
 
 
 async def test_an_event_is_shown_with_its_payload_and_delivery_count(
-    api: LiveAPI, python_receiver: PythonReceiver
+    api: LiveAPI, token: str, python_receiver: PythonReceiver
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
     await api.webhook(token, "loc-1", python_receiver.url, "transaction.social.create")
     sample = dict(catalog.EVENT_TYPES["transaction.social.create"].sample)
     await emit(api, token, "loc-1", "transaction.social.create", event_id="social-1")
@@ -873,9 +820,7 @@ async def test_deliveries_list_pages_with_a_cursor_covering_all_without_repeats(
     make_api: Callable[..., Any],
 ) -> None:
     api: LiveAPI = await make_api(dispatch=False)
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", "http://127.0.0.1:9/hook")
+    token, webhook = await api.hooked("loc-1", UNREACHABLE)
     for n in range(7):
         await emit(api, token, "loc-1", event_id=f"one-{n}")
         await asyncio.sleep(0.002)  # delivery ids sort by millisecond, then at random
@@ -912,8 +857,7 @@ async def test_deliveries_list_filters_by_webhook_event_and_status(
 ) -> None:
     api: LiveAPI = await make_api(max_retries=0)
     second_receiver.respond = lambda n: 500
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
+    token = await api.operator_at("loc-1")
     good = await api.webhook(token, "loc-1", python_receiver.url)
     bad = await api.webhook(token, "loc-1", second_receiver.url)
     await emit(api, token, "loc-1", event_id="e1")
@@ -956,12 +900,9 @@ async def test_deliveries_list_filters_by_webhook_event_and_status(
 
 
 async def test_a_delivery_is_shown_with_every_attempt_made(
-    api: LiveAPI, python_receiver: PythonReceiver
+    api: LiveAPI, token: str, webhook: dict[str, Any], python_receiver: PythonReceiver
 ) -> None:
     python_receiver.respond = lambda n: 500 if n == 1 else 200
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", python_receiver.url)
     await emit(api, token, "loc-1", event_id="evt-attempts")
     [listed] = await deliveries_of(api, token, event_id="evt-attempts")
 
@@ -999,11 +940,8 @@ async def test_a_delivery_is_shown_with_every_attempt_made(
 
 
 async def test_retrying_a_succeeded_delivery_sends_it_again(
-    api: LiveAPI, python_receiver: PythonReceiver
+    api: LiveAPI, token: str, webhook: dict[str, Any], python_receiver: PythonReceiver
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", python_receiver.url)
     await emit(api, token, "loc-1", event_id="evt-again")
     [delivery] = await deliveries_of(api, token, event_id="evt-again")
     await api.wait_for_delivery(token, delivery["id"], "succeeded")
@@ -1028,9 +966,7 @@ async def test_retrying_a_succeeded_delivery_sends_it_again(
 
 async def test_retrying_answers_the_delivery_made_due_now(make_api: Callable[..., Any]) -> None:
     api: LiveAPI = await make_api(dispatch=False)
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    await api.webhook(token, "loc-1", "http://127.0.0.1:9/hook")
+    token, _ = await api.hooked("loc-1", UNREACHABLE)
     await emit(api, token, "loc-1", event_id="evt-due")
     [delivery] = await deliveries_of(api, token, event_id="evt-due")
 
@@ -1125,34 +1061,27 @@ async def test_the_sn_apikey_header_authenticates_exactly_like_a_bearer_token(
     api: LiveAPI, python_receiver: PythonReceiver
 ) -> None:
     token = await api.operator("acme")
-    original = {"sn-apikey": token}
 
-    created = await api.call(
-        "POST",
-        "/v1/locations",
-        token=None,
-        headers=original,
-        json={"id": "loc-sn", "name": "Plaza"},
-    )
+    async def by_sn_apikey(method: str, path: str, body: Any = None) -> httpx.Response:
+        """The call with the token in the original platform's header only."""
+        return await api.call(method, path, token=None, headers={"sn-apikey": token}, json=body)
+
+    created = await by_sn_apikey("POST", "/v1/locations", {"id": "loc-sn", "name": "Plaza"})
     assert created.status_code == 201
-    webhook = await api.call(
+    webhook = await by_sn_apikey(
         "POST",
         "/v1/webhooks",
-        token=None,
-        headers=original,
-        json={
+        {
             "location_id": "loc-sn",
             "event_type": "customer.create",
             "callback_url": python_receiver.url,
         },
     )
     assert webhook.status_code == 201
-    emitted = await api.call(
+    emitted = await by_sn_apikey(
         "POST",
         "/v1/events",
-        token=None,
-        headers=original,
-        json={"type": "customer.create", "location_id": "loc-sn", "data": {}, "id": "sn-1"},
+        {"type": "customer.create", "location_id": "loc-sn", "data": {}, "id": "sn-1"},
     )
     assert emitted.status_code == 202
     assert emitted.json() == {"id": "sn-1", "deliveries": 1, "duplicate": False}
@@ -1165,7 +1094,7 @@ async def test_the_sn_apikey_header_authenticates_exactly_like_a_bearer_token(
         "/v1/events",
         "/v1/events/sn-1",
     ):
-        by_header = await api.call("GET", path, token=None, headers=original)
+        by_header = await by_sn_apikey("GET", path)
         by_bearer = await api.call("GET", path, token=token)
         assert by_header.status_code == by_bearer.status_code == 200, path
         assert by_header.json() == by_bearer.json(), path
@@ -1182,9 +1111,7 @@ async def test_the_admin_sees_every_operators_objects(
 ) -> None:
     made: dict[str, dict[str, Any]] = {}
     for name in ("acme", "globex"):
-        token = await api.operator(name)
-        await api.location(token, f"{name}-loc")
-        webhook = await api.webhook(token, f"{name}-loc", python_receiver.url)
+        token, webhook = await api.hooked(f"{name}-loc", python_receiver.url, name=name)
         await emit(api, token, f"{name}-loc", event_id=f"{name}-evt")
         [delivery] = await deliveries_of(api, token, event_id=f"{name}-evt")
         made[name] = {"token": token, "webhook": webhook, "delivery": delivery}
@@ -1217,11 +1144,8 @@ async def test_the_admin_sees_every_operators_objects(
 
 
 async def test_recovering_when_nothing_failed_requeues_nothing(
-    api: LiveAPI, python_receiver: PythonReceiver
+    api: LiveAPI, token: str, webhook: dict[str, Any]
 ) -> None:
-    token = await api.operator("acme")
-    await api.location(token, "loc-1")
-    webhook = await api.webhook(token, "loc-1", python_receiver.url)
     since = zulu(datetime.now(UTC) - timedelta(hours=1))
 
     result = await api.ok(

@@ -21,30 +21,12 @@ import pytest
 from hotspot_webhooks.receiver import ORIGINAL_HEADER, verify_signature
 from tests.live_api import ADMIN_TOKEN, LiveAPI
 from tests.receivers import PythonReceiver
+from tests.shapes import OBJECT_ROUTES, error_of
 
 NEVER_EXISTED = "no-such-thing-0000"
 
 
 # helpers
-
-
-def error_of(response: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
-    """Assert ``response`` is exactly the one error shape with ``status``; return its error."""
-    assert response.status_code == status, (
-        f"expected {status}, got {response.status_code}: {response.text}"
-    )
-    body = response.json()
-    assert set(body) == {"success", "error"}, body
-    assert body["success"] is False
-    error = body["error"]
-    assert set(error) == {"code", "message", "details"}, error
-    assert error["code"] == status
-    assert isinstance(error["message"], str) and error["message"].strip(), error
-    assert all(set(d) == {"field", "message"} for d in error["details"]), error
-    if field is not None:
-        named = [d["field"] for d in error["details"]]
-        assert field in named, f"details name {named}, not {field!r}: {error}"
-    return error
 
 
 def text_of(response: httpx.Response) -> str:
@@ -208,31 +190,15 @@ async def assert_looks_missing(
 
 
 async def test_an_operator_cannot_see_another_operators_location(pair: Pair) -> None:
-    await assert_looks_missing(pair, "GET", "/v1/locations/{location}", None, pair.b.location_id)
+    await assert_looks_missing(pair, *OBJECT_ROUTES["location"]["read"], pair.b.location_id)
 
 
-@pytest.mark.parametrize(
-    ("method", "template", "body"),
-    [
-        pytest.param("GET", "/v1/webhooks/{webhook}", None, id="read"),
-        pytest.param(
-            "PATCH",
-            "/v1/webhooks/{webhook}",
-            {"callback_url": "https://attacker.example/steal"},
-            id="redirect it",
-        ),
-        pytest.param("PATCH", "/v1/webhooks/{webhook}", {"status": "disabled"}, id="disable"),
-        pytest.param("DELETE", "/v1/webhooks/{webhook}", None, id="delete"),
-        pytest.param("POST", "/v1/webhooks/{webhook}/rotate-key", None, id="rotate key"),
-        pytest.param("POST", "/v1/webhooks/{webhook}/test", None, id="send a test"),
-        pytest.param(
-            "POST",
-            "/v1/webhooks/{webhook}/recover",
-            {"since": "2020-01-01T00:00:00Z"},
-            id="recover",
-        ),
-    ],
-)
+def routes_of(kind: str) -> list[Any]:
+    """The routes that act on one object of ``kind``, each named by what it does."""
+    return [pytest.param(*route, id=action) for action, route in OBJECT_ROUTES[kind].items()]
+
+
+@pytest.mark.parametrize(("method", "template", "body"), routes_of("webhook"))
 async def test_an_operator_cannot_see_or_change_another_operators_webhook(
     pair: Pair, method: str, template: str, body: Any
 ) -> None:
@@ -240,20 +206,14 @@ async def test_an_operator_cannot_see_or_change_another_operators_webhook(
 
 
 async def test_an_operator_cannot_see_another_operators_event(pair: Pair) -> None:
-    await assert_looks_missing(pair, "GET", "/v1/events/{event}", None, pair.b.event_id)
+    await assert_looks_missing(pair, *OBJECT_ROUTES["event"]["read"], pair.b.event_id)
 
 
-@pytest.mark.parametrize(
-    ("method", "template"),
-    [
-        pytest.param("GET", "/v1/deliveries/{delivery}", id="read"),
-        pytest.param("POST", "/v1/deliveries/{delivery}/retry", id="retry"),
-    ],
-)
+@pytest.mark.parametrize(("method", "template", "body"), routes_of("delivery"))
 async def test_an_operator_cannot_see_or_retry_another_operators_delivery(
-    pair: Pair, method: str, template: str
+    pair: Pair, method: str, template: str, body: Any
 ) -> None:
-    await assert_looks_missing(pair, method, template, None, pair.b.delivery_id)
+    await assert_looks_missing(pair, method, template, body, pair.b.delivery_id)
 
 
 # lists
@@ -431,21 +391,10 @@ async def test_after_every_attempt_the_other_operators_objects_are_unchanged_and
     pair: Pair,
 ) -> None:
     a, b, api = pair.a, pair.b, pair.api
-    attempts: list[tuple[str, str, Any]] = [
-        ("GET", f"/v1/locations/{b.location_id}", None),
-        ("GET", f"/v1/webhooks/{b.webhook_id}", None),
-        ("PATCH", f"/v1/webhooks/{b.webhook_id}", {"callback_url": "https://attacker.example/x"}),
-        ("PATCH", f"/v1/webhooks/{b.webhook_id}", {"status": "disabled"}),
-        ("POST", f"/v1/webhooks/{b.webhook_id}/rotate-key", None),
-        ("POST", f"/v1/webhooks/{b.webhook_id}/test", None),
-        ("POST", f"/v1/webhooks/{b.webhook_id}/recover", {"since": "2020-01-01T00:00:00Z"}),
-        ("GET", f"/v1/events/{b.event_id}", None),
-        ("GET", f"/v1/deliveries/{b.delivery_id}", None),
-        ("POST", f"/v1/deliveries/{b.delivery_id}/retry", None),
-        ("DELETE", f"/v1/webhooks/{b.webhook_id}", None),
-    ]
-    for method, path, body in attempts:
-        error_of(await api.call(method, path, a.token, json=body), 404)
+    every_route = [route for routes in OBJECT_ROUTES.values() for route in routes.values()]
+    # the attempt to delete comes last, after every other attempt on the same webhook
+    for method, template, body in sorted(every_route, key=lambda route: route[0] == "DELETE"):
+        error_of(await api.call(method, b.fill(template), a.token, json=body), 404)
     emitted = {"type": "customer.create", "location_id": b.location_id, "data": {}}
     error_of(await api.call("POST", "/v1/events", a.token, json=emitted), 404, "location_id")
     hook = {

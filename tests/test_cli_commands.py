@@ -38,6 +38,7 @@ from hotspot_webhooks.receiver import verify_signature
 from hotspot_webhooks.service import Service
 from tests.conftest import run_cli
 from tests.receivers import PythonReceiver, free_port
+from tests.shapes import EVENT_FIELDS, SECRET_FIELDS, TOKEN_FIELDS, WEBHOOK_FIELDS
 
 PRIVATE = {"HOTSPOT_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true"}
 OPERATOR = "acme-commands"
@@ -48,17 +49,6 @@ SUBSCRIBER = "subscriber.create"
 UNREACHABLE = "http://127.0.0.1:9/hook"
 SIGNATURE_HEADER = "HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256"
 TOKEN_LINE = re.compile(r"admin token: (hwt_[A-Za-z0-9_-]+)")
-TOKEN_SHAPE = {"id", "operator_id", "token", "created_at"}
-WEBHOOK_SHAPE = {
-    "id",
-    "location_id",
-    "event_type",
-    "callback_url",
-    "status",
-    "disabled_reason",
-    "created_at",
-}
-EVENT_SHAPE = {"id", "type", "location_id", "data", "created_at", "deliveries"}
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -154,6 +144,15 @@ async def seed(
         await service.close()
 
 
+async def seed_hooked(
+    db: Database, callback_url: str, event_type: str = CUSTOMER
+) -> tuple[str, str]:
+    """``seed`` with a webhook to ``callback_url`` on ``LOCATION``: (webhook id, api key)."""
+    seeded = await seed(db, callback_url=callback_url, event_type=event_type)
+    assert seeded is not None
+    return seeded
+
+
 async def seed_webhook(db: Database, callback_url: str, event_type: str = CUSTOMER) -> str:
     """One more webhook on ``LOCATION`` of an already seeded database; returns its id."""
     service = await Service.open(db.settings())
@@ -207,7 +206,7 @@ def test_tokens_create_for_an_operator_prints_a_new_stored_token_of_that_operato
     by_id = db.json("tokens", "create", operator_id)
 
     for created in (by_name, by_id):
-        assert set(created) == TOKEN_SHAPE
+        assert set(created) == TOKEN_FIELDS
         assert created["operator_id"] == operator_id
         assert created["token"].startswith("hwt_")
         assert datetime.fromisoformat(created["created_at"]).tzinfo is not None
@@ -230,7 +229,7 @@ def test_tokens_create_stores_the_token_hashed_never_in_clear(db: Database) -> N
 def test_tokens_create_admin_prints_a_token_with_no_operator(db: Database) -> None:
     created = db.json("tokens", "create", "--admin")
 
-    assert set(created) == TOKEN_SHAPE
+    assert set(created) == TOKEN_FIELDS
     assert created["operator_id"] is None
     assert created["token"].startswith("hwt_")
     assert db.rows("SELECT operator_id FROM tokens WHERE id = ?", created["id"]) == [(None,)]
@@ -280,10 +279,10 @@ def test_webhooks_update_url_changes_only_the_callback_url(db: Database, webhook
     updated = db.json("webhooks", "update", webhook, "--url", new_url, env=PRIVATE)
     shown = db.json("webhooks", "show", webhook)
 
-    assert set(updated) >= WEBHOOK_SHAPE
+    assert set(updated) >= WEBHOOK_FIELDS
     assert updated["callback_url"] == new_url
     assert shown == updated
-    unchanged = WEBHOOK_SHAPE - {"callback_url"}
+    unchanged = WEBHOOK_FIELDS - {"callback_url", "updated_at"}
     assert {k: updated[k] for k in unchanged} == {k: before[k] for k in unchanged}
     assert "api_key" not in updated
     assert "signing_secret" not in updated
@@ -356,14 +355,15 @@ def test_webhooks_rotate_key_prints_a_new_api_key_and_its_signing_secret(db: Dat
     rotated = db.json("webhooks", "rotate-key", created["id"])
     shown = db.json("webhooks", "show", created["id"])
 
-    assert WEBHOOK_SHAPE | {"api_key", "signing_secret"} <= set(rotated)
+    assert set(rotated) >= WEBHOOK_FIELDS | SECRET_FIELDS
     assert rotated["id"] == created["id"]
     assert rotated["api_key"] != created["api_key"]
     assert len(rotated["api_key"]) >= 32
     assert rotated["signing_secret"].startswith("whsec_")
     assert rotated["signing_secret"] == whsec(rotated["api_key"])
     assert rotated["signing_secret"] != created["signing_secret"]
-    assert {k: rotated[k] for k in WEBHOOK_SHAPE} == {k: created[k] for k in WEBHOOK_SHAPE}
+    unchanged = WEBHOOK_FIELDS - {"updated_at"}
+    assert {k: rotated[k] for k in unchanged} == {k: created[k] for k in unchanged}
     assert "api_key" not in shown  # shown once, by rotate-key only
 
 
@@ -379,9 +379,7 @@ async def test_webhooks_test_dev_delivers_the_signed_sample_once_and_shows_the_a
     tmp_path: Path, python_receiver: PythonReceiver, event_type: str
 ) -> None:
     db = Database(tmp_path / "test-send.db")
-    seeded = await seed(db, callback_url=python_receiver.url, event_type=event_type)
-    assert seeded is not None
-    webhook_id, api_key = seeded
+    webhook_id, api_key = await seed_hooked(db, python_receiver.url, event_type)
 
     delivery = await db.ajson("webhooks", "test", webhook_id, "--dev")
 
@@ -408,9 +406,7 @@ async def test_webhooks_test_signs_with_the_key_from_the_last_rotation(
     tmp_path: Path, python_receiver: PythonReceiver
 ) -> None:
     db = Database(tmp_path / "rotated.db")
-    seeded = await seed(db, callback_url=python_receiver.url)
-    assert seeded is not None
-    webhook_id, old_key = seeded
+    webhook_id, old_key = await seed_hooked(db, python_receiver.url)
 
     new_key = (await db.ajson("webhooks", "rotate-key", webhook_id))["api_key"]
     delivery = await db.ajson("webhooks", "test", webhook_id, "--dev")
@@ -427,9 +423,7 @@ async def test_webhooks_test_without_dev_refuses_a_loopback_receiver_at_send_tim
     tmp_path: Path, python_receiver: PythonReceiver
 ) -> None:
     db = Database(tmp_path / "no-dev.db")
-    seeded = await seed(db, callback_url=python_receiver.url)  # allowed when it was created
-    assert seeded is not None
-    webhook_id, _ = seeded
+    webhook_id, _ = await seed_hooked(db, python_receiver.url)  # allowed when it was created
 
     result = await db.acli("webhooks", "test", webhook_id, "--json")
 
@@ -450,10 +444,9 @@ async def test_webhooks_test_without_json_prints_the_attempt_line(
     tmp_path: Path, python_receiver: PythonReceiver
 ) -> None:
     db = Database(tmp_path / "test-table.db")
-    seeded = await seed(db, callback_url=python_receiver.url)
-    assert seeded is not None
+    webhook_id, _ = await seed_hooked(db, python_receiver.url)
 
-    result = await db.acli("webhooks", "test", seeded[0], "--dev")
+    result = await db.acli("webhooks", "test", webhook_id, "--dev")
 
     assert result.returncode == 0, result.stderr
     assert re.search(r"status\s+succeeded", result.stdout), result.stdout
@@ -506,7 +499,7 @@ def test_events_list_json_is_a_page_of_events_newest_first(events_db: Database) 
     for event, (event_id, event_type, location) in zip(
         page["data"], reversed(EMITTED), strict=True
     ):
-        assert set(event) >= EVENT_SHAPE
+        assert set(event) >= EVENT_FIELDS
         assert (event["id"], event["type"], event["location_id"]) == (
             event_id,
             event_type,
@@ -599,9 +592,7 @@ async def failed_for_good(db: Database, receiver: PythonReceiver) -> tuple[str, 
     """A webhook whose one delivery failed for good against a receiver answering 500.
     Returns (webhook id, delivery id)."""
     receiver.respond = lambda n: 500
-    seeded = await seed(db, callback_url=receiver.url)
-    assert seeded is not None
-    webhook_id, _ = seeded
+    webhook_id, _ = await seed_hooked(db, receiver.url)
     emitted = await db.ajson("emit", CUSTOMER, "--location", LOCATION, "--sample", env=NO_RETRIES)
     assert emitted["deliveries"] == 1
     summary = await db.ajson("worker", "--once", "--dev", env=NO_RETRIES)
