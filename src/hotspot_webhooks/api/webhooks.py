@@ -45,7 +45,10 @@ class WebhookUpdate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"status": "enabled"}, {"callback_url": "https://new.example.com/hook"}],
+            "examples": [
+                {"status": WebhookStatus.ENABLED.value},
+                {"callback_url": "https://new.example.com/hook"},
+            ],
             "minProperties": 1,
         },
     )

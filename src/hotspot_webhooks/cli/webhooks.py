@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..states import DeliveryStatus, WebhookStatus
 from .common import (
     Db,
     Json,
@@ -84,7 +85,9 @@ def webhooks_update(
     """Change a webhook's callback URL, or enable/disable it."""
     if url is None and enable is None:
         fail("nothing to change: give --url URL, --enable or --disable", 2)
-    status = None if enable is None else ("enabled" if enable else "disabled")
+    status = (
+        None if enable is None else (WebhookStatus.ENABLED if enable else WebhookStatus.DISABLED)
+    )
     updated = with_service(
         settings(db), lambda s: s.update_webhook(webhook_id, callback_url=url, status=status)
     )
@@ -112,7 +115,8 @@ def webhooks_test(
     config = settings(db, allow_private_targets=True if dev else None)
     delivery = with_service(config, lambda s: s.test_webhook(webhook_id))
     show_delivery(delivery, as_json)
-    if delivery.status != "succeeded":  # scripts can tell: `webhooks test ID && ...`
+    # scripts can tell: `webhooks test ID && ...`
+    if delivery.status is not DeliveryStatus.SUCCEEDED:
         fail(f"the test delivery did not succeed ({delivery.last_error}); it stays queued")
 
 
