@@ -141,8 +141,7 @@ class EventIdTaken(Exception):
         self.event_id = event_id
 
 
-@dataclass(frozen=True, slots=True)
-class EmitCounts:
+class EmitCounts(NamedTuple):
     """What storing an emit did: each event's delivery count, and which ids existed already
     (those were left exactly as they were and report their original count)."""
 

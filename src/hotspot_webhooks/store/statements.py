@@ -75,7 +75,8 @@ def driver_sql(statement: ClauseElement, dialect: Dialect) -> tuple[str, tuple[A
     compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     assert isinstance(compiled, SQLCompiler)
     assert compiled.positiontup is not None
-    return compiled.string, tuple(compiled.params[name] for name in compiled.positiontup)
+    values = compiled.params  # a property that builds the dict anew on every access
+    return compiled.string, tuple(values[name] for name in compiled.positiontup)
 
 
 class DriverStatement(Generic[Params]):
