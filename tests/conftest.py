@@ -1,8 +1,16 @@
-"""Shared fixtures: a real SQLite file per test, a migrated service, real receivers."""
+"""Shared fixtures: a real database per test (a SQLite file, or a PostgreSQL database of its
+own), a migrated service, real receivers.
+
+A test module that sets ``BACKENDS = ("sqlite", "postgresql")`` runs each of its tests that
+use a database on both; ``@pytest.mark.sqlite_only`` keeps a test about SQLite itself on it.
+PostgreSQL is the server at 127.0.0.1:5432: without it those runs skip (and say so), unless
+``HW_TEST_POSTGRES=required`` (set by ``.ci/run``), where they fail.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -15,6 +23,7 @@ import pytest
 from hotspot_webhooks.config import Settings
 from hotspot_webhooks.service import Service
 from tests.live_api import ADMIN_TOKEN, LiveAPI
+from tests.postgres import POSTGRES, POSTGRES_SECRET_KEY, admin_sql, require_postgres
 from tests.receivers import PythonReceiver, RawSocketReceiver
 
 # Settings must come from the tests, never from the developer's environment or .env
@@ -23,16 +32,55 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: a test of SQLite itself; not run on others")
+    config.addinivalue_line("markers", "postgresql_only: a test that needs PostgreSQL itself")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("postgresql_only") is not None:
+        metafunc.parametrize("backend", ["postgresql"], indirect=True)
+    elif metafunc.definition.get_closest_marker("sqlite_only") is None:
+        backends = getattr(metafunc.module, "BACKENDS", None)
+        if backends:
+            metafunc.parametrize("backend", backends, indirect=True)
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database kind under test: SQLite unless the module asks for both."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database of the backend under test; a PostgreSQL one is dropped after."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hooks.db'}"
+        return
+    require_postgres()
+    name = f"hw_test_{secrets.token_hex(6)}"
+    await admin_sql(f"CREATE DATABASE {name}")
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        await admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "database_url": f"sqlite:///{tmp_path / 'hooks.db'}",
+            "database_url": database_url,
             "allow_private_targets": True,
             "interval": 0.05,
             "retry_policy": "next-pass",
             "_env_file": None,
         }
+        if database_url.startswith("postgresql"):
+            values["secret_key"] = POSTGRES_SECRET_KEY  # required there: no key file
         values.update(overrides)
         return Settings(**values)
 

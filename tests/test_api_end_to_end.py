@@ -22,6 +22,7 @@ from hotspot_webhooks import catalog
 from tests.live_api import LiveAPI
 from tests.receivers import PhpReceiver, PythonReceiver, serving
 
+BACKENDS = ("sqlite", "postgresql")  # every test with a database runs on both
 EVENT_TYPES = list(catalog.EVENT_TYPES)
 
 

@@ -13,23 +13,20 @@ file; the 503 test runs it on a real PostgreSQL database that is made to refuse 
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import pytest
 
 from tests.live_api import ADMIN_TOKEN, LiveAPI
+from tests.postgres import admin_sql, terminate_connections
 from tests.shapes import OBJECT_ROUTES, error_of
 
 # A public address literal: passes the SSRF guard without a DNS lookup. Nothing is ever sent to
 # it (the dispatcher is off in these tests).
+BACKENDS = ("sqlite", "postgresql")  # every test with a database runs on both
 PUBLIC_URL = "https://93.184.215.14/hook"
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 # helpers
@@ -911,49 +908,19 @@ async def test_recovering_a_disabled_webhook_is_409_saying_to_enable_it(world: W
 # 503: the database is unavailable
 
 
-def postgres_listens() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-TERMINATE = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1"
-
-
-async def admin_sql(database: str, *statements: str) -> None:
-    """Run statements on the server's ``postgres`` database; TERMINATE ends ``database``'s
-    connections."""
-    conn = await asyncpg.connect(f"{POSTGRES}/postgres")
-    try:
-        for statement in statements:
-            if statement == TERMINATE:
-                await conn.execute(statement, database)
-            else:
-                await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
+@pytest.mark.postgresql_only  # a database it can take away without stopping the server
 async def test_a_database_that_refuses_connections_is_503_and_the_api_recovers_afterwards(
-    make_api: Callable[..., Any],
+    make_api: Callable[..., Any], database_url: str
 ) -> None:
-    if not postgres_listens():
-        if os.environ.get("HW_TEST_POSTGRES") == "required":  # set by .ci/run
-            pytest.fail("no PostgreSQL listens on 127.0.0.1:5432, and CI requires it")
-        pytest.skip("no PostgreSQL listens on 127.0.0.1:5432")
-    database = f"hw_{secrets.token_hex(6)}"
-    await admin_sql(database, f"CREATE DATABASE {database}")
+    database = database_url.rsplit("/", 1)[1]
     api: LiveAPI | None = None
     try:
-        api = await make_api(
-            dispatch=False, database_url=f"{POSTGRES}/{database}", secret_key="x" * 32
-        )
+        api = await make_api(dispatch=False)
         token = await api.operator_at("loc-1")
         assert (await api.client.get("/readyz")).status_code == 200
 
-        await admin_sql(database, f"ALTER DATABASE {database} ALLOW_CONNECTIONS false", TERMINATE)
+        await admin_sql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")
+        await terminate_connections(database)
 
         down = {
             "operator emits": await api.call(
@@ -974,7 +941,7 @@ async def test_a_database_that_refuses_connections_is_503_and_the_api_recovers_a
         ready = await api.client.get("/readyz")
         assert ready.status_code == 503, ready.text
 
-        await admin_sql(database, f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+        await admin_sql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
 
         assert (await api.client.get("/readyz")).status_code == 200
         locations = await api.ok("GET", "/v1/locations", token)
@@ -988,9 +955,4 @@ async def test_a_database_that_refuses_connections_is_503_and_the_api_recovers_a
     finally:
         if api is not None:
             await api.stop()
-        await admin_sql(
-            database,
-            f"ALTER DATABASE {database} ALLOW_CONNECTIONS true",
-            TERMINATE,
-            f"DROP DATABASE IF EXISTS {database} WITH (FORCE)",
-        )
+        await admin_sql(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")

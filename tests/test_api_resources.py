@@ -38,6 +38,7 @@ from tests.shapes import (
     WEBHOOK_FIELDS,
 )
 
+BACKENDS = ("sqlite", "postgresql")  # every test with a database runs on both
 SIX_TYPES = [
     "customer.create",
     "subscriber.create",

@@ -23,6 +23,7 @@ from tests.live_api import ADMIN_TOKEN, LiveAPI
 from tests.receivers import PythonReceiver
 from tests.shapes import OBJECT_ROUTES, error_of
 
+BACKENDS = ("sqlite", "postgresql")  # every test with a database runs on both
 NEVER_EXISTED = "no-such-thing-0000"
 
 

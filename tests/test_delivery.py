@@ -17,6 +17,8 @@ from tests.receivers import PhpReceiver, PythonReceiver, RawSocketReceiver, serv
 
 SAMPLE = catalog.EVENT_TYPES["customer.create"].sample
 
+BACKENDS = ("sqlite", "postgresql")  # every test with a database runs on both
+
 
 async def deliver_until_settled(
     dispatcher: Dispatcher, service: Service, max_passes: int = 40
