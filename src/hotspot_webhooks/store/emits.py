@@ -17,8 +17,9 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Dialect
+from sqlalchemy import Dialect, Select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .records import EmitCounts, EmitRules, EventIdTaken, NewEvent, UnknownLocation
@@ -38,7 +39,7 @@ from .statements import (
 
 MAX_EVENTS_PER_COMMIT = 5000
 
-EmitResult = EmitCounts | Exception
+EmitOutcome = EmitCounts | Exception  # what one caller of a group commit hears
 
 
 class _Emit:
@@ -61,7 +62,7 @@ class _Emit:
 class EmitPlan:
     """What one group commit writes, and what each of its callers hears."""
 
-    results: list[EmitResult] = field(default_factory=list)
+    results: list[EmitOutcome] = field(default_factory=list)
     events: list[EventParams] = field(default_factory=list)
     deliveries: list[DeliveryParams] = field(default_factory=list)
 
@@ -186,7 +187,7 @@ class GroupCommit:
         finally:
             self._committing = False
 
-    async def _commit(self, group: Sequence[_Emit]) -> list[EmitResult]:
+    async def _commit(self, group: Sequence[_Emit]) -> list[EmitOutcome]:
         """One transaction for the group; an emit that is refused is left out alone."""
         lookups = emit_lookups(
             {e.id for emit in group for e in emit.events},
@@ -209,13 +210,13 @@ class GroupCommit:
 
     async def _commit_on_sqlite_thread(
         self, writer: SqliteWriter, group: Sequence[_Emit], lookups: EmitLookups
-    ) -> list[EmitResult]:
+    ) -> list[EmitOutcome]:
         """The same transaction as ``_commit``, run whole on the SQLite writer thread."""
         dialect = self._dialect
 
-        def work(conn: sqlite3.Connection) -> list[EmitResult]:
-            def rows(query: object) -> list[tuple[object, ...]]:
-                return conn.execute(*driver_sql(query, dialect)).fetchall()  # type: ignore[arg-type]
+        def work(conn: sqlite3.Connection) -> list[EmitOutcome]:
+            def rows(query: Select[Any]) -> list[Any]:
+                return conn.execute(*driver_sql(query, dialect)).fetchall()
 
             plan = plan_emits(
                 group,
