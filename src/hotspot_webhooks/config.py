@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/hotspot-webhooks.db"
@@ -27,9 +27,23 @@ class Settings(BaseSettings):
     timeout: float = Field(15.0, gt=0, le=300, description="total seconds for one attempt")
     success_statuses: str = Field("200", description='"200", "2xx" or a list like "200,204"')
     concurrency: int = Field(200, ge=1, le=10_000, description="attempts in flight at once")
-    per_host_concurrency: int = Field(100, ge=1, le=10_000, description="per receiver host")
+    per_host_concurrency: int = Field(
+        50, ge=1, le=10_000, description="attempts in flight to one endpoint (receiver host)"
+    )
     batch_size: int = Field(500, ge=1, le=10_000, description="deliveries claimed per query")
-    lease: float = Field(300.0, gt=0, description="seconds a claimed delivery stays leased")
+    lease: float = Field(
+        300.0, gt=0, description="backstop lease (s) for holders that do not heartbeat"
+    )
+    low_latency: bool = Field(False, description="send new events at once, not at the next pass")
+    heartbeat: float = Field(10.0, gt=0, description="seconds between a worker's heartbeats")
+    worker_timeout: float = Field(
+        30.0, gt=0, description="a worker silent this long is dead; its work is handed back"
+    )
+    circuit_threshold: int = Field(
+        5, ge=1, description="unreachable attempts in a row that open an endpoint's circuit"
+    )
+    circuit_wait: float = Field(10.0, gt=0, description="seconds before the first probe")
+    circuit_max_wait: float = Field(600.0, gt=0, description="cap on the wait between probes")
     allow_private_targets: bool = Field(False, description="allow loopback/private receivers")
     secret_key: str | None = Field(None, description="key that encrypts API keys at rest")
     admin_token: str | None = None
@@ -40,6 +54,15 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _check_liveness(self) -> Settings:
+        if self.worker_timeout < 2 * self.heartbeat:
+            raise ValueError(
+                f"worker_timeout ({self.worker_timeout:g} s) must be at least twice the "
+                f"heartbeat ({self.heartbeat:g} s), or a live worker could be taken for dead"
+            )
+        return self
 
     @field_validator("success_statuses")
     @classmethod

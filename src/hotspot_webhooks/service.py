@@ -130,6 +130,10 @@ class Service:
         self.settings = settings
         self.store = store
         self.cipher = cipher
+        # LOW_LATENCY across processes: a commit that stores deliveries wakes every worker
+        store.new_work.notify_other_processes = (
+            settings.low_latency and store.engine.dialect.name == "postgresql"
+        )
         self._attempts: Attempts | None = None  # for test sends; opened on first use
         # token hash → caller: a busy client costs no query per request
         self._callers: TTLCache[str, Caller] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)

@@ -49,13 +49,19 @@ def worker(
     once: Annotated[bool, typer.Option("--once", help="Run one pass, then exit.")] = False,
     interval: Interval = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency")] = None,
-    dev: Annotated[bool, typer.Option("--dev", help="Allow loopback/private receivers.")] = False,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Allow loopback/private receivers; low latency.")
+    ] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Run the dispatcher alone (start many, on many hosts, on PostgreSQL)."""
     config = settings(
-        db, interval=interval, concurrency=concurrency, allow_private_targets=True if dev else None
+        db,
+        interval=interval,
+        concurrency=concurrency,
+        allow_private_targets=True if dev else None,
+        low_latency=True if dev else None,
     )
     configure_logging()
 
@@ -77,6 +83,7 @@ def worker(
             "retrying": stats.retrying,
             "failed": stats.failed,
             "released": stats.released,
+            "held_by_open_circuits": stats.held,
             "seconds": round(stats.seconds, 3),
         }
         show(summary, as_json)
@@ -88,7 +95,10 @@ def serve(
     interval: Interval = None,
     dev: Annotated[
         bool,
-        typer.Option("--dev", help="Local development: allow 127.0.0.1 receivers, 2 s passes."),
+        typer.Option(
+            "--dev",
+            help="Local development: allow 127.0.0.1 receivers, 2 s passes, low latency.",
+        ),
     ] = False,
     db: Db = None,
 ) -> None:
@@ -99,11 +109,13 @@ def serve(
         port=port,
         interval=interval if interval is not None else (2.0 if dev else None),
         allow_private_targets=True if dev else None,
+        low_latency=True if dev else None,
     )
     if dev:
         err.print(
             "[yellow]development mode:[/yellow] receivers on loopback/private addresses "
-            f"are allowed; a dispatcher pass every {config.interval:g} s"
+            f"are allowed; new events are sent at once, and a pass runs every "
+            f"{config.interval:g} s"
         )
     serve_http(config, dispatch=True)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from ..config import Settings
 from ..keys import KeyCipher
@@ -31,7 +32,12 @@ class Attempts:
     """Makes and judges attempts under one configuration; holds the HTTP client and the
     keyed signers, so open one per process side and ``close`` it."""
 
-    def __init__(self, settings: Settings, cipher: KeyCipher) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cipher: KeyCipher,
+        on_wire: Callable[[str], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.policy = RetryPolicy(
             kind=settings.retry_policy,
@@ -43,6 +49,7 @@ class Attempts:
             timeout=settings.timeout,
             allow_private=settings.allow_private_targets,
             excerpt_bytes=settings.response_excerpt_bytes,
+            on_wire=on_wire,
         )
         self._cipher = cipher
         # decrypting and keying an HMAC cost more than signing a body: once per key
@@ -59,7 +66,9 @@ class Attempts:
         headers: dict[str, str] = {}
         try:
             headers = signed_headers(claimed, self.signer(claimed.api_key_encrypted))
-            result = await self.sender.send(claimed.callback_url, claimed.body, headers)
+            result = await self.sender.send(
+                claimed.callback_url, claimed.body, headers, delivery_id=claimed.id
+            )
         except Exception as exc:
             result = _internal_error(claimed, exc)
         return self._decide(claimed.id, claimed.attempt_number, result, headers)
@@ -70,20 +79,21 @@ class Attempts:
         await store.record(
             owner,
             [decision.outcome],
-            release_at=datetime.now(UTC),
+            now=datetime.now(UTC),
             disable_webhooks=webhooks_to_disable(claimed, decision),
         )
 
     def lost(self, lease: ExpiredLease) -> Decision:
-        """The attempt of a worker that stopped between claiming and recording: the request
-        may or may not have gone out, so it counts against the retries as of unknown outcome."""
+        """The attempt of a worker that stopped while its request was on the wire, before it
+        recorded the answer: the receiver may or may not have it, so it counts against the
+        retries as of unknown outcome."""
         result = AttemptResult(
-            started_at=lease.lease_end - timedelta(seconds=self.settings.lease),
+            started_at=lease.started_at,
             duration_ms=0,
             status=None,
             response_excerpt=None,
-            error=f"outcome unknown: worker {lease.owner} stopped before recording this "
-            "attempt (the request may or may not have been sent)",
+            error=f"outcome unknown: worker {lease.owner} stopped while this request was on "
+            "the wire, before recording the answer (the receiver may or may not have it)",
         )
         return self._decide(lease.delivery_id, lease.attempt_count + 1, result, {})
 

@@ -1,13 +1,21 @@
-"""The dispatcher: passes that claim due deliveries, send them, and record every attempt.
+"""The dispatcher: claims due deliveries continuously, sends them, records every attempt.
 
-A pass claims, in batches and under a lease, every delivery due when the pass began (so a retry
-scheduled during the pass waits for the next one), sends them concurrently and records the
-outcomes in batches, one transaction each. Claiming, sending and recording overlap: while one
-batch is in flight the next is claimed and finished attempts are written together, so the
-database costs a few statements per batch, never one per attempt.
+Work flows without passes that wait on each other: deliveries are claimed while there is
+room, each into its endpoint's lane (``lanes.py``: a bounded share and a circuit breaker per
+receiver host), and each outcome goes to the recorder as soon as it is known, to be written
+with the others that piled up meanwhile. A slow or dead endpoint holds only its own share; the
+claim skips endpoints that are full or whose circuit is open, and ranks the oldest due
+deliveries fairly across webhooks, so one endpoint's backlog cannot fill a claim.
 
-Stopping (Ctrl-C, SIGTERM) lets in-flight attempts finish and be recorded, and hands the
-claimed but unsent deliveries straight back to the queue.
+When everything due is claimed the dispatcher waits for the next tick (every ``INTERVAL``:
+the original's rhythm and the safety net), for room in a lane, or, with ``LOW_LATENCY``, for
+the store's announcement of new work (an in-process wake-up, or PostgreSQL's ``NOTIFY``).
+
+Liveness (``liveness.py``): the dispatcher registers as a worker and heartbeats; the deliveries
+of a worker that died come back within ``WORKER_TIMEOUT`` + ``HEARTBEAT``. When the database
+goes away it waits and tries again with backoff; nothing it has sent is forgotten, because the
+recorder keeps what it could not write. Stopping (Ctrl-C, SIGTERM) lets in-flight attempts
+finish and be recorded, and hands the claimed but unsent deliveries straight back.
 """
 
 from __future__ import annotations
@@ -23,14 +31,17 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from ..config import Settings
+from ..errors import DatabaseUnavailable
 from ..keys import KeyCipher
 from ..states import DeliveryStatus
-from ..store.records import ClaimedDelivery, Outcome, worker_lease_owner
+from ..store.notify import listen
+from ..store.records import ClaimedDelivery, worker_lease_owner
 from ..store.store import Store
 from .attempt import Attempts, unsent_webhook_disabled, webhooks_to_disable
-from .lanes import HostLanes
-from .outcome import Decision
-from .recorder import PassStats, Recorder
+from .circuit import Circuit
+from .lanes import EndpointLanes
+from .liveness import Liveness, OnWire
+from .recorder import MAX_BACKOFF, PassStats, Recorder
 
 log = logging.getLogger(__name__)
 
@@ -39,138 +50,208 @@ class Dispatcher:
     def __init__(self, store: Store, settings: Settings, cipher: KeyCipher) -> None:
         self.store = store
         self.settings = settings
-        self.attempts = Attempts(settings, cipher)
         self.owner = worker_lease_owner()
+        on_wire = OnWire()
+        self.attempts = Attempts(settings, cipher, on_wire=on_wire.sent)
+        self.liveness = Liveness(store, settings, self.attempts, self.owner, on_wire)
+        self.stats = PassStats()
+        self.recorder = Recorder(store, self.owner, self.stats)
+        self.lanes: EndpointLanes[ClaimedDelivery] = EndpointLanes(
+            concurrency=settings.concurrency,
+            per_endpoint=settings.per_host_concurrency,
+            new_circuit=lambda: Circuit(
+                threshold=settings.circuit_threshold,
+                first_wait=settings.circuit_wait,
+                max_wait=settings.circuit_max_wait,
+            ),
+            send=self._send,
+            hold=self._hold,
+            on_room=self._nudge,
+        )
         self.stopping = asyncio.Event()
-        # claimed but not yet recorded: enough to keep every slot busy while the next batch
-        # is claimed, few enough that nothing waits long on its lease
+        self._work = asyncio.Event()  # something to claim may be there: room, or new work
+        # claimed but not yet decided: enough to keep every slot busy while the next claim
+        # is made, few enough that little waits in memory
         self._max_claimed = settings.concurrency + settings.batch_size
+        self._refill_below = self._max_claimed - min(settings.batch_size, self._max_claimed) // 2
+        self.unfinished = 0
+        self._background: list[asyncio.Task[None]] = []
+        self._registered = False
 
     def stop(self) -> None:
         """Ask the dispatcher to finish in-flight attempts and return."""
         self.stopping.set()
+        self._work.set()
+
+    def _nudge(self) -> None:
+        self._work.set()
 
     async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+        if self._registered:
+            await self.liveness.deregister()
+            self._registered = False
         await self.attempts.close()
 
-    async def run(self) -> None:
-        """Run a pass every ``interval`` seconds until ``stop()``."""
-        log.info("dispatcher %s: a pass every %g s", self.owner, self.settings.interval)
-        while not self.stopping.is_set():
-            started = time.monotonic()
-            try:
-                stats = await self.run_pass()
-                if stats.claimed:
-                    log.info(
-                        "pass: %d sent (%d ok, %d to retry, %d failed) in %.2f s",
-                        stats.attempted,
-                        stats.succeeded,
-                        stats.retrying,
-                        stats.failed,
-                        stats.seconds,
-                    )
-            except Exception:  # a bad pass must not end the dispatcher; the next one retries
-                log.exception("dispatcher pass failed; retrying at the next pass")
-            wait = self.settings.interval - (time.monotonic() - started)
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), wait)
+    # ---- running ---------------------------------------------------------------------------
 
-    async def run_pass(self) -> PassStats:
-        """Claim and deliver everything due now; return what happened."""
-        clock = time.monotonic()
-        due_by = datetime.now(UTC)
-        await self._record_lost_attempts(due_by)
-        refill_below = self._max_claimed - min(self.settings.batch_size, self._max_claimed) // 2
-        current = _Pass(self, refill_below)
-        recording = asyncio.create_task(current.recorder.run())
+    async def run(self) -> None:
+        """Deliver continuously until ``stop()``."""
+        log.info(
+            "dispatcher %s: claiming continuously, a pass every %g s%s",
+            self.owner, self.settings.interval,
+            ", low latency (woken by new events)" if self.settings.low_latency else "",
+        )  # fmt: skip
+        await self._start(background=True)
+        backoff = 0.5
+        next_tick = time.monotonic()
+        report_at = time.monotonic() + self.settings.interval
         try:
             while not self.stopping.is_set():
-                if current.unfinished > refill_below:
-                    current.progress.clear()
-                    await current.progress.wait()
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + self.settings.interval
+                self._work.clear()
+                try:
+                    await self._claim_while_room(datetime.now(UTC))
+                    backoff = 0.5
+                except DatabaseUnavailable as exc:
+                    log.warning("claiming failed (%s); trying again in %.1f s", exc, backoff)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
                     continue
-                now = datetime.now(UTC)
-                batch = await self.store.claim_due(
-                    owner=self.owner,
-                    due_by=due_by,
-                    lease_until=now + timedelta(seconds=self.settings.lease),
-                    limit=min(self.settings.batch_size, self._max_claimed - current.unfinished),
-                )
-                if not batch:
-                    break
-                current.add(batch, lease_deadline=time.monotonic() + self.settings.lease)
-            await current.lanes.join()
+                except Exception:  # a bug must not end the dispatcher; the next tick retries
+                    log.exception("claiming failed; trying again at the next pass")
+                    await self._sleep(self.settings.interval)
+                    continue
+                if time.monotonic() >= report_at:
+                    self._report()
+                    report_at = time.monotonic() + self.settings.interval
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._work.wait(), max(0.0, next_tick - time.monotonic())
+                    )
         finally:
-            await current.recorder.close()
-            await recording
-        current.stats.seconds = time.monotonic() - clock
-        return current.stats
+            await self._finish()
 
-    async def _record_lost_attempts(self, expired_by: datetime) -> None:
-        """Record an attempt of unknown outcome for each lease that ran out unrecorded.
+    async def run_pass(self) -> PassStats:
+        """Claim everything due now, deliver it and wait until each is decided and recorded:
+        one pass, as ``worker --once`` runs it (and the tests)."""
+        clock = time.monotonic()
+        stats = self.stats = self.recorder.stats = PassStats()
+        due_by = datetime.now(UTC)  # what the dead left is due at the next pass
+        await self._start(background=False)
+        await self.liveness.take_over_the_dead()
+        while not self.stopping.is_set():
+            self._work.clear()
+            if await self._claim_while_room(due_by) and not self.lanes.any_full():
+                break
+            await self._work.wait()
+        if self.stopping.is_set():
+            self.lanes.hand_back_queued()
+        await self.lanes.wait_idle()
+        await self.recorder.drain()
+        stats.seconds = time.monotonic() - clock
+        return stats
 
-        A worker that died (killed, power lost) between sending and recording leaves its
-        deliveries leased. The request may or may not have gone out; the audit trail says so,
-        the attempt counts against the retries, and the delivery is free to claim again.
-        """
-        lost = await self.store.take_expired_leases(expired_by)
-        by_mark: dict[str, list[Outcome]] = {}
-        for lease in lost:
-            by_mark.setdefault(lease.mark, []).append(self.attempts.lost(lease).outcome)
-        for mark, outcomes in by_mark.items():
-            log.warning("%d deliveries left unrecorded by %s: recorded as unknown outcomes",
-                        len(outcomes), mark)  # fmt: skip
-            await self.store.record(mark, outcomes)
+    async def _start(self, *, background: bool) -> None:
+        """Register, and start what runs beside the claims: the recorder, the heartbeat, the
+        marks of requests on the wire and (``run``, ``LOW_LATENCY``) the wake-up."""
+        backoff = 0.5
+        while not self._registered:
+            try:
+                await self.liveness.register()
+                self._registered = True
+            except DatabaseUnavailable as exc:
+                if not background:
+                    raise
+                log.warning("registering failed (%s); trying again in %.1f s", exc, backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                if self.stopping.is_set():
+                    return
+        if not self._background:
+            self._background = [
+                asyncio.create_task(self.recorder.run()),
+                asyncio.create_task(self.liveness.heartbeats(self.stopping)),
+                asyncio.create_task(self.liveness.marks(self.stopping)),
+            ]
+        if background and self.settings.low_latency:
+            self.store.new_work.listeners.append(self._nudge)
+            if self.store.engine.dialect.name == "postgresql":
+                listening = listen(self.store.engine.url, self._nudge, self.stopping)
+                self._background.append(asyncio.create_task(listening))
 
+    async def _finish(self) -> None:
+        """Stop gracefully: hand back what waits, let in-flight attempts finish, record."""
+        self.stopping.set()
+        if self._nudge in self.store.new_work.listeners:
+            self.store.new_work.listeners.remove(self._nudge)
+        self.lanes.hand_back_queued()
+        await self.lanes.wait_idle()
+        await self.recorder.drain()
+        self._report()
 
-class _Pass:
-    """One pass's deliveries in flight: lanes to send them, a recorder to write outcomes."""
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
 
-    def __init__(self, dispatcher: Dispatcher, refill_below: int) -> None:
-        self.dispatcher = dispatcher
-        self.refill_below = refill_below
-        self.settings = dispatcher.settings
-        self.stats = PassStats()
-        self.recorder = Recorder(dispatcher.store, dispatcher.owner, self.stats)
-        self.unfinished = 0  # claimed, not yet decided
-        self.progress = asyncio.Event()  # set once few enough are unfinished to claim more
-        self.lanes: HostLanes[tuple[ClaimedDelivery, float]] = HostLanes(
-            concurrency=self.settings.concurrency,
-            per_host=self.settings.per_host_concurrency,
-            work=self.deliver,
-        )
+    def _report(self) -> None:
+        stats = self.stats
+        if stats.attempted or stats.held:
+            log.info(
+                "%d sent (%d ok, %d to retry, %d failed), %d held by open circuits%s",
+                stats.attempted, stats.succeeded, stats.retrying, stats.failed, stats.held,
+                f" ({', '.join(self.lanes.open_circuits())})" if self.lanes.open_circuits() else "",
+            )  # fmt: skip
+            self.stats = self.recorder.stats = PassStats()
 
-    def add(self, batch: list[ClaimedDelivery], lease_deadline: float) -> None:
-        self.stats.claimed += len(batch)
-        self.unfinished += len(batch)
-        for claimed in batch:
-            self.lanes.put(_host(claimed.callback_url), (claimed, lease_deadline))
+    # ---- claiming ----------------------------------------------------------------------------
 
-    async def deliver(self, item: tuple[ClaimedDelivery, float]) -> None:
-        """Attempt one delivery (or hand it back) and hand its outcome to the recorder."""
-        claimed, lease_deadline = item
+    async def _claim_while_room(self, due_by: datetime) -> bool:
+        """Claim what is due by ``due_by`` while there is room; True once a claim came back
+        short (everything due, of the endpoints that take more, is claimed)."""
+        while not self.stopping.is_set():
+            room = self._max_claimed - self.unfinished
+            if self.unfinished > self._refill_below:
+                return False  # a claim is worth its statement only with room for a batch
+            limit = min(self.settings.batch_size, room)
+            now = datetime.now(UTC)
+            batch = await self.store.claim_due(
+                owner=self.owner,
+                due_by=due_by,
+                lease_until=now + timedelta(seconds=self.settings.lease),
+                limit=limit,
+                per_webhook=self.settings.per_host_concurrency,
+                exclude_webhooks=self.lanes.blocked_webhooks(),
+            )
+            self.stats.claimed += len(batch)
+            self.unfinished += len(batch)
+            for claimed in batch:
+                self.lanes.put(_endpoint(claimed.callback_url), claimed.webhook_id, claimed)
+            if len(batch) < limit:
+                return True
+        return True
+
+    # ---- one delivery --------------------------------------------------------------------
+
+    async def _send(self, claimed: ClaimedDelivery) -> bool:
+        """Attempt one delivery and hand its outcome to the recorder; True if the endpoint
+        could not be reached (its circuit counts that)."""
         try:
             if not claimed.webhook_enabled:
                 self.recorder.add(unsent_webhook_disabled(claimed))
                 self.stats.failed += 1
-                return
-            # never send on a lease that may run out mid-request: another worker may be
-            # about to claim the delivery
-            if (
-                self.dispatcher.stopping.is_set()
-                or time.monotonic() + self.settings.timeout > lease_deadline
-            ):
-                self.recorder.release(claimed.id)
-                return
-            decision = await self.dispatcher.attempts.make(claimed)
+                return False
+            decision = await self.attempts.make(claimed)
+            self.liveness.on_wire.answered(claimed.id)
         finally:
-            self.unfinished -= 1
-            if self.unfinished <= self.refill_below:
-                self.progress.set()  # wakes the claiming loop once, not once per delivery
-        self.record(claimed, decision)
-
-    def record(self, claimed: ClaimedDelivery, decision: Decision) -> None:
+            self._decided()
         status = decision.outcome.status
         if status is DeliveryStatus.SUCCEEDED:
             self.stats.succeeded += 1
@@ -179,6 +260,22 @@ class _Pass:
         else:
             self.stats.failed += 1
         self.recorder.add(decision.outcome, webhooks_to_disable(claimed, decision))
+        return decision.unreachable
+
+    def _hold(self, claimed: ClaimedDelivery, until: float | None) -> None:
+        """Hand a claimed delivery back unsent: due at once (stopping), or when its
+        endpoint's circuit is due to be probed (a ``time.monotonic()`` moment)."""
+        due = datetime.now(UTC)
+        if until is not None:
+            due += timedelta(seconds=max(0.0, until - time.monotonic()))
+            self.stats.held += 1
+        self.recorder.release(claimed.id, due)
+        self._decided()
+
+    def _decided(self) -> None:
+        self.unfinished -= 1
+        if self.unfinished == self._refill_below:
+            self._work.set()  # room for a batch again: wakes the claiming loop once
 
 
 @asynccontextmanager
@@ -198,9 +295,9 @@ async def open_dispatcher(
 async def running_dispatcher(
     store: Store, settings: Settings, cipher: KeyCipher
 ) -> AsyncIterator[Dispatcher]:
-    """A dispatcher running its passes in the background for as long as the block lasts;
-    leaving the block stops it the graceful way (in-flight attempts finish and are recorded,
-    the rest is handed back)."""
+    """A dispatcher running in the background for as long as the block lasts; leaving the
+    block stops it the graceful way (in-flight attempts finish and are recorded, the rest is
+    handed back)."""
     async with open_dispatcher(store, settings, cipher) as dispatcher:
         task = asyncio.create_task(dispatcher.run())
         try:
@@ -222,5 +319,6 @@ def tune_process_for_throughput() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-def _host(url: str) -> str:
+def _endpoint(url: str) -> str:
+    """The endpoint a delivery's lane and circuit belong to: its callback's host and port."""
     return urlsplit(url).netloc.lower()

@@ -1,58 +1,181 @@
-"""Concurrency of a pass: one lane per receiver host, a global bound over all of them.
+"""Concurrency per endpoint: one lane per receiver host, a bounded share each, a circuit each.
 
-Each host's deliveries queue in its lane, drained by at most ``per_host`` workers; every request
-also takes one of ``concurrency`` global slots. A slow or saturated host therefore only delays
-its own lane. Workers are long-lived coroutines per lane, not one task per delivery, which keeps
-the scheduling cost per delivery to a deque pop.
+Each endpoint's deliveries queue in its lane, drained by at most ``per_endpoint`` workers;
+every request also takes one of ``concurrency`` global slots, which bound the requests that are
+moving: a request still unanswered after ``LINGER`` seconds gives its global slot back and
+counts against its endpoint's share alone. A slow or hanging endpoint therefore holds at most
+its own share, however many endpoints hang at once, and the claim skips endpoints whose lane is full
+(``blocked_webhooks``), so their backlog waits in the database, not in memory. Behind an open
+circuit (``circuit.py``) a lane sends nothing: what it holds is handed back to wait until the
+probe, and one request probes. Workers are long-lived coroutines per lane, not one task per
+delivery, which keeps the scheduling cost per delivery to a deque pop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+from .circuit import Circuit, CircuitState
+
+CLOSED = CircuitState.CLOSED
+
 Item = TypeVar("Item")
+LINGER = 1.0  # seconds after which an unanswered request stops taking a global slot
+log = logging.getLogger(__name__)
 
 
-class HostLanes(Generic[Item]):
+class _GlobalSlot:
+    """One request's global slot, given back once: when it lingers, or when it is done."""
+
+    __slots__ = ("_held", "_semaphore")
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore = semaphore
+        self._held = True
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._semaphore.release()
+
+
+class Lane(Generic[Item]):
+    __slots__ = ("circuit", "key", "queue", "sending", "webhooks", "workers")
+
+    def __init__(self, key: str, circuit: Circuit) -> None:
+        self.key = key
+        self.queue: deque[Item] = deque()
+        self.sending = 0
+        self.workers = 0
+        self.webhooks: set[str] = set()  # seen in this lane: what the claim must skip
+        self.circuit = circuit
+
+    @property
+    def busy(self) -> int:
+        return len(self.queue) + self.sending
+
+
+class EndpointLanes(Generic[Item]):
+    """``send`` makes one attempt and says whether the endpoint was unreachable; ``hold``
+    hands an item back, to wait until the given ``time.monotonic()`` moment."""
+
     def __init__(
-        self, *, concurrency: int, per_host: int, work: Callable[[Item], Awaitable[None]]
+        self,
+        *,
+        concurrency: int,
+        per_endpoint: int,
+        new_circuit: Callable[[], Circuit],
+        send: Callable[[Item], Awaitable[bool]],
+        hold: Callable[[Item, float | None], None],
+        on_room: Callable[[], None],
     ) -> None:
         self._slots = asyncio.Semaphore(concurrency)
-        self._per_host = per_host
-        self._work = work
-        self._queues: dict[str, deque[Item]] = {}
-        self._workers: dict[str, int] = {}
+        self._per_endpoint = per_endpoint
+        self._new_circuit = new_circuit
+        self._send = send
+        self._hold = hold
+        self._on_room = on_room
+        # a full lane says it has room again once it is down to this: claims stay batches
+        self._room_at = max(0, per_endpoint // 2)
+        self._lanes: dict[str, Lane[Item]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
 
-    def put(self, host: str, item: Item) -> None:
-        queue = self._queues.get(host)
-        if queue is None:
-            queue = self._queues[host] = deque()
-        queue.append(item)
-        workers = self._workers.get(host, 0)
-        if workers < self._per_host:
-            self._workers[host] = workers + 1
-            task = asyncio.create_task(self._drain(host, queue))
+    def put(self, key: str, webhook_id: str, item: Item) -> None:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = Lane(key, self._new_circuit())
+        lane.webhooks.add(webhook_id)
+        lane.queue.append(item)
+        self.idle.clear()
+        self._staff(lane)
+
+    def blocked_webhooks(self) -> set[str]:
+        """Webhooks whose endpoint takes no more now: its share is full, or its circuit is
+        open (until the probe is due) or probing."""
+        now = time.monotonic()
+        blocked: set[str] = set()
+        for lane in self._lanes.values():
+            circuit = lane.circuit
+            if (
+                lane.busy >= self._per_endpoint
+                or circuit.state is CircuitState.PROBING
+                or (circuit.state is CircuitState.OPEN and now < circuit.retry_at)
+            ):
+                blocked |= lane.webhooks
+        return blocked
+
+    def any_full(self) -> bool:
+        """Does some endpoint hold its whole share (so its due deliveries wait unclaimed)?"""
+        return any(lane.busy >= self._per_endpoint for lane in self._lanes.values())
+
+    def open_circuits(self) -> list[str]:
+        return [key for key, lane in self._lanes.items() if lane.circuit.state is not CLOSED]
+
+    def hand_back_queued(self) -> None:
+        """Hand back everything not yet sent, due at once (the dispatcher is stopping)."""
+        for lane in self._lanes.values():
+            while lane.queue:
+                self._hold(lane.queue.popleft(), None)
+
+    def _staff(self, lane: Lane[Item]) -> None:
+        """Start workers for what the lane holds: up to its share while the circuit is
+        closed, one otherwise (it probes, or hands the queue back)."""
+        allowed = self._per_endpoint if lane.circuit.state is CircuitState.CLOSED else 1
+        while lane.workers < min(allowed, len(lane.queue) + lane.workers):
+            lane.workers += 1
+            task = asyncio.create_task(self._drain(lane))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _drain(self, host: str, queue: deque[Item]) -> None:
+    async def _drain(self, lane: Lane[Item]) -> None:
+        circuit = lane.circuit
         try:
-            while queue:
-                item = queue.popleft()
-                async with self._slots:
-                    await self._work(item)
+            while lane.queue:
+                if not circuit.may_send(time.monotonic()):
+                    if circuit.state is CircuitState.OPEN:
+                        while lane.queue:  # nothing goes out before the probe: hand it back
+                            self._hold(lane.queue.popleft(), circuit.retry_at)
+                    return  # probing: the probe's worker goes on once it knows
+                item = lane.queue.popleft()
+                lane.sending += 1
+                await self._slots.acquire()
+                slot = _GlobalSlot(self._slots)
+                lingering = asyncio.get_running_loop().call_later(LINGER, slot.give_back)
+                try:
+                    unreachable = await self._send(item)
+                finally:
+                    lingering.cancel()
+                    slot.give_back()
+                    lane.sending -= 1
+                    if lane.busy == self._room_at:
+                        self._on_room()
+                changed = circuit.record(unreachable=unreachable, now=time.monotonic())
+                if changed is CircuitState.OPEN:
+                    wait = circuit.retry_at - time.monotonic()
+                    asyncio.get_running_loop().call_later(wait, self._on_room)
+                    log.warning(
+                        "circuit open for %s after %d unreachable in a row: its deliveries "
+                        "wait unsent; one probe in %.0f s",
+                        lane.key, circuit.failures, circuit.retry_at - time.monotonic(),
+                    )  # fmt: skip
+                elif changed is CircuitState.CLOSED:
+                    log.info("circuit closed for %s: it answered again", lane.key)
+                    self._staff(lane)
         finally:
-            self._workers[host] -= 1
-            if not self._workers[host]:
-                del self._workers[host]
-                if not queue:
-                    del self._queues[host]
+            lane.workers -= 1
+            if not lane.workers and not lane.queue and not lane.sending:
+                if lane.circuit.state is CLOSED and not lane.circuit.failures:
+                    del self._lanes[lane.key]  # an empty lane of a healthy endpoint is forgotten
+                if not any(lane.busy for lane in self._lanes.values()):
+                    self.idle.set()
 
-    async def join(self) -> None:
-        """Wait until every queued item has been worked."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+    async def wait_idle(self) -> None:
+        """Wait until nothing is queued or being sent."""
+        await self.idle.wait()

@@ -26,12 +26,14 @@ class AttemptResult:
     response_excerpt: str | None
     error: str | None
     retry_after: str | None = None
+    unreachable: bool = False  # never reached the receiver: connect failure, reset, timeout
 
 
 @dataclass(slots=True)
 class Decision:
     outcome: Outcome
     disable_reason: str | None = None  # set when the webhook must be disabled (410)
+    unreachable: bool = False  # the endpoint did not answer: its circuit counts it
 
 
 def decide(
@@ -69,15 +71,17 @@ def decide(
 
     if result.status is not None and result.error is None and is_success(result.status):
         return Decision(outcome(DeliveryStatus.SUCCEEDED, None, None))
+    unreachable = result.unreachable
     error = result.error or f"receiver answered HTTP {result.status}"
     if result.status == 410:
         reason = f"receiver answered 410 Gone on {now:%Y-%m-%d %H:%M:%S} UTC"
         return Decision(outcome(DeliveryStatus.FAILED, None, error), disable_reason=reason)
     delay = policy.delay(attempt_number)  # attempt n failed → retry number n
     if delay is None:
-        return Decision(outcome(DeliveryStatus.FAILED, None, error))
+        return Decision(outcome(DeliveryStatus.FAILED, None, error), unreachable=unreachable)
     if result.status in RETRY_AFTER_STATUSES:
         asked = policy.bounded_retry_after(parse_retry_after(result.retry_after, now))
         if asked is not None:
             delay = max(delay, asked)
-    return Decision(outcome(DeliveryStatus.PENDING, now + timedelta(seconds=delay), error))
+    next_at = now + timedelta(seconds=delay)
+    return Decision(outcome(DeliveryStatus.PENDING, next_at, error), unreachable=unreachable)

@@ -1,8 +1,8 @@
-"""Writing a pass's outcomes in batches: each write takes all that piled up since the last.
+"""Writing outcomes in batches: each write takes all that piled up since the last.
 
 While one batch is being written the next piles up, so recording costs a few statements per
 batch, never one per attempt. A write that fails (the database is away) is kept and written
-again: these attempts happened and must not be lost from the audit trail.
+again, with backoff: these attempts happened and must not be lost from the audit trail.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ..store.records import Outcome
 from ..store.store import Store
 
 log = logging.getLogger(__name__)
+MAX_BACKOFF = 5.0  # seconds between tries while the database is away: back soon after it is
 
 
 @dataclass
@@ -26,6 +27,7 @@ class PassStats:
     retrying: int = 0
     failed: int = 0
     released: int = 0
+    held: int = 0  # handed back unsent by an open circuit
     lost_leases: int = 0
     seconds: float = 0.0
 
@@ -42,10 +44,11 @@ class Recorder:
     owner: str
     stats: PassStats
     outcomes: list[Outcome] = field(default_factory=list)
-    released: list[str] = field(default_factory=list)
+    released: dict[datetime, list[str]] = field(default_factory=dict)
     disable: dict[str, str] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    closing: bool = False
+    written: asyncio.Event = field(default_factory=asyncio.Event)
+    writing: bool = False
 
     def add(self, outcome: Outcome, disable: dict[str, str] | None = None) -> None:
         self.outcomes.append(outcome)
@@ -53,49 +56,68 @@ class Recorder:
             self.disable.update(disable)
         self.wake.set()
 
-    def release(self, delivery_id: str) -> None:
-        """Hand a claimed delivery back to the queue unsent."""
-        self.released.append(delivery_id)
+    def release(self, delivery_id: str, due: datetime) -> None:
+        """Hand a claimed delivery back to the queue unsent, due at ``due``."""
+        self.released.setdefault(due, []).append(delivery_id)
         self.wake.set()
 
+    @property
+    def pending(self) -> bool:
+        """Is anything handed in not yet written (waiting, or being written now)?"""
+        return self.writing or bool(self.outcomes or self.released or self.disable)
+
     async def run(self) -> None:
+        """Write whatever piles up, until cancelled."""
+        backoff = 0.5
         while True:
             await self.wake.wait()
             self.wake.clear()
             try:
                 await self.flush()
+                backoff = 0.5
             except DatabaseUnavailable as exc:
-                log.warning("recording attempts failed (%s); retrying in 1 s", exc)
-                await asyncio.sleep(1)
+                log.warning("recording attempts failed (%s); trying again in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
                 self.wake.set()
                 continue
-            if self.closing and not (self.outcomes or self.released):
-                return
+            if not self.pending:
+                self.written.set()
 
     async def flush(self) -> None:
         if not (self.outcomes or self.released or self.disable):
             return
+        self.writing = True
+        try:
+            await self._write()
+        finally:
+            self.writing = False
+
+    async def _write(self) -> None:
         outcomes, self.outcomes = self.outcomes, []
-        released, self.released = self.released, []
+        released, self.released = self.released, {}
         disable, self.disable = self.disable, {}
         try:
             kept = await self.store.record(
                 self.owner,
                 outcomes,
                 released=released,
-                release_at=datetime.now(UTC),
+                now=datetime.now(UTC),
                 disable_webhooks=disable,
             )
         except BaseException:
             self.outcomes[:0] = outcomes
-            self.released[:0] = released
+            for due, ids in released.items():
+                self.released.setdefault(due, [])[:0] = ids
             self.disable = {**disable, **self.disable}
             raise
         if kept is not None:
             self.stats.lost_leases += len(outcomes) - kept
-        self.stats.released += len(released)
+        self.stats.released += sum(len(ids) for ids in released.values())
 
-    async def close(self) -> None:
-        """Write what is left, then let ``run`` return."""
-        self.closing = True
-        self.wake.set()
+    async def drain(self) -> None:
+        """Wait until everything handed in so far is written (``run`` must be running)."""
+        while self.pending:
+            self.written.clear()
+            self.wake.set()
+            await self.written.wait()

@@ -4,14 +4,19 @@ aiohttp sends the headers in the case we give them, which the literal
 ``HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256`` name needs. The connector itself is unbounded: the
 dispatcher's lanes bound concurrency, so a request's timeout only runs once it is really sent.
 Redirects are not followed, the response is read up to a small excerpt, and connections go
-through the SSRF guard.
+through the SSRF guard. Once a request's connection is open its bytes go out at once, so that
+moment is reported (``on_wire``): the dispatcher needs it to tell, after a crash, a delivery
+that may have reached its receiver from one that was merely claimed.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 from aiohttp.resolver import DefaultResolver
@@ -22,6 +27,23 @@ from .retry import RETRY_AFTER_STATUSES
 from .targets import GuardedResolver, literal_address_reason
 
 DRAIN_LIMIT = 64 * 1024  # read this much more to keep the connection reusable
+# the delivery whose request the current task is sending, for the connector to report
+_sending: ContextVar[str | None] = ContextVar("sending", default=None)
+
+
+class _ReportingConnector(aiohttp.TCPConnector):
+    """Reports each delivery whose request got a connection: its bytes go out next."""
+
+    def __init__(self, on_wire: Callable[[str], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_wire = on_wire
+
+    async def connect(self, *args: Any, **kwargs: Any) -> Any:
+        connection = await super().connect(*args, **kwargs)
+        delivery_id = _sending.get()
+        if delivery_id is not None:
+            self._on_wire(delivery_id)
+        return connection
 
 
 @functools.lru_cache(maxsize=10_000)
@@ -37,17 +59,27 @@ class Sender:
         timeout: float,
         allow_private: bool,
         excerpt_bytes: int = 4096,
+        on_wire: Callable[[str], None] | None = None,
     ) -> None:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._timeout_seconds = timeout
         self._allow_private = allow_private
         self._excerpt_bytes = excerpt_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._on_wire = on_wire
 
     def _open(self) -> aiohttp.ClientSession:
         resolver = DefaultResolver() if self._allow_private else GuardedResolver(DefaultResolver())
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=0, resolver=resolver, ttl_dns_cache=60
+        options: dict[str, Any] = {
+            "limit": 0,
+            "limit_per_host": 0,
+            "resolver": resolver,
+            "ttl_dns_cache": 60,
+        }
+        connector = (
+            aiohttp.TCPConnector(**options)
+            if self._on_wire is None
+            else _ReportingConnector(self._on_wire, **options)
         )
         return aiohttp.ClientSession(
             connector=connector,
@@ -62,7 +94,9 @@ class Sender:
             await self._session.close()
             self._session = None
 
-    async def send(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
+    async def send(
+        self, url: str, body: bytes, headers: dict[str, str], delivery_id: str | None = None
+    ) -> AttemptResult:
         """POST once; every outcome, including exceptions, becomes an ``AttemptResult``."""
         if self._session is None:
             self._session = self._open()
@@ -72,6 +106,8 @@ class Sender:
         excerpt: str | None = None
         retry_after: str | None = None
         error: str | None = None
+        unreachable = False
+        token = _sending.set(delivery_id)
         try:
             target = _parsed(url)
             reason = None if self._allow_private else literal_address_reason(target.host)
@@ -93,10 +129,14 @@ class Sender:
                     error = f"redirect to {location} not followed"
         except TimeoutError:
             error = f"timed out after {self._timeout_seconds:g} s"
+            unreachable = True
         except aiohttp.ClientError as exc:
             error = _describe(exc)
+            unreachable = isinstance(exc, aiohttp.ClientConnectionError)
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
+        finally:
+            _sending.reset(token)
         return AttemptResult(
             started_at=started_at,
             duration_ms=round((time.perf_counter() - clock) * 1000),
@@ -104,6 +144,7 @@ class Sender:
             response_excerpt=excerpt,
             error=error,
             retry_after=retry_after,
+            unreachable=unreachable,
         )
 
     async def _read_excerpt(self, response: aiohttp.ClientResponse) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Dialect, Select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from .notify import NOTIFY_SQL, NewWork
 from .records import EmitCounts, EmitRules, EventIdTaken, NewEvent, UnknownLocation
 from .sqlite_writer import SqliteWriter
 from .statements import (
@@ -144,8 +145,10 @@ class GroupCommit:
         write: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
         sqlite_writer: SqliteWriter | None,
         write_turn: asyncio.Lock | None,
+        new_work: NewWork,
     ) -> None:
         self._dialect = dialect
+        self._new_work = new_work
         self._write = write
         self._sqlite_writer = sqlite_writer
         self._write_turn = write_turn
@@ -179,6 +182,8 @@ class GroupCommit:
                     results = await self._commit(group)
                 except Exception as exc:  # the database failed: every caller in it hears so
                     results = [exc] * len(group)
+                else:
+                    self._new_work.announce()
                 for emit, result in zip(group, results, strict=True):
                     if isinstance(result, Exception):
                         emit.done.set_exception(result)
@@ -206,6 +211,8 @@ class GroupCommit:
                 await INSERT_EVENT.executemany(conn, plan.events)
             if plan.deliveries:
                 await INSERT_DELIVERY.executemany(conn, plan.deliveries)
+                if self._new_work.notify_other_processes:
+                    await conn.exec_driver_sql(NOTIFY_SQL)
         return plan.results
 
     async def _commit_on_sqlite_thread(

@@ -94,17 +94,28 @@ def test_send_lease_owner() -> str:
 
 @dataclass(frozen=True, slots=True)
 class ExpiredLease:
-    """A lease that ran out before its owner recorded a result."""
+    """A delivery whose holder stopped (died, or let its lease run out) while an attempt of it
+    may have been on the wire, before the holder recorded a result."""
 
     delivery_id: str
     mark: str  # ``lost:<owner>``: the lease owner to record the lost attempt under
     attempt_count: int
-    lease_end: datetime
+    started_at: datetime  # when the attempt went on the wire, as far as is known
 
     @property
     def owner(self) -> str:
         """The worker that held the lease."""
         return self.mark.removeprefix(LOST)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadWorkerTakeover:
+    """What handing a dead worker's deliveries back did: how many went back untouched (merely
+    claimed), and the ones that were on the wire, now to be recorded as unknown outcomes."""
+
+    worker: str
+    released: int
+    on_wire: list[ExpiredLease]
 
 
 # ---- emitting -------------------------------------------------------------------------------

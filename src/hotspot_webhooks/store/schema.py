@@ -126,6 +126,9 @@ deliveries = Table(
     # again by themselves, with no separate sweep.
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Column("lease_owner", String(64), nullable=True),
+    # set while an attempt of this delivery is on the wire (its worker marks requests that
+    # outlive a moment): if the worker dies, only these get an attempt of unknown outcome
+    Column("on_wire_since", UTCDateTime, nullable=True),
     Column("last_status", Integer, nullable=True),
     Column("last_error", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
@@ -139,6 +142,25 @@ deliveries = Table(
         sqlite_where=text("lease_owner IS NOT NULL"),
         postgresql_where=text("lease_owner IS NOT NULL"),
     ),
+    # the same few rows by holder: a dead worker's deliveries, found at once
+    Index(
+        "ix_deliveries_lease_owner",
+        "lease_owner",
+        sqlite_where=text("lease_owner IS NOT NULL"),
+        postgresql_where=text("lease_owner IS NOT NULL"),
+    ),
+)
+
+# The dispatchers alive now: each registers and heartbeats; one silent for longer than the
+# liveness timeout is dead, and any other worker hands its deliveries back.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", ID, primary_key=True),  # its lease owner name
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
 )
 
 attempts = Table(

@@ -335,6 +335,7 @@ RECORD_OUTCOME = DriverStatement(
         last_error=bindparam("b_last_error"),
         delivered_at=func.coalesce(bindparam("b_delivered_at"), deliveries.c.delivered_at),
         lease_owner=null(),
+        on_wire_since=null(),
     ),
     OutcomeParams,
     datetimes=["next_attempt_at", "delivered_at"],

@@ -13,12 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, Select, and_, delete, insert, literal, or_, select, update
+from sqlalchemy import (
+    Row,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -35,17 +47,28 @@ from .database import (
 )
 from .emits import GroupCommit
 from .migrate import require_current, upgrade
+from .notify import NOTIFY_SQL, NewWork
 from .records import (
     LOST,
     AttemptRecord,
     ClaimedDelivery,
+    DeadWorkerTakeover,
     EmitCounts,
     EmitRules,
     ExpiredLease,
     NewEvent,
     Outcome,
 )
-from .schema import attempts, deliveries, events, locations, operators, tokens, webhooks
+from .schema import (
+    attempts,
+    deliveries,
+    events,
+    locations,
+    operators,
+    tokens,
+    webhooks,
+    workers,
+)
 from .sqlite_writer import SqliteWriter
 from .statements import (
     INSERT_ATTEMPT,
@@ -58,6 +81,8 @@ from .statements import (
 
 _Query = TypeVar("_Query", bound=Select[Any])
 DELIVERY_COLUMNS = (*deliveries.c, events.c.type.label("event_type"))
+# a fair claim ranks this many times its size of the oldest due deliveries
+CLAIM_WINDOW = 4
 
 
 class Store:
@@ -71,11 +96,13 @@ class Store:
         self._last_lease_end: datetime | None = None
         path = sqlite_file(engine.url)
         self._sqlite_writer = SqliteWriter(path) if path is not None else None
+        self.new_work = NewWork()
         self._group_commit = GroupCommit(
             dialect=engine.dialect,
             write=self.write,
             sqlite_writer=self._sqlite_writer,
             write_turn=self._write_turn,
+            new_work=self.new_work,
         )
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
@@ -340,7 +367,10 @@ class Store:
                 .where(deliveries.c.id == delivery_id, deliveries.c.lease_owner.is_(None))
                 .values(status=DeliveryStatus.PENDING, next_attempt_at=now)
             )
-            return bool(result.rowcount)
+            await self._notify(conn, bool(result.rowcount))
+        if result.rowcount:
+            self.new_work.announce()
+        return bool(result.rowcount)
 
     async def requeue_failed(self, webhook_id: str, since: datetime, now: datetime) -> int:
         """Make a webhook's failed deliveries created since ``since`` due now (recover)."""
@@ -354,7 +384,14 @@ class Store:
                 )
                 .values(status=DeliveryStatus.PENDING, next_attempt_at=now)
             )
-            return int(result.rowcount or 0)
+            await self._notify(conn, bool(result.rowcount))
+        if result.rowcount:
+            self.new_work.announce()
+        return int(result.rowcount or 0)
+
+    async def _notify(self, conn: AsyncConnection, changed: bool) -> None:
+        if changed and self.new_work.notify_other_processes:
+            await conn.exec_driver_sql(NOTIFY_SQL)
 
     async def insert_leased_delivery(
         self,
@@ -399,24 +436,51 @@ class Store:
     # the dispatcher's side
 
     async def claim_due(
-        self, *, owner: str, due_by: datetime, lease_until: datetime, limit: int
+        self,
+        *,
+        owner: str,
+        due_by: datetime,
+        lease_until: datetime,
+        limit: int,
+        per_webhook: int | None = None,
+        exclude_webhooks: Collection[str] = (),
     ) -> list[ClaimedDelivery]:
         """Lease up to ``limit`` due deliveries, oldest first, for ``owner``.
 
-        The lease is ``next_attempt_at`` moved to ``lease_until``: if the owner dies, the
-        deliveries fall due again then and any worker claims them. ``SKIP LOCKED`` lets workers
-        on PostgreSQL claim side by side; SQLite serializes writers anyway.
+        Fair: of the oldest due deliveries (a window of a few times ``limit``), at most
+        ``per_webhook`` of any one webhook are taken, so one endpoint's backlog cannot fill a
+        claim; ``exclude_webhooks`` (endpoints that are full or whose circuit is open) are
+        skipped altogether. The lease is ``next_attempt_at`` moved to ``lease_until``, a
+        backstop for holders that do not heartbeat. ``SKIP LOCKED`` lets workers on PostgreSQL
+        claim side by side; SQLite serializes writers anyway.
         """
-        due = (
-            select(deliveries.c.id)
-            .where(
-                deliveries.c.status == DeliveryStatus.PENDING,
-                deliveries.c.next_attempt_at <= due_by,
-            )
+        conditions = [
+            deliveries.c.status == DeliveryStatus.PENDING,
+            deliveries.c.lease_owner.is_(None),
+            deliveries.c.next_attempt_at <= due_by,
+        ]
+        if exclude_webhooks:
+            conditions.append(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
+        oldest = select(deliveries.c.id, deliveries.c.webhook_id, deliveries.c.next_attempt_at)
+        candidates = (
+            oldest.where(*conditions)
             .order_by(deliveries.c.next_attempt_at)
-            .limit(limit)
+            .limit(limit if per_webhook is None else limit * CLAIM_WINDOW)
             .with_for_update(skip_locked=True)
+            .cte("candidates")
         )
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=candidates.c.webhook_id,
+                order_by=(candidates.c.next_attempt_at, candidates.c.id),
+            )
+            .label("rank")
+        )
+        ranked = select(candidates.c.id, candidates.c.next_attempt_at, rank).subquery()
+        chosen = select(ranked.c.id).order_by(ranked.c.next_attempt_at).limit(limit)
+        if per_webhook is not None:
+            chosen = chosen.where(ranked.c.rank <= per_webhook)
         # (owner, lease end) must name one claim alone: never reuse a lease end
         if self._last_lease_end is not None and lease_until <= self._last_lease_end:
             lease_until = self._last_lease_end + timedelta(microseconds=1)
@@ -424,8 +488,8 @@ class Store:
         async with self.write() as conn:
             leased = await conn.execute(
                 update(deliveries)
-                .where(deliveries.c.id.in_(due.scalar_subquery()))
-                .values(next_attempt_at=lease_until, lease_owner=owner)
+                .where(deliveries.c.id.in_(chosen.scalar_subquery()))
+                .values(next_attempt_at=lease_until, lease_owner=owner, on_wire_since=None)
             )
             if not leased.rowcount:
                 return []
@@ -433,12 +497,109 @@ class Store:
             rows = await SELECT_LEASED.fetchall(conn, LeaseParams(owner, lease_until))
         return [_claimed(row) for row in rows]
 
-    async def take_expired_leases(self, expired_by: datetime) -> list[ExpiredLease]:
-        """Take over the deliveries whose worker's lease ran out before it recorded a result.
+    async def mark_on_wire(self, owner: str, since: Mapping[str, datetime]) -> None:
+        """Note that attempts of these deliveries (delivery id → when the request went out,
+        still leased by ``owner``) are on the wire: should ``owner`` die now, each gets an
+        attempt of unknown outcome, where a merely claimed one goes back untouched."""
+        async with self.write() as conn:
+            await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == bindparam("b_id"),
+                    deliveries.c.lease_owner == bindparam("b_owner"),
+                )
+                .values(on_wire_since=bindparam("b_since")),
+                [{"b_id": i, "b_owner": owner, "b_since": t} for i, t in since.items()],
+            )
 
-        Each is marked ``lost:<owner>`` in the same statement that finds it, so of several
-        workers looking at once exactly one records it; ``record`` with that mark as the owner
-        then frees it.
+    # workers
+
+    async def register_worker(self, worker_id: str, host: str, pid: int, now: datetime) -> None:
+        async with self.write() as conn:
+            await conn.execute(delete(workers).where(workers.c.id == worker_id))
+            await conn.execute(
+                insert(workers).values(
+                    id=worker_id, host=host, pid=pid, started_at=now, heartbeat_at=now
+                )
+            )
+
+    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
+        """Say ``worker_id`` is alive; False if it had been declared dead (its row is gone)."""
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now)
+            )
+            return bool(result.rowcount)
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        async with self.write() as conn:
+            await conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+    async def list_workers(self) -> Sequence[Row[Any]]:
+        async with self.read() as conn:
+            return (await conn.execute(select(workers).order_by(workers.c.started_at))).all()
+
+    async def take_over_dead_workers(
+        self, silent_since: datetime, now: datetime, lost: Callable[[ExpiredLease], Outcome]
+    ) -> list[DeadWorkerTakeover]:
+        """Declare dead every worker whose last heartbeat is older than ``silent_since`` and
+        hand its deliveries back: those merely claimed go back to the queue untouched (due
+        ``now``); each one on the wire gets the attempt of unknown outcome that ``lost`` makes
+        of it, recorded in the same transaction. Deleting the worker's row decides which of
+        several workers looking at once does it.
+        """
+        taken: list[DeadWorkerTakeover] = []
+        async with self.read() as conn:
+            silent = (
+                (
+                    await conn.execute(
+                        select(workers.c.id).where(workers.c.heartbeat_at < silent_since)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for worker_id in silent:
+            async with self.write() as conn:
+                gone = await conn.execute(
+                    delete(workers).where(
+                        workers.c.id == worker_id, workers.c.heartbeat_at < silent_since
+                    )
+                )
+                if not gone.rowcount:
+                    continue  # it came back, or another worker took it over
+                held = deliveries.c.lease_owner == worker_id
+                released = await conn.execute(
+                    update(deliveries)
+                    .where(held, deliveries.c.on_wire_since.is_(None))
+                    .values(lease_owner=None, next_attempt_at=now)
+                )
+                on_wire = await conn.execute(
+                    update(deliveries)
+                    .where(held, deliveries.c.status == DeliveryStatus.PENDING)
+                    .values(lease_owner=LOST + worker_id)
+                    .returning(
+                        deliveries.c.id,
+                        deliveries.c.lease_owner,
+                        deliveries.c.attempt_count,
+                        deliveries.c.on_wire_since,
+                    )
+                )
+                leases = [ExpiredLease(*row) for row in on_wire]
+                await _write_outcomes(conn, LOST + worker_id, [lost(lease) for lease in leases])
+                taken.append(DeadWorkerTakeover(worker_id, int(released.rowcount or 0), leases))
+        return taken
+
+    async def take_expired_leases(
+        self, expired_by: datetime, lost: Callable[[ExpiredLease], Outcome]
+    ) -> list[ExpiredLease]:
+        """Take over the deliveries whose holder let the lease run out before it recorded a
+        result, where that holder is no registered worker (a test send whose process died;
+        a registered worker's deliveries come back through ``take_over_dead_workers``).
+
+        Each is marked ``lost:<owner>`` in the statement that finds it, so of several workers
+        looking at once exactly one takes it, and the attempt of unknown outcome that ``lost``
+        makes of it is recorded in the same transaction, which frees it.
         """
         async with self.write() as conn:
             rows = await conn.execute(
@@ -446,6 +607,7 @@ class Store:
                 .where(
                     deliveries.c.lease_owner.is_not(None),
                     deliveries.c.lease_owner.not_like(f"{LOST}%"),
+                    deliveries.c.lease_owner.not_in(select(workers.c.id)),
                     deliveries.c.next_attempt_at <= expired_by,
                     deliveries.c.status == DeliveryStatus.PENDING,
                 )
@@ -454,17 +616,21 @@ class Store:
                     deliveries.c.id,
                     deliveries.c.lease_owner,
                     deliveries.c.attempt_count,
-                    deliveries.c.next_attempt_at,
+                    func.coalesce(deliveries.c.on_wire_since, deliveries.c.next_attempt_at),
                 )
             )
-            return [ExpiredLease(*row) for row in rows]
+            leases = [ExpiredLease(*row) for row in rows]
+            for mark in {lease.mark for lease in leases}:
+                mine = [lost(lease) for lease in leases if lease.mark == mark]
+                await _write_outcomes(conn, mark, mine)
+            return leases
 
     async def record(
         self,
         owner: str,
         outcomes: Sequence[Outcome],
-        released: Sequence[str] = (),
-        release_at: datetime | None = None,
+        released: Mapping[datetime, Collection[str]] | None = None,
+        now: datetime | None = None,
         disable_webhooks: dict[str, str] | None = None,
     ) -> int | None:
         """Record a batch of outcomes in one transaction; return how many leases were still ours
@@ -472,38 +638,15 @@ class Store:
 
         Attempts are always stored (they happened). A delivery is only updated while ``owner``
         still holds its lease, so a worker whose lease ran out cannot overwrite a newer state.
-        ``released`` deliveries go back to the queue unsent, due at ``release_at``.
+        ``released`` deliveries (due time → ids) go back to the queue unsent, due then.
         """
         async with self.write() as conn:
-            attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
-            if attempt_rows:
-                await INSERT_ATTEMPT.executemany(conn, attempt_rows)
-            kept: int | None = 0
-            if outcomes:
-                kept = await RECORD_OUTCOME.executemany(
-                    conn,
-                    [
-                        OutcomeParams(
-                            delivery_id=o.delivery_id,
-                            owner=owner,
-                            status=o.status,
-                            attempt_count=o.attempt_count,
-                            next_attempt_at=o.next_attempt_at,
-                            last_status=o.last_status,
-                            last_error=o.last_error,
-                            delivered_at=o.delivered_at,
-                        )
-                        for o in outcomes
-                    ],
-                )
-            if released:
+            kept = await _write_outcomes(conn, owner, outcomes)
+            for due_at, ids in (released or {}).items():
                 await conn.execute(
                     update(deliveries)
-                    .where(
-                        deliveries.c.id.in_(released),
-                        deliveries.c.lease_owner == owner,
-                    )
-                    .values(lease_owner=None, next_attempt_at=release_at)
+                    .where(deliveries.c.id.in_(list(ids)), deliveries.c.lease_owner == owner)
+                    .values(lease_owner=None, next_attempt_at=due_at, on_wire_since=None)
                 )
             for webhook_id, reason in (disable_webhooks or {}).items():
                 await conn.execute(
@@ -512,10 +655,38 @@ class Store:
                     .values(
                         status=WebhookStatus.DISABLED,
                         disabled_reason=reason,
-                        updated_at=release_at,
+                        updated_at=now,
                     )
                 )
             return kept
+
+
+async def _write_outcomes(
+    conn: AsyncConnection, owner: str, outcomes: Sequence[Outcome]
+) -> int | None:
+    """Store the attempts (always: they happened) and the new states of the deliveries
+    ``owner`` still holds; return how many it held (None: the driver does not say)."""
+    attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
+    if attempt_rows:
+        await INSERT_ATTEMPT.executemany(conn, attempt_rows)
+    if not outcomes:
+        return 0
+    return await RECORD_OUTCOME.executemany(
+        conn,
+        [
+            OutcomeParams(
+                delivery_id=o.delivery_id,
+                owner=owner,
+                status=o.status,
+                attempt_count=o.attempt_count,
+                next_attempt_at=o.next_attempt_at,
+                last_status=o.last_status,
+                last_error=o.last_error,
+                delivered_at=o.delivered_at,
+            )
+            for o in outcomes
+        ],
+    )
 
 
 def _claimed(row: LeasedRow) -> ClaimedDelivery:
