@@ -67,7 +67,7 @@ class PythonReceiver:
         app.router.add_post("/{tail:.*}", handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
@@ -99,6 +99,57 @@ async def serving(
         yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     finally:
         await runner.cleanup()
+
+
+class MisbehavingReceiver:
+    """An endpoint that never answers properly: ``hang`` accepts connections, reads the
+    requests and says nothing; ``drip`` answers one byte of a status line per ``drip_every``
+    seconds, never finishing within any sane timeout. Counts what it was sent."""
+
+    def __init__(self, mode: str = "hang", drip_every: float = 0.5) -> None:
+        assert mode in ("hang", "drip")
+        self.mode = mode
+        self.drip_every = drip_every
+        self.connections = 0
+        self.requests = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.mode}"
+
+    async def start(self) -> MisbehavingReceiver:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._open.add(writer)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            self.requests += 1
+            if self.mode == "hang":
+                await reader.read()  # until the client gives up
+                return
+            for byte in b"HTTP/1.1 200 OK\r\n":
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(self.drip_every)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._open.discard(writer)
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._open):
+                writer.close()
+            await self._server.wait_closed()
 
 
 class RawSocketReceiver:

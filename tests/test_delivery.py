@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hotspot_webhooks import catalog
+from hotspot_webhooks.delivery.attempt import Attempts
 from hotspot_webhooks.delivery.dispatcher import Dispatcher
 from hotspot_webhooks.delivery.recorder import PassStats
 from hotspot_webhooks.receiver import parse
@@ -442,8 +443,11 @@ async def test_an_expired_lease_is_taken_over_by_exactly_one_worker(
         owner="dead-worker", due_by=now, lease_until=now - timedelta(seconds=1), limit=10
     )
 
-    first = await service.store.take_expired_leases(now)
-    second = await service.store.take_expired_leases(now)
+    attempts = Attempts(service.settings, service.cipher)
+    first = await service.store.take_expired_leases(now, lambda lease: attempts.lost(lease).outcome)
+    second = await service.store.take_expired_leases(
+        now, lambda lease: attempts.lost(lease).outcome
+    )
 
     assert [lease.owner for lease in first] == ["dead-worker"]
     assert second == []

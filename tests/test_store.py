@@ -29,7 +29,7 @@ from hotspot_webhooks.errors import (
 )
 from hotspot_webhooks.service import ADMIN, Caller, EmitRequest, Service
 from hotspot_webhooks.states import DeliveryStatus
-from hotspot_webhooks.store.records import AttemptRecord, NewEvent, Outcome
+from hotspot_webhooks.store.records import AttemptRecord, ExpiredLease, NewEvent, Outcome
 from hotspot_webhooks.store.schema import attempts, deliveries, events, metadata
 from hotspot_webhooks.store.sqlite_writer import SqliteWriter
 
@@ -267,7 +267,7 @@ async def test_a_crash_inside_a_write_transaction_commits_nothing(
 # ---- leases ---------------------------------------------------------------------------------
 
 
-async def test_claim_due_leases_only_due_pending_deliveries_until_the_lease_runs_out(
+async def test_claim_due_leases_only_due_unleased_pending_deliveries(
     service: Service, location: str
 ) -> None:
     hook = await webhook(service, location)
@@ -290,25 +290,39 @@ async def test_claim_due_leases_only_due_pending_deliveries_until_the_lease_runs
     assert only.body == await stored_body(service, "evt-due")
     [row] = await delivery_rows(service, deliveries.c.id == only.id)
     assert (row.lease_owner, row.next_attempt_at, row.status) == ("w1", lease_until, "pending")
+    # a leased delivery is its holder's, even once the backstop lease has run out: it comes
+    # back only through a takeover (a dead worker's, or an unregistered holder's lease)
+    for due_by in (now + timedelta(minutes=1), lease_until + timedelta(seconds=1)):
+        taken = await service.store.claim_due(
+            owner="w2", due_by=due_by, lease_until=due_by + timedelta(minutes=5), limit=10
+        )
+        assert taken == []
 
-    before_expiry = await service.store.claim_due(
-        owner="w2",
-        due_by=now + timedelta(minutes=1),
-        lease_until=now + timedelta(minutes=6),
-        limit=10,
-    )
-    assert before_expiry == []
 
-    second_lease = now + timedelta(minutes=11)
-    after_expiry = await service.store.claim_due(
-        owner="w2",
-        due_by=lease_until + timedelta(seconds=1),
-        lease_until=second_lease,
-        limit=10,
+async def test_a_claim_is_fair_across_webhooks_and_skips_the_excluded(
+    service: Service, location: str
+) -> None:
+    busy = await webhook(service, location)
+    for _ in range(50):  # the busy webhook's backlog is the oldest
+        await service.emit(CUSTOMER, location, SAMPLE)
+    quiet, skipped = await webhook(service, location), await webhook(service, location)
+    await service.emit(CUSTOMER, location, SAMPLE)  # one more each, and one for the busy one
+    now = datetime.now(UTC)
+
+    claim = await service.store.claim_due(
+        owner="w1",
+        due_by=now,
+        lease_until=now + timedelta(minutes=5),
+        limit=20,
+        per_webhook=5,
+        exclude_webhooks=[skipped],
     )
-    assert [c.id for c in after_expiry] == [only.id]
-    [row] = await delivery_rows(service, deliveries.c.id == only.id)
-    assert (row.lease_owner, row.next_attempt_at) == ("w2", second_lease)
+
+    taken: dict[str, int] = {}
+    for claimed in claim:
+        taken[claimed.webhook_id] = taken.get(claimed.webhook_id, 0) + 1
+    assert taken == {busy: 5, quiet: 1}
+    assert len({c.id for c in claim}) == 6
 
 
 async def test_record_by_a_worker_that_lost_its_lease_keeps_the_attempt_but_not_the_state(
@@ -317,14 +331,16 @@ async def test_record_by_a_worker_that_lost_its_lease_keeps_the_attempt_but_not_
     await webhook(service, location)
     await service.emit(CUSTOMER, location, SAMPLE)
     now = datetime.now(UTC)
+    long_ago = now - timedelta(minutes=10)
+    await service.store.register_worker("w1", "host", 1, long_ago)
     [claimed] = await service.store.claim_due(
-        owner="w1", due_by=now, lease_until=now + timedelta(seconds=1), limit=10
+        owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=10
     )
+    # w1 falls silent and is taken for dead; its merely claimed delivery goes back untouched
+    [taken] = await service.store.take_over_dead_workers(now - timedelta(seconds=30), now, _no_lost)
+    assert (taken.worker, taken.released, taken.on_wire) == ("w1", 1, [])
     await service.store.claim_due(
-        owner="w2",
-        due_by=now + timedelta(seconds=2),
-        lease_until=now + timedelta(minutes=5),
-        limit=10,
+        owner="w2", due_by=now, lease_until=now + timedelta(minutes=5), limit=10
     )
 
     kept = await service.store.record("w1", [succeeded(claimed.id)])
@@ -337,6 +353,66 @@ async def test_record_by_a_worker_that_lost_its_lease_keeps_the_attempt_but_not_
     assert await service.store.record("w2", [succeeded(claimed.id)]) == counted(backend, 1)
     [row] = await delivery_rows(service, deliveries.c.id == claimed.id)
     assert (row.status, row.lease_owner, row.last_status) == ("succeeded", None, 200)
+
+
+def _no_lost(lease: ExpiredLease) -> Outcome:
+    raise AssertionError(f"{lease.delivery_id} was not on the wire")
+
+
+async def test_a_dead_worker_gives_back_what_it_claimed_and_records_only_what_was_on_the_wire(
+    service: Service, location: str
+) -> None:
+    await webhook(service, location)
+    for index in range(4):
+        await service.emit(CUSTOMER, location, SAMPLE, id=f"evt-{index}")
+    now = datetime.now(UTC)
+    silent_since = now - timedelta(seconds=30)
+    await service.store.register_worker("dead", "host", 1, now - timedelta(minutes=1))
+    await service.store.register_worker("alive", "host", 2, now)
+    dead_claim = await service.store.claim_due(
+        owner="dead", due_by=now, lease_until=now + timedelta(minutes=5), limit=3
+    )
+    [alive_claim] = await service.store.claim_due(
+        owner="alive", due_by=now, lease_until=now + timedelta(minutes=5), limit=3
+    )
+    sent_at = now - timedelta(seconds=5)
+    on_wire = dead_claim[0].id
+    await service.store.mark_on_wire("dead", {on_wire: sent_at})
+    await service.store.mark_on_wire("alive", {alive_claim.id: sent_at})
+
+    seen: list[ExpiredLease] = []
+
+    def lost(lease: ExpiredLease) -> Outcome:
+        seen.append(lease)
+        return Outcome(
+            delivery_id=lease.delivery_id,
+            status=DeliveryStatus.PENDING,
+            attempt_count=lease.attempt_count + 1,
+            next_attempt_at=now,
+            last_status=None,
+            last_error="outcome unknown",
+            delivered_at=None,
+            attempt=attempt(lease.delivery_id, status=None),
+        )
+
+    [taken] = await service.store.take_over_dead_workers(silent_since, now, lost)
+    again = await service.store.take_over_dead_workers(silent_since, now, lost)
+
+    assert again == []  # exactly one worker takes a dead one over
+    assert (taken.worker, taken.released) == ("dead", 2)
+    assert [(lease.delivery_id, lease.started_at, lease.owner) for lease in seen] == [
+        (on_wire, sent_at, "dead")
+    ]
+    rows = {r.id: r for r in await delivery_rows(service)}
+    assert (rows[on_wire].lease_owner, rows[on_wire].attempt_count) == (None, 1)
+    for claimed in dead_claim[1:]:  # merely claimed: back untouched, due now
+        row = rows[claimed.id]
+        assert (row.lease_owner, row.attempt_count, row.next_attempt_at) == (None, 0, now)
+    assert rows[alive_claim.id].lease_owner == "alive"  # a live worker's stay its own
+    assert await count(service, attempts) == 1
+    assert not await service.store.heartbeat("dead", now)  # it hears it was declared dead
+    assert await service.store.heartbeat("alive", now)
+    assert [w.id for w in await service.store.list_workers()] == ["alive"]
 
 
 # ---- listing, retrying, deleting ------------------------------------------------------------
