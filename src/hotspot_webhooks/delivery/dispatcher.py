@@ -67,6 +67,7 @@ class Dispatcher:
             send=self._send,
             hold=self._hold,
             on_room=self._nudge,
+            on_open=self._defer,
         )
         self.stopping = asyncio.Event()
         self._work = asyncio.Event()  # something to claim may be there: room, or new work
@@ -76,6 +77,7 @@ class Dispatcher:
         self._refill_below = self._max_claimed - min(settings.batch_size, self._max_claimed) // 2
         self.unfinished = 0
         self._background: list[asyncio.Task[None]] = []
+        self._deferrals: set[asyncio.Task[None]] = set()
         self._registered = False
 
     def stop(self) -> None:
@@ -87,6 +89,7 @@ class Dispatcher:
         self._work.set()
 
     async def close(self) -> None:
+        await asyncio.gather(*self._deferrals, return_exceptions=True)
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -271,6 +274,23 @@ class Dispatcher:
             self.stats.held += 1
         self.recorder.release(claimed.id, due)
         self._decided()
+
+    def _defer(self, webhook_ids: set[str], until: float) -> None:
+        """An endpoint's circuit opened: move its due deliveries out of the claims' way until
+        the probe (one statement), so its backlog costs no claim anything meanwhile."""
+        due = datetime.now(UTC) + timedelta(seconds=max(0.0, until - time.monotonic()))
+        task = asyncio.create_task(self._write_deferral(webhook_ids, due))
+        self._deferrals.add(task)
+        task.add_done_callback(self._deferrals.discard)
+
+    async def _write_deferral(self, webhook_ids: set[str], due: datetime) -> None:
+        try:
+            moved = await self.store.defer_due(webhook_ids, due)
+        except DatabaseUnavailable as exc:  # only a cost: claims skip them anyway
+            log.warning("could not move the deliveries of an open circuit aside (%s)", exc)
+            return
+        if moved:
+            log.info("%d due deliveries wait for the probe at %s", moved, f"{due:%H:%M:%S}")
 
     def _decided(self) -> None:
         self.unfinished -= 1

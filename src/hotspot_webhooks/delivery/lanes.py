@@ -25,7 +25,7 @@ from .circuit import Circuit, CircuitState
 CLOSED = CircuitState.CLOSED
 
 Item = TypeVar("Item")
-LINGER = 1.0  # seconds after which an unanswered request stops taking a global slot
+LINGER = 0.25  # seconds after which an unanswered request stops taking a global slot
 log = logging.getLogger(__name__)
 
 
@@ -73,6 +73,7 @@ class EndpointLanes(Generic[Item]):
         send: Callable[[Item], Awaitable[bool]],
         hold: Callable[[Item, float | None], None],
         on_room: Callable[[], None],
+        on_open: Callable[[set[str], float], None],
     ) -> None:
         self._slots = asyncio.Semaphore(concurrency)
         self._per_endpoint = per_endpoint
@@ -80,6 +81,7 @@ class EndpointLanes(Generic[Item]):
         self._send = send
         self._hold = hold
         self._on_room = on_room
+        self._on_open = on_open
         # a full lane says it has room again once it is down to this: claims stay batches
         self._room_at = max(0, per_endpoint // 2)
         self._lanes: dict[str, Lane[Item]] = {}
@@ -160,6 +162,7 @@ class EndpointLanes(Generic[Item]):
                 if changed is CircuitState.OPEN:
                     wait = circuit.retry_at - time.monotonic()
                     asyncio.get_running_loop().call_later(wait, self._on_room)
+                    self._on_open(set(lane.webhooks), circuit.retry_at)
                     log.warning(
                         "circuit open for %s after %d unreachable in a row: its deliveries "
                         "wait unsent; one probe in %.0f s",

@@ -122,8 +122,9 @@ deliveries = Table(
     Column("webhook_id", ID, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
     Column("status", String(16), nullable=False),
     Column("attempt_count", Integer, nullable=False),
-    # While leased, next_attempt_at is the lease's expiry: a dead worker's deliveries come due
-    # again by themselves, with no separate sweep.
+    # While leased (lease_owner set), next_attempt_at is the backstop lease's end; with the
+    # owner it names one claim's rows. Leased rows are never claimed: a dead worker's come
+    # back through a takeover (delivery/liveness.py).
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Column("lease_owner", String(64), nullable=True),
     # set while an attempt of this delivery is on the wire (its worker marks requests that
@@ -135,17 +136,11 @@ deliveries = Table(
     Column("delivered_at", UTCDateTime, nullable=True),
     Index("ix_deliveries_due", "status", "next_attempt_at"),
     Index("ix_deliveries_webhook_created", "webhook_id", "created_at"),
-    # the few rows a worker holds right now: finding expired leases stays cheap
+    # the few rows workers hold right now: a claim's rows (by lease end), expired leases and a
+    # dead worker's deliveries are found among them; one partial index, written by every claim
     Index(
         "ix_deliveries_leased",
         "next_attempt_at",
-        sqlite_where=text("lease_owner IS NOT NULL"),
-        postgresql_where=text("lease_owner IS NOT NULL"),
-    ),
-    # the same few rows by holder: a dead worker's deliveries, found at once
-    Index(
-        "ix_deliveries_lease_owner",
-        "lease_owner",
         sqlite_where=text("lease_owner IS NOT NULL"),
         postgresql_where=text("lease_owner IS NOT NULL"),
     ),

@@ -497,6 +497,22 @@ class Store:
             rows = await SELECT_LEASED.fetchall(conn, LeaseParams(owner, lease_until))
         return [_claimed(row) for row in rows]
 
+    async def defer_due(self, webhook_ids: Collection[str], until: datetime) -> int:
+        """Make these webhooks' unclaimed pending deliveries due no sooner than ``until`` (their
+        endpoint's circuit is open: nothing goes out before its probe). No attempt is counted."""
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.webhook_id.in_(list(webhook_ids)),
+                    deliveries.c.status == DeliveryStatus.PENDING,
+                    deliveries.c.lease_owner.is_(None),
+                    deliveries.c.next_attempt_at < until,
+                )
+                .values(next_attempt_at=until)
+            )
+            return int(result.rowcount or 0)
+
     async def mark_on_wire(self, owner: str, since: Mapping[str, datetime]) -> None:
         """Note that attempts of these deliveries (delivery id → when the request went out,
         still leased by ``owner``) are on the wire: should ``owner`` die now, each gets an

@@ -29,17 +29,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("deliveries") as batch:
         batch.add_column(sa.Column("on_wire_since", UTCDateTime(), nullable=True))
-    op.create_index(
-        "ix_deliveries_lease_owner",
-        "deliveries",
-        ["lease_owner"],
-        sqlite_where=sa.text("lease_owner IS NOT NULL"),
-        postgresql_where=sa.text("lease_owner IS NOT NULL"),
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_deliveries_lease_owner", table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
         batch.drop_column("on_wire_since")
     op.drop_table("workers")
