@@ -96,6 +96,7 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        await self.lanes.close()
         if self._registered:
             await self.liveness.deregister()
             self._registered = False
@@ -230,7 +231,7 @@ class Dispatcher:
                 due_by=due_by,
                 lease_until=now + timedelta(seconds=self.settings.lease),
                 limit=limit,
-                per_webhook=self.settings.per_host_concurrency,
+                per_webhook=2 * self.settings.per_host_concurrency,  # what a lane takes
                 exclude_webhooks=self.lanes.blocked_webhooks(),
             )
             self.stats.claimed += len(batch)

@@ -1,19 +1,24 @@
 """Concurrency per endpoint: one lane per receiver host, a bounded share each, a circuit each.
 
-Each endpoint's deliveries queue in its lane, drained by at most ``per_endpoint`` workers;
-every request also takes one of ``concurrency`` global slots, which bound the requests that are
-moving: a request still unanswered after ``LINGER`` seconds gives its global slot back and
-counts against its endpoint's share alone. A slow or hanging endpoint therefore holds at most
-its own share, however many endpoints hang at once, and the claim skips endpoints whose lane is full
-(``blocked_webhooks``), so their backlog waits in the database, not in memory. Behind an open
-circuit (``circuit.py``) a lane sends nothing: what it holds is handed back to wait until the
-probe, and one request probes. Workers are long-lived coroutines per lane, not one task per
-delivery, which keeps the scheduling cost per delivery to a deque pop.
+Each endpoint's deliveries queue in its lane, drained by at most ``per_endpoint`` workers.
+Every request also takes one of ``concurrency`` global slots, which bound the requests that are
+moving: a request still unanswered after one to two ``LINGER`` periods gives its slot back and
+counts against its endpoint's share alone (a ticker hands back, every ``LINGER``, the slots
+taken before its previous turn: no timer per request). A slow or hanging endpoint therefore
+holds its own share and no more, however many endpoints hang at once.
+
+The claim skips endpoints whose lane is full (a share on the wire and a share queued, so its
+workers never run dry while the next claim is made): their backlog waits in the database, not
+in memory. Behind an open circuit (``circuit.py``) a lane sends nothing: what it holds is
+handed back to wait until the probe, and one request probes. Workers are long-lived coroutines
+per lane, not one task per delivery, which keeps the scheduling cost per delivery to a deque
+pop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -83,7 +88,11 @@ class EndpointLanes(Generic[Item]):
         self._on_room = on_room
         self._on_open = on_open
         # a full lane says it has room again once it is down to this: claims stay batches
-        self._room_at = max(0, per_endpoint // 2)
+        self._full_at = 2 * per_endpoint  # a share on the wire, a share queued behind it
+        self._room_at = per_endpoint
+        self._fresh_slots: list[_GlobalSlot] = []  # taken since the ticker's last turn
+        self._aging_slots: list[_GlobalSlot] = []  # taken before it: given back next turn
+        self._ticker: asyncio.Task[None] | None = None
         self._lanes: dict[str, Lane[Item]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.idle = asyncio.Event()
@@ -106,7 +115,7 @@ class EndpointLanes(Generic[Item]):
         for lane in self._lanes.values():
             circuit = lane.circuit
             if (
-                lane.busy >= self._per_endpoint
+                lane.busy >= self._full_at
                 or circuit.state is CircuitState.PROBING
                 or (circuit.state is CircuitState.OPEN and now < circuit.retry_at)
             ):
@@ -115,7 +124,7 @@ class EndpointLanes(Generic[Item]):
 
     def any_full(self) -> bool:
         """Does some endpoint hold its whole share (so its due deliveries wait unclaimed)?"""
-        return any(lane.busy >= self._per_endpoint for lane in self._lanes.values())
+        return any(lane.busy >= self._full_at for lane in self._lanes.values())
 
     def open_circuits(self) -> list[str]:
         return [key for key, lane in self._lanes.items() if lane.circuit.state is not CLOSED]
@@ -149,11 +158,12 @@ class EndpointLanes(Generic[Item]):
                 lane.sending += 1
                 await self._slots.acquire()
                 slot = _GlobalSlot(self._slots)
-                lingering = asyncio.get_running_loop().call_later(LINGER, slot.give_back)
+                self._fresh_slots.append(slot)
+                if self._ticker is None:
+                    self._ticker = asyncio.create_task(self._hand_back_lingering())
                 try:
                     unreachable = await self._send(item)
                 finally:
-                    lingering.cancel()
                     slot.give_back()
                     lane.sending -= 1
                     if lane.busy == self._room_at:
@@ -178,6 +188,24 @@ class EndpointLanes(Generic[Item]):
                     del self._lanes[lane.key]  # an empty lane of a healthy endpoint is forgotten
                 if not any(lane.busy for lane in self._lanes.values()):
                     self.idle.set()
+
+    async def _hand_back_lingering(self) -> None:
+        """Every ``LINGER``: the slots of requests started before the previous turn and still
+        unanswered go back to the pool; stops once no slot was taken for two turns."""
+        try:
+            while self._fresh_slots or self._aging_slots:
+                await asyncio.sleep(LINGER)
+                for slot in self._aging_slots:
+                    slot.give_back()
+                self._aging_slots, self._fresh_slots = self._fresh_slots, []
+        finally:
+            self._ticker = None
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
 
     async def wait_idle(self) -> None:
         """Wait until nothing is queued or being sent."""
