@@ -33,7 +33,10 @@ from types import TracebackType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from tests.postgres import POSTGRES, admin_sql  # noqa: E402  (the machine's server, as tests use it)
+
 SECRET_KEY = "bench-secret-key-0123456789"
 TICK = 1 / os.sysconf("SC_CLK_TCK")  # seconds per clock tick of /proc/<pid>/stat
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nOK"
@@ -258,17 +261,6 @@ class PostgresCpu:
 
 def postgres_url(name: str) -> str:
     return f"{POSTGRES}/{name}"
-
-
-async def admin_sql(*statements: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(f"{POSTGRES}/postgres")
-    try:
-        for statement in statements:
-            await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 class Databases:
