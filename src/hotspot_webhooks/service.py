@@ -131,9 +131,7 @@ class Service:
         self.store = store
         self.cipher = cipher
         # LOW_LATENCY across processes: a commit that stores deliveries wakes every worker
-        store.new_work.notify_other_processes = (
-            settings.low_latency and store.engine.dialect.name == "postgresql"
-        )
+        store.announce_new_work_across_processes(settings.low_latency)
         self._attempts: Attempts | None = None  # for test sends; opened on first use
         # token hash → caller: a busy client costs no query per request
         self._callers: TTLCache[str, Caller] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)

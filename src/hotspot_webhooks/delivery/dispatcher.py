@@ -34,7 +34,6 @@ from ..config import Settings
 from ..errors import DatabaseUnavailable
 from ..keys import KeyCipher
 from ..states import DeliveryStatus
-from ..store.notify import listen
 from ..store.records import ClaimedDelivery, worker_lease_owner
 from ..store.store import Store
 from .attempt import Attempts, unsent_webhook_disabled, webhooks_to_disable
@@ -111,7 +110,7 @@ class Dispatcher:
             self.owner, self.settings.interval,
             ", low latency (woken by new events)" if self.settings.low_latency else "",
         )  # fmt: skip
-        await self._start(background=True)
+        await self._start(continuous=True)
         backoff = 0.5
         next_tick = time.monotonic()
         report_at = time.monotonic() + self.settings.interval
@@ -149,7 +148,7 @@ class Dispatcher:
         clock = time.monotonic()
         stats = self.stats = self.recorder.stats = PassStats()
         due_by = datetime.now(UTC)  # what the dead left is due at the next pass
-        await self._start(background=False)
+        await self._start(continuous=False)
         await self.liveness.take_over_the_dead()
         while not self.stopping.is_set():
             self._work.clear()
@@ -163,7 +162,7 @@ class Dispatcher:
         stats.seconds = time.monotonic() - clock
         return stats
 
-    async def _start(self, *, background: bool) -> None:
+    async def _start(self, *, continuous: bool) -> None:
         """Register, and start what runs beside the claims: the recorder, the heartbeat, the
         marks of requests on the wire and (``run``, ``LOW_LATENCY``) the wake-up."""
         backoff = 0.5
@@ -172,7 +171,7 @@ class Dispatcher:
                 await self.liveness.register()
                 self._registered = True
             except DatabaseUnavailable as exc:
-                if not background:
+                if not continuous:
                     raise
                 log.warning("registering failed (%s); trying again in %.1f s", exc, backoff)
                 await self._sleep(backoff)
@@ -185,10 +184,10 @@ class Dispatcher:
                 asyncio.create_task(self.liveness.heartbeats(self.stopping)),
                 asyncio.create_task(self.liveness.marks(self.stopping)),
             ]
-        if background and self.settings.low_latency:
+        if continuous and self.settings.low_latency:
             self.store.new_work.listeners.append(self._nudge)
-            if self.store.engine.dialect.name == "postgresql":
-                listening = listen(self.store.engine.url, self._nudge, self.stopping)
+            listening = self.store.listen_for_new_work(self._nudge, self.stopping)
+            if listening is not None:
                 self._background.append(asyncio.create_task(listening))
 
     async def _finish(self) -> None:
@@ -208,10 +207,11 @@ class Dispatcher:
     def _report(self) -> None:
         stats = self.stats
         if stats.attempted or stats.held:
+            open_circuits = ", ".join(self.lanes.open_circuits())
             log.info(
                 "%d sent (%d ok, %d to retry, %d failed), %d held by open circuits%s",
                 stats.attempted, stats.succeeded, stats.retrying, stats.failed, stats.held,
-                f" ({', '.join(self.lanes.open_circuits())})" if self.lanes.open_circuits() else "",
+                f" ({open_circuits})" if open_circuits else "",
             )  # fmt: skip
             self.stats = self.recorder.stats = PassStats()
 

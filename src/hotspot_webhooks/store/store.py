@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -47,7 +47,7 @@ from .database import (
 )
 from .emits import GroupCommit
 from .migrate import require_current, upgrade
-from .notify import NOTIFY_SQL, NewWork
+from .notify import NOTIFY_SQL, NewWork, listen
 from .records import (
     LOST,
     AttemptRecord,
@@ -388,6 +388,20 @@ class Store:
         if result.rowcount:
             self.new_work.announce()
         return int(result.rowcount or 0)
+
+    def announce_new_work_across_processes(self, enabled: bool) -> None:
+        """``LOW_LATENCY`` for other processes: on PostgreSQL a commit that stores or re-queues
+        deliveries sends ``NOTIFY``; SQLite has no such channel (in-process listeners only)."""
+        self.new_work.notify_other_processes = enabled and self.engine.dialect.name == "postgresql"
+
+    def listen_for_new_work(
+        self, wake: Callable[[], None], stopping: asyncio.Event
+    ) -> Coroutine[Any, Any, None] | None:
+        """What wakes a dispatcher in another process (PostgreSQL ``LISTEN``, until
+        ``stopping``); None where the backend has no such channel."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        return listen(self.engine.url, wake, stopping)
 
     async def _notify(self, conn: AsyncConnection, changed: bool) -> None:
         if changed and self.new_work.notify_other_processes:
