@@ -9,7 +9,8 @@ import socket
 import asyncpg
 import pytest
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+# HW_POSTGRES points the benches at another server (e.g. a throwaway one with pg_stat_statements)
+POSTGRES = os.environ.get("HW_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 POSTGRES_SECRET_KEY = "secret-key-for-the-postgresql-tests-0123"
 
 
