@@ -111,8 +111,7 @@ class Recorder:
                 self.released.setdefault(due, [])[:0] = ids
             self.disable = {**disable, **self.disable}
             raise
-        if kept is not None:
-            self.stats.lost_leases += len(outcomes) - kept
+        self.stats.lost_leases += len(outcomes) - kept
         self.stats.released += sum(len(ids) for ids in released.values())
 
     async def drain(self) -> None:

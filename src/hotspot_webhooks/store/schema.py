@@ -46,6 +46,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 ID = String(64)
+DUE = "status = 'pending' AND lease_owner IS NULL"  # waiting for a worker: ix_deliveries_due
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -134,7 +135,15 @@ deliveries = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime, nullable=True),
-    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    # the queue: only deliveries waiting for a worker are in it, so a claim's update and an
+    # outcome's take no entry here (a pending row leaves it when claimed; a finished one
+    # never comes back), and the oldest due are the index's first entries
+    Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        sqlite_where=text(DUE),
+        postgresql_where=text(DUE),
+    ),
     Index("ix_deliveries_webhook_created", "webhook_id", "created_at"),
     # the few rows workers hold right now: a claim's rows (by lease end), expired leases and a
     # dead worker's deliveries are found among them; one partial index, written by every claim

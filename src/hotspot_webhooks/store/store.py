@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Row,
     Select,
     and_,
@@ -72,17 +73,23 @@ from .schema import (
 from .sqlite_writer import SqliteWriter
 from .statements import (
     INSERT_ATTEMPT,
+    INSERT_ATTEMPTS,
+    LEASED_DELIVERY_COLUMNS,
     RECORD_OUTCOME,
+    RECORD_OUTCOMES,
     SELECT_LEASED,
     LeasedRow,
     LeaseParams,
     OutcomeParams,
+    leased_rows,
 )
 
 _Query = TypeVar("_Query", bound=Select[Any])
 DELIVERY_COLUMNS = (*deliveries.c, events.c.type.label("event_type"))
 # a fair claim ranks this many times its size of the oldest due deliveries
-CLAIM_WINDOW = 4
+CLAIM_WINDOW = 2
+# how often a claim on PostgreSQL chooses again when other workers took some of its choice
+CLAIM_TRIES = 3
 
 
 class Store:
@@ -468,47 +475,54 @@ class Store:
         backstop for holders that do not heartbeat. ``SKIP LOCKED`` lets workers on PostgreSQL
         claim side by side; SQLite serializes writers anyway.
         """
-        conditions = [
+        waiting = (
             deliveries.c.status == DeliveryStatus.PENDING,
             deliveries.c.lease_owner.is_(None),
-            deliveries.c.next_attempt_at <= due_by,
-        ]
+        )
+        conditions = [*waiting, deliveries.c.next_attempt_at <= due_by]
         if exclude_webhooks:
             conditions.append(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
-        oldest = select(deliveries.c.id, deliveries.c.webhook_id, deliveries.c.next_attempt_at)
-        candidates = (
-            oldest.where(*conditions)
+        # the window is read without locks: locking it would write a lock per row to the WAL,
+        # several times the rows a claim takes; only the chosen are locked, below
+        window = (
+            select(deliveries.c.id, deliveries.c.webhook_id, deliveries.c.next_attempt_at)
+            .where(*conditions)
             .order_by(deliveries.c.next_attempt_at)
             .limit(limit if per_webhook is None else limit * CLAIM_WINDOW)
-            .with_for_update(skip_locked=True)
-            .cte("candidates")
+            .cte("window")
         )
         rank = (
             func.row_number()
             .over(
-                partition_by=candidates.c.webhook_id,
-                order_by=(candidates.c.next_attempt_at, candidates.c.id),
+                partition_by=window.c.webhook_id,
+                order_by=(window.c.next_attempt_at, window.c.id),
             )
             .label("rank")
         )
-        ranked = select(candidates.c.id, candidates.c.next_attempt_at, rank).subquery()
-        chosen = select(ranked.c.id).order_by(ranked.c.next_attempt_at).limit(limit)
-        if per_webhook is not None:
-            chosen = chosen.where(ranked.c.rank <= per_webhook)
+        ranked = select(window.c.id, window.c.next_attempt_at, rank).subquery()
+
+        def choose(count: int) -> Select[Any]:
+            chosen = select(ranked.c.id).order_by(ranked.c.next_attempt_at).limit(count)
+            return chosen if per_webhook is None else chosen.where(ranked.c.rank <= per_webhook)
+
         # (owner, lease end) must name one claim alone: never reuse a lease end
         if self._last_lease_end is not None and lease_until <= self._last_lease_end:
             lease_until = self._last_lease_end + timedelta(microseconds=1)
         self._last_lease_end = lease_until
+        lease = {"next_attempt_at": lease_until, "lease_owner": owner, "on_wire_since": None}
         async with self.write() as conn:
-            leased = await conn.execute(
-                update(deliveries)
-                .where(deliveries.c.id.in_(chosen.scalar_subquery()))
-                .values(next_attempt_at=lease_until, lease_owner=owner, on_wire_since=None)
-            )
-            if not leased.rowcount:
-                return []
-            # (owner, lease end) names exactly this claim's rows, through the due index
-            rows = await SELECT_LEASED.fetchall(conn, LeaseParams(owner, lease_until))
+            if conn.dialect.name == "postgresql":
+                rows = await _lease_chosen_skipping_locked(conn, choose, limit, waiting, lease)
+            else:  # one writer at a time: what it chose is still waiting
+                result = await conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id.in_(choose(limit).scalar_subquery()))
+                    .values(lease)
+                )
+                if not result.rowcount:
+                    return []
+                # (owner, lease end) names exactly this claim's rows, through the leased index
+                rows = await SELECT_LEASED.fetchall(conn, LeaseParams(owner, lease_until))
         return [_claimed(row) for row in rows]
 
     async def defer_due(self, webhook_ids: Collection[str], until: datetime) -> int:
@@ -662,9 +676,8 @@ class Store:
         released: Mapping[datetime, Collection[str]] | None = None,
         now: datetime | None = None,
         disable_webhooks: dict[str, str] | None = None,
-    ) -> int | None:
-        """Record a batch of outcomes in one transaction; return how many leases were still ours
-        (None where the driver does not count the rows an ``executemany`` changed).
+    ) -> int:
+        """Record a batch of outcomes in one transaction; return how many leases were still ours.
 
         Attempts are always stored (they happened). A delivery is only updated while ``owner``
         still holds its lease, so a worker whose lease ran out cannot overwrite a newer state.
@@ -691,32 +704,83 @@ class Store:
             return kept
 
 
-async def _write_outcomes(
-    conn: AsyncConnection, owner: str, outcomes: Sequence[Outcome]
-) -> int | None:
+async def _write_outcomes(conn: AsyncConnection, owner: str, outcomes: Sequence[Outcome]) -> int:
     """Store the attempts (always: they happened) and the new states of the deliveries
-    ``owner`` still holds; return how many it held (None: the driver does not say)."""
-    attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
-    if attempt_rows:
-        await INSERT_ATTEMPT.executemany(conn, attempt_rows)
+    ``owner`` still holds; return how many it held.
+
+    PostgreSQL takes each half as one statement over arrays; SQLite, in process, runs them
+    row by row (``executemany``), which is its fastest way."""
     if not outcomes:
         return 0
-    return await RECORD_OUTCOME.executemany(
-        conn,
-        [
-            OutcomeParams(
-                delivery_id=o.delivery_id,
-                owner=owner,
-                status=o.status,
-                attempt_count=o.attempt_count,
-                next_attempt_at=o.next_attempt_at,
-                last_status=o.last_status,
-                last_error=o.last_error,
-                delivered_at=o.delivered_at,
-            )
-            for o in outcomes
-        ],
-    )
+    attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
+    states = [
+        OutcomeParams(
+            delivery_id=o.delivery_id,
+            owner=owner,
+            status=o.status,
+            attempt_count=o.attempt_count,
+            next_attempt_at=o.next_attempt_at,
+            last_status=o.last_status,
+            last_error=o.last_error,
+            delivered_at=o.delivered_at,
+        )
+        for o in outcomes
+    ]
+    if conn.dialect.name == "postgresql":
+        if attempt_rows:
+            await INSERT_ATTEMPTS.execute(conn, attempt_rows)
+        return await RECORD_OUTCOMES.execute(conn, states)
+    if attempt_rows:
+        await INSERT_ATTEMPT.executemany(conn, attempt_rows)
+    return await RECORD_OUTCOME.executemany(conn, states)  # SQLite counts every row it changed
+
+
+async def _lease_chosen_skipping_locked(
+    conn: AsyncConnection,
+    choose: Callable[[int], Select[Any]],
+    limit: int,
+    waiting: tuple[ColumnElement[bool], ...],
+    lease: dict[str, Any],
+) -> list[LeasedRow]:
+    """PostgreSQL: lease up to ``limit`` of what ``choose`` picks, but only rows still waiting
+    and not locked by another worker's claim in progress (``SKIP LOCKED``); return them with
+    what sending needs, from the same statement.
+
+    Other workers read the same window, so some of the chosen may be taken meanwhile; then the
+    claim chooses again (its own leases are out of the window now), a few times at most.
+    Rows are found by ``= ANY(ARRAY(...))``, an index lookup each; ``IN (subquery)`` let the
+    planner hash-join a scan of the whole table."""
+    taken: list[LeasedRow] = []
+    for _ in range(CLAIM_TRIES):
+        picked = choose(limit - len(taken)).cte("chosen")
+        locked = (
+            select(deliveries.c.id)
+            .where(deliveries.c.id == func.any(func.array(select(picked.c.id).scalar_subquery())))
+            .where(*waiting)
+            .with_for_update(skip_locked=True)
+        )
+        leased = (
+            update(deliveries)
+            .where(deliveries.c.id == func.any(func.array(locked.scalar_subquery())))
+            .values(lease)
+            .returning(*(deliveries.c[name] for name in LEASED_DELIVERY_COLUMNS))
+            .cte("leased")
+        )
+        sendable = leased_rows(leased)
+        # one row even when nothing was leased, to say how many were chosen
+        wanted = select(func.count().label("wanted")).select_from(picked).subquery()
+        found = sendable.subquery()
+        result = await conn.execute(
+            select(wanted.c.wanted, *found.c)
+            .select_from(wanted.outerjoin(found, literal(True)))
+            .order_by(found.c.id)
+        )
+        rows = result.all()
+        got = [LeasedRow._make(row[1:]) for row in rows if row[1] is not None]
+        taken += got
+        if len(got) == rows[0][0]:
+            break
+    return taken
 
 
 def _claimed(row: LeasedRow) -> ClaimedDelivery:
