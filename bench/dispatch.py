@@ -391,9 +391,11 @@ async def run_hanging(rig: Rig, healthy_ports: list[int], hanging_ports: list[in
         )
         print(
             f"  round {number}: bare loop {baseline['rate']:6.0f}/s · all answering "
-            f"{all_up.rate:6.0f}/s (ratio {all_up.rate / baseline['rate']:.2f}) · "
+            f"{all_up.rate:6.0f}/s ({all_up.per_delivery_us(all_up.worker_cpu):.0f} us CPU "
+            f"each; ratio {all_up.rate / baseline['rate']:.2f}) · "
             f"{stuck} of {args.endpoints} hanging: healthy {some_down.rate:6.0f}/s "
-            f"({some_down.succeeded} in {some_down.seconds:.1f} s{late}; ratio "
+            f"({some_down.per_delivery_us(some_down.worker_cpu):.0f} us CPU each, "
+            f"{some_down.succeeded} in {some_down.seconds:.1f} s{late}; ratio "
             f"{some_down.rate / baseline['rate']:.2f}) · hanging/answering ratio {ratios[-1]:.2f}",
             flush=True,
         )

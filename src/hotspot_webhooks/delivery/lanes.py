@@ -1,13 +1,15 @@
 """Concurrency per endpoint: one lane per receiver host, a bounded share each, a circuit each.
 
-Each endpoint's deliveries queue in its lane, drained by at most ``per_endpoint`` workers.
+Each endpoint's deliveries queue in its lane, drained by at most ``per_endpoint`` workers; a
+new lane starts with a few and gains one per answer (a slow start), so an endpoint that never
+answers ties up a few requests, not its whole share, before its circuit opens.
 Every request also takes one of ``concurrency`` global slots, which bound the requests that are
 moving: a request still unanswered after one to two ``LINGER`` periods gives its slot back and
 counts against its endpoint's share alone (a ticker hands back, every ``LINGER``, the slots
 taken before its previous turn: no timer per request). A slow or hanging endpoint therefore
 holds its own share and no more, however many endpoints hang at once.
 
-The claim skips endpoints whose lane is full (a share on the wire and a share queued, so its
+The claim skips endpoints whose lane is full (as many queued as it may send at once, so its
 workers never run dry while the next claim is made): their backlog waits in the database, not
 in memory. Behind an open circuit (``circuit.py``) a lane sends nothing: what it holds is
 handed back to wait until the probe, and one request probes. Workers are long-lived coroutines
@@ -31,6 +33,9 @@ CLOSED = CircuitState.CLOSED
 
 Item = TypeVar("Item")
 LINGER = 0.25  # seconds after which an unanswered request stops taking a global slot
+# a new lane sends this many at once, and one more for each answer, up to its share: an
+# endpoint that never answers holds a few requests (and global slots), not a whole share
+SLOW_START = 8  # above the default circuit threshold: the first timeouts open the circuit
 log = logging.getLogger(__name__)
 
 
@@ -50,19 +55,26 @@ class _GlobalSlot:
 
 
 class Lane(Generic[Item]):
-    __slots__ = ("circuit", "key", "queue", "sending", "webhooks", "workers")
+    __slots__ = ("allowed", "circuit", "key", "queue", "sending", "webhooks", "workers")
 
-    def __init__(self, key: str, circuit: Circuit) -> None:
+    def __init__(self, key: str, circuit: Circuit, allowed: int) -> None:
         self.key = key
         self.queue: deque[Item] = deque()
         self.sending = 0
         self.workers = 0
+        self.allowed = allowed  # workers now: grows from SLOW_START to the share with answers
         self.webhooks: set[str] = set()  # seen in this lane: what the claim must skip
         self.circuit = circuit
 
     @property
     def busy(self) -> int:
         return len(self.queue) + self.sending
+
+    @property
+    def full(self) -> bool:
+        """As many queued as it may send at once: claims skip it until it is down to that
+        (then it says it has room, so claims stay batches and its workers never run dry)."""
+        return self.busy >= 2 * self.allowed
 
 
 class EndpointLanes(Generic[Item]):
@@ -87,9 +99,6 @@ class EndpointLanes(Generic[Item]):
         self._hold = hold
         self._on_room = on_room
         self._on_open = on_open
-        # a full lane says it has room again once it is down to this: claims stay batches
-        self._full_at = 2 * per_endpoint  # a share on the wire, a share queued behind it
-        self._room_at = per_endpoint
         self._fresh_slots: list[_GlobalSlot] = []  # taken since the ticker's last turn
         self._aging_slots: list[_GlobalSlot] = []  # taken before it: given back next turn
         self._ticker: asyncio.Task[None] | None = None
@@ -101,7 +110,8 @@ class EndpointLanes(Generic[Item]):
     def put(self, key: str, webhook_id: str, item: Item) -> None:
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = Lane(key, self._new_circuit())
+            allowed = min(SLOW_START, self._per_endpoint)
+            lane = self._lanes[key] = Lane(key, self._new_circuit(), allowed)
         lane.webhooks.add(webhook_id)
         lane.queue.append(item)
         self.idle.clear()
@@ -115,7 +125,7 @@ class EndpointLanes(Generic[Item]):
         for lane in self._lanes.values():
             circuit = lane.circuit
             if (
-                lane.busy >= self._full_at
+                lane.full
                 or circuit.state is CircuitState.PROBING
                 or (circuit.state is CircuitState.OPEN and now < circuit.retry_at)
             ):
@@ -124,7 +134,7 @@ class EndpointLanes(Generic[Item]):
 
     def any_full(self) -> bool:
         """Does some endpoint hold its whole share (so its due deliveries wait unclaimed)?"""
-        return any(lane.busy >= self._full_at for lane in self._lanes.values())
+        return any(lane.full for lane in self._lanes.values())
 
     def open_circuits(self) -> list[str]:
         return [key for key, lane in self._lanes.items() if lane.circuit.state is not CLOSED]
@@ -136,9 +146,9 @@ class EndpointLanes(Generic[Item]):
                 self._hold(lane.queue.popleft(), None)
 
     def _staff(self, lane: Lane[Item]) -> None:
-        """Start workers for what the lane holds: up to its share while the circuit is
-        closed, one otherwise (it probes, or hands the queue back)."""
-        allowed = self._per_endpoint if lane.circuit.state is CircuitState.CLOSED else 1
+        """Start workers for what the lane holds: up to what it is allowed while the circuit
+        is closed, one otherwise (it probes, or hands the queue back)."""
+        allowed = lane.allowed if lane.circuit.state is CircuitState.CLOSED else 1
         while lane.workers < min(allowed, len(lane.queue) + lane.workers):
             lane.workers += 1
             task = asyncio.create_task(self._drain(lane))
@@ -166,9 +176,12 @@ class EndpointLanes(Generic[Item]):
                 finally:
                     slot.give_back()
                     lane.sending -= 1
-                    if lane.busy == self._room_at:
+                    if lane.busy == lane.allowed:  # room for a batch again
                         self._on_room()
                 changed = circuit.record(unreachable=unreachable, now=time.monotonic())
+                if not unreachable and lane.allowed < self._per_endpoint:
+                    lane.allowed += 1  # it answers: one more at once, up to the share
+                    self._staff(lane)
                 if changed is CircuitState.OPEN:
                     wait = circuit.retry_at - time.monotonic()
                     asyncio.get_running_loop().call_later(wait, self._on_room)
