@@ -20,15 +20,18 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     Dialect,
     Integer,
     Select,
     String,
     Text,
+    all_,
     bindparam,
     cast,
     func,
     insert,
+    literal,
     null,
     select,
     update,
@@ -156,6 +159,12 @@ class DriverStatement(Generic[Params]):
         result = await conn.exec_driver_sql(compiled.sql, [compiled.params(r) for r in rows])
         return int(result.rowcount)
 
+    async def execute(self, conn: AsyncConnection, params: Params) -> int:
+        """Run once; returns the rows affected."""
+        compiled = self._compile(conn.dialect)
+        result = await conn.exec_driver_sql(compiled.sql, compiled.params(params))
+        return int(result.rowcount)
+
 
 class DriverQuery(DriverStatement[Params], Generic[Params, Record]):
     """A select whose rows come back as the ``NamedTuple`` ``record``, whose fields must be
@@ -168,8 +177,9 @@ class DriverQuery(DriverStatement[Params], Generic[Params, Record]):
         record: type[Record],
         *,
         datetimes: Sequence[str] = (),
+        bind_prefix: str = "",
     ) -> None:
-        super().__init__(statement, params, datetimes=datetimes)
+        super().__init__(statement, params, datetimes=datetimes, bind_prefix=bind_prefix)
         columns = list(statement.selected_columns.keys())
         fields = list(record._fields)  # type: ignore[attr-defined]
         if columns != fields:
@@ -354,6 +364,135 @@ def leased_rows(leased: Any) -> Select[Any]:
         .join(events, events.c.id == leased.c.event_id)
         .join(webhooks, webhooks.c.id == leased.c.webhook_id)
     )
+
+
+class ClaimParams(NamedTuple):
+    owner: str
+    lease_until: datetime
+    due_by: datetime
+    window: int  # how many of the oldest due the claim ranks
+    per_webhook: int  # at most this many of one webhook among them
+    limit: int
+    excluded: list[str]  # webhooks whose endpoint takes no more now
+
+
+# waiting for a worker: what ix_deliveries_due holds
+_WAITING = (
+    deliveries.c.status == DeliveryStatus.PENDING.value,
+    deliveries.c.lease_owner.is_(None),
+)
+
+
+def _chosen(excluded: ColumnElement[bool]) -> Select[Any]:
+    """The claim's choice: of the ``window`` oldest due deliveries (of webhooks not
+    ``excluded``), the oldest ``limit``, at most ``per_webhook`` of any one webhook. Read
+    without locks: locking the window would write a lock per row to the WAL."""
+    window = (
+        select(deliveries.c.id, deliveries.c.webhook_id, deliveries.c.next_attempt_at)
+        .where(*_WAITING, deliveries.c.next_attempt_at <= bindparam("b_due_by"), excluded)
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(bindparam("b_window", type_=Integer))
+        .cte("window")
+    )
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=window.c.webhook_id,
+            order_by=(window.c.next_attempt_at, window.c.id),
+        )
+        .label("rank")
+    )
+    ranked = select(window.c.id, window.c.next_attempt_at, rank).subquery()
+    return (
+        select(ranked.c.id)
+        .where(ranked.c.rank <= bindparam("b_per_webhook", type_=Integer))
+        .order_by(ranked.c.next_attempt_at)
+        .limit(bindparam("b_limit", type_=Integer))
+    )
+
+
+_LEASE = {
+    "next_attempt_at": bindparam("b_lease_until"),
+    "lease_owner": bindparam("b_owner"),
+    "on_wire_since": null(),
+}
+
+# SQLite: one writer at a time, so what the claim chose is still waiting; the excluded
+# webhooks go as a JSON array. The claimed rows are read back with SELECT_LEASED.
+CLAIM_SQLITE = DriverStatement(
+    update(deliveries)
+    .where(
+        deliveries.c.id.in_(
+            _chosen(
+                deliveries.c.webhook_id.not_in(
+                    select(func.json_each(bindparam("b_excluded")).table_valued("value").c.value)
+                )
+            ).scalar_subquery()
+        )
+    )
+    .values(_LEASE),
+    ClaimParams,
+    datetimes=["lease_until", "due_by"],
+    jsons=["excluded"],
+    bind_prefix="b_",
+)
+
+
+class ClaimedRow(NamedTuple):
+    """A row of a PostgreSQL claim: how many it chose, and one it leased (None where it
+    leased none: the one row then only says how many were chosen)."""
+
+    wanted: int
+    id: str | None
+    event_id: str
+    webhook_id: str
+    attempt_count: int
+    type: str
+    location_id: str
+    body: bytes
+    callback_url: str
+    api_key_encrypted: str
+    status: str
+
+
+def _claim_postgresql() -> Select[Any]:
+    """Lease what ``_chosen`` picks, but only rows still waiting and not locked by another
+    worker's claim in progress (``SKIP LOCKED``), and return them with what sending needs.
+    Rows are found by ``= ANY(ARRAY(...))``, an index lookup each: ``IN (subquery)`` let the
+    planner hash-join a scan of the whole table."""
+    chosen = _chosen(
+        deliveries.c.webhook_id != all_(bindparam("b_excluded", type_=postgresql.ARRAY(String)))
+    ).cte("chosen")
+    locked = (
+        select(deliveries.c.id)
+        .where(deliveries.c.id == func.any(func.array(select(chosen.c.id).scalar_subquery())))
+        .where(*_WAITING)
+        .with_for_update(skip_locked=True)
+    )
+    leased = (
+        update(deliveries)
+        .where(deliveries.c.id == func.any(func.array(locked.scalar_subquery())))
+        .values(_LEASE)
+        .returning(*(deliveries.c[name] for name in LEASED_DELIVERY_COLUMNS))
+        .cte("leased")
+    )
+    # one row even when nothing was leased, to say how many were chosen
+    wanted = select(func.count().label("wanted")).select_from(chosen).subquery()
+    found = leased_rows(leased).subquery()
+    return (
+        select(wanted.c.wanted, *found.c)
+        .select_from(wanted.outerjoin(found, literal(True)))
+        .order_by(found.c.id)
+    )
+
+
+CLAIM_POSTGRESQL = DriverQuery(
+    _claim_postgresql(),
+    ClaimParams,
+    ClaimedRow,
+    datetimes=["lease_until", "due_by"],
+    bind_prefix="b_",
+)
 
 
 # (owner, lease end) names exactly one claim's rows, through the leased index

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    ColumnElement,
     Row,
     Select,
     and_,
@@ -72,16 +71,17 @@ from .schema import (
 )
 from .sqlite_writer import SqliteWriter
 from .statements import (
+    CLAIM_POSTGRESQL,
+    CLAIM_SQLITE,
     INSERT_ATTEMPT,
     INSERT_ATTEMPTS,
-    LEASED_DELIVERY_COLUMNS,
     RECORD_OUTCOME,
     RECORD_OUTCOMES,
     SELECT_LEASED,
+    ClaimParams,
     LeasedRow,
     LeaseParams,
     OutcomeParams,
-    leased_rows,
 )
 
 _Query = TypeVar("_Query", bound=Select[Any])
@@ -475,54 +475,27 @@ class Store:
         backstop for holders that do not heartbeat. ``SKIP LOCKED`` lets workers on PostgreSQL
         claim side by side; SQLite serializes writers anyway.
         """
-        waiting = (
-            deliveries.c.status == DeliveryStatus.PENDING,
-            deliveries.c.lease_owner.is_(None),
-        )
-        conditions = [*waiting, deliveries.c.next_attempt_at <= due_by]
-        if exclude_webhooks:
-            conditions.append(deliveries.c.webhook_id.not_in(list(exclude_webhooks)))
-        # the window is read without locks: locking it would write a lock per row to the WAL,
-        # several times the rows a claim takes; only the chosen are locked, below
-        window = (
-            select(deliveries.c.id, deliveries.c.webhook_id, deliveries.c.next_attempt_at)
-            .where(*conditions)
-            .order_by(deliveries.c.next_attempt_at)
-            .limit(limit if per_webhook is None else limit * CLAIM_WINDOW)
-            .cte("window")
-        )
-        rank = (
-            func.row_number()
-            .over(
-                partition_by=window.c.webhook_id,
-                order_by=(window.c.next_attempt_at, window.c.id),
-            )
-            .label("rank")
-        )
-        ranked = select(window.c.id, window.c.next_attempt_at, rank).subquery()
-
-        def choose(count: int) -> Select[Any]:
-            chosen = select(ranked.c.id).order_by(ranked.c.next_attempt_at).limit(count)
-            return chosen if per_webhook is None else chosen.where(ranked.c.rank <= per_webhook)
-
         # (owner, lease end) must name one claim alone: never reuse a lease end
         if self._last_lease_end is not None and lease_until <= self._last_lease_end:
             lease_until = self._last_lease_end + timedelta(microseconds=1)
         self._last_lease_end = lease_until
-        lease = {"next_attempt_at": lease_until, "lease_owner": owner, "on_wire_since": None}
+        params = ClaimParams(
+            owner=owner,
+            lease_until=lease_until,
+            due_by=due_by,
+            window=limit if per_webhook is None else limit * CLAIM_WINDOW,
+            per_webhook=limit if per_webhook is None else per_webhook,
+            limit=limit,
+            excluded=list(exclude_webhooks),
+        )
         async with self.write() as conn:
             if conn.dialect.name == "postgresql":
-                rows = await _lease_chosen_skipping_locked(conn, choose, limit, waiting, lease)
-            else:  # one writer at a time: what it chose is still waiting
-                result = await conn.execute(
-                    update(deliveries)
-                    .where(deliveries.c.id.in_(choose(limit).scalar_subquery()))
-                    .values(lease)
-                )
-                if not result.rowcount:
-                    return []
-                # (owner, lease end) names exactly this claim's rows, through the leased index
-                rows = await SELECT_LEASED.fetchall(conn, LeaseParams(owner, lease_until))
+                return await _claim_skipping_locked(conn, params)
+            # one writer at a time: what the claim chose is still waiting
+            if not await CLAIM_SQLITE.execute(conn, params):
+                return []
+            # (owner, lease end) names exactly this claim's rows, through the leased index
+            rows = await SELECT_LEASED.fetchall(conn, LeaseParams(owner, lease_until))
         return [_claimed(row) for row in rows]
 
     async def defer_due(self, webhook_ids: Collection[str], until: datetime) -> int:
@@ -735,50 +708,20 @@ async def _write_outcomes(conn: AsyncConnection, owner: str, outcomes: Sequence[
     return await RECORD_OUTCOME.executemany(conn, states)  # SQLite counts every row it changed
 
 
-async def _lease_chosen_skipping_locked(
-    conn: AsyncConnection,
-    choose: Callable[[int], Select[Any]],
-    limit: int,
-    waiting: tuple[ColumnElement[bool], ...],
-    lease: dict[str, Any],
-) -> list[LeasedRow]:
-    """PostgreSQL: lease up to ``limit`` of what ``choose`` picks, but only rows still waiting
-    and not locked by another worker's claim in progress (``SKIP LOCKED``); return them with
-    what sending needs, from the same statement.
-
-    Other workers read the same window, so some of the chosen may be taken meanwhile; then the
-    claim chooses again (its own leases are out of the window now), a few times at most.
-    Rows are found by ``= ANY(ARRAY(...))``, an index lookup each; ``IN (subquery)`` let the
-    planner hash-join a scan of the whole table."""
-    taken: list[LeasedRow] = []
+async def _claim_skipping_locked(
+    conn: AsyncConnection, params: ClaimParams
+) -> list[ClaimedDelivery]:
+    """PostgreSQL: claim, skipping rows other workers' claims hold. They read the same window,
+    so some of the chosen may be taken meanwhile; then the claim chooses again (its own
+    leases are out of the window now), a few times at most."""
+    taken: list[ClaimedDelivery] = []
     for _ in range(CLAIM_TRIES):
-        picked = choose(limit - len(taken)).cte("chosen")
-        locked = (
-            select(deliveries.c.id)
-            .where(deliveries.c.id == func.any(func.array(select(picked.c.id).scalar_subquery())))
-            .where(*waiting)
-            .with_for_update(skip_locked=True)
+        rows = await CLAIM_POSTGRESQL.fetchall(
+            conn, params._replace(limit=params.limit - len(taken))
         )
-        leased = (
-            update(deliveries)
-            .where(deliveries.c.id == func.any(func.array(locked.scalar_subquery())))
-            .values(lease)
-            .returning(*(deliveries.c[name] for name in LEASED_DELIVERY_COLUMNS))
-            .cte("leased")
-        )
-        sendable = leased_rows(leased)
-        # one row even when nothing was leased, to say how many were chosen
-        wanted = select(func.count().label("wanted")).select_from(picked).subquery()
-        found = sendable.subquery()
-        result = await conn.execute(
-            select(wanted.c.wanted, *found.c)
-            .select_from(wanted.outerjoin(found, literal(True)))
-            .order_by(found.c.id)
-        )
-        rows = result.all()
-        got = [LeasedRow._make(row[1:]) for row in rows if row[1] is not None]
+        got = [_claimed(LeasedRow._make(row[1:])) for row in rows if row.id is not None]
         taken += got
-        if len(got) == rows[0][0]:
+        if len(got) == rows[0].wanted:
             break
     return taken
 
