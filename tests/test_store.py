@@ -530,6 +530,27 @@ async def test_delete_webhook_removes_its_deliveries_and_attempts_only(
         await service.delete_webhook(doomed)
 
 
+async def test_an_attempt_in_flight_when_its_webhook_is_deleted_is_recorded_without_error(
+    service: Service, location: str
+) -> None:
+    """The webhook goes (with its deliveries) while a worker sends one of them: recording the
+    batch neither fails nor brings the deleted delivery's attempt back; the rest is kept."""
+    doomed = await webhook(service, location)
+    kept = await webhook(service, location)
+    await service.emit(CUSTOMER, location, SAMPLE, id="evt-shared")
+    now = datetime.now(UTC)
+    claimed = await service.store.claim_due(
+        owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=10
+    )
+    await service.delete_webhook(doomed)
+
+    assert await service.store.record("w1", [succeeded(c.id) for c in claimed]) == 1
+
+    [survivor] = [c.id for c in claimed if c.webhook_id == kept]
+    assert await count(service, attempts) == 1
+    assert await count(service, attempts, attempts.c.delivery_id == survivor) == 1
+
+
 # ---- opening a database that is not there ---------------------------------------------------
 
 

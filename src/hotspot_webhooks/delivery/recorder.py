@@ -75,8 +75,13 @@ class Recorder:
             try:
                 await self.flush()
                 backoff = 0.5
-            except DatabaseUnavailable as exc:
-                log.warning("recording attempts failed (%s); trying again in %.1f s", exc, backoff)
+            except Exception as exc:  # kept and tried again: a recorder that died would hang
+                if isinstance(exc, DatabaseUnavailable):
+                    log.warning(
+                        "recording attempts failed (%s); trying again in %.1f s", exc, backoff
+                    )
+                else:
+                    log.exception("recording attempts failed; trying again in %.1f s", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 self.wake.set()

@@ -29,6 +29,7 @@ from sqlalchemy import (
     all_,
     bindparam,
     cast,
+    exists,
     func,
     insert,
     literal,
@@ -510,8 +511,19 @@ SELECT_LEASED = DriverQuery(
 )
 
 
+def _still_there(delivery_id: ColumnElement[str]) -> ColumnElement[bool]:
+    """An attempt is stored only while its delivery exists: deleting a webhook deletes its
+    deliveries and attempts, even while one of its requests is on the wire."""
+    return exists().where(deliveries.c.id == delivery_id)
+
+
 INSERT_ATTEMPT = DriverStatement(
-    insert(attempts).values({name: bindparam(name) for name in AttemptRecord._fields}),
+    insert(attempts).from_select(
+        list(AttemptRecord._fields),
+        select(*(bindparam(name) for name in AttemptRecord._fields)).where(
+            _still_there(bindparam("delivery_id"))
+        ),
+    ),
     AttemptRecord,
     datetimes=["started_at"],
     jsons=["request_headers"],
@@ -573,7 +585,7 @@ INSERT_ATTEMPTS = ArrayStatement(
                 cast(column, JSON) if column.name == "request_headers" else column
                 for column in _attempts.c
             )
-        ),
+        ).where(_still_there(_attempts.c.delivery_id)),
     ),
     AttemptRecord,
     jsons=["request_headers"],

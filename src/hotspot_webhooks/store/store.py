@@ -652,10 +652,27 @@ class Store:
     ) -> int:
         """Record a batch of outcomes in one transaction; return how many leases were still ours.
 
-        Attempts are always stored (they happened). A delivery is only updated while ``owner``
-        still holds its lease, so a worker whose lease ran out cannot overwrite a newer state.
+        Attempts are always stored (they happened), unless their delivery is gone (its
+        webhook was deleted meanwhile). A delivery is only updated while ``owner`` still holds
+        its lease, so a worker whose lease ran out cannot overwrite a newer state.
         ``released`` deliveries (due time → ids) go back to the queue unsent, due then.
         """
+        try:
+            return await self._record(owner, outcomes, released, now, disable_webhooks)
+        except IntegrityError:
+            # a webhook was being deleted with its deliveries as the batch was written (its
+            # attempt's delivery was there when looked for, gone by the commit): once more,
+            # the deleted delivery's attempt is now left out
+            return await self._record(owner, outcomes, released, now, disable_webhooks)
+
+    async def _record(
+        self,
+        owner: str,
+        outcomes: Sequence[Outcome],
+        released: Mapping[datetime, Collection[str]] | None,
+        now: datetime | None,
+        disable_webhooks: dict[str, str] | None,
+    ) -> int:
         async with self.write() as conn:
             kept = await _write_outcomes(conn, owner, outcomes)
             for due_at, ids in (released or {}).items():
@@ -678,8 +695,8 @@ class Store:
 
 
 async def _write_outcomes(conn: AsyncConnection, owner: str, outcomes: Sequence[Outcome]) -> int:
-    """Store the attempts (always: they happened) and the new states of the deliveries
-    ``owner`` still holds; return how many it held.
+    """Store the attempts (always: they happened; not once their delivery is deleted) and the
+    new states of the deliveries ``owner`` still holds; return how many it held.
 
     PostgreSQL takes each half as one statement over arrays; SQLite, in process, runs them
     row by row (``executemany``), which is its fastest way."""
