@@ -435,7 +435,7 @@ class Workers:
             with (self.logs / f"worker-{number}.log").open("wb") as log:
                 self.processes.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "hotspot_webhooks", "worker"],
+                        [sys.executable, "-m", "hotspot_webhooks", "worker", "--processes", "1"],
                         env=self.env,
                         cwd=self.logs,  # no stray .env file is read
                         stdout=log,

@@ -179,7 +179,7 @@ class App:
 
     async def worker(self, name: str) -> Process:
         """``hotspot-webhooks worker``, once it has said it runs its passes."""
-        process = self.spawn(name, "worker")
+        process = self.spawn(name, "worker", "--processes", "1")
 
         async def running() -> bool:
             assert process.alive, f"{name} exited:\n{process.output()}"

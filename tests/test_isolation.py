@@ -216,7 +216,7 @@ async def test_low_latency_wakes_a_worker_process_through_postgresql_notify(
         "HOTSPOT_WEBHOOKS_LOW_LATENCY": "true",
     }
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hotspot_webhooks", "worker", env=env,
+        sys.executable, "-m", "hotspot_webhooks", "worker", "--processes", "1", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

@@ -56,7 +56,7 @@ async def start_worker(service: Service, **settings: str) -> asyncio.subprocess.
         **{f"HOTSPOT_WEBHOOKS_{k.upper()}": v for k, v in settings.items()},
     }
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hotspot_webhooks", "worker", env=env,
+        sys.executable, "-m", "hotspot_webhooks", "worker", "--processes", "1", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
 

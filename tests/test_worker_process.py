@@ -29,6 +29,8 @@ async def start_worker(service: Service, **settings: str) -> asyncio.subprocess.
         "-m",
         "hotspot_webhooks",
         "worker",
+        "--processes",
+        "1",
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Annotated
@@ -15,7 +16,8 @@ from ..config import Settings
 from ..delivery.recorder import PassStats
 from ..errors import HotspotWebhooksError
 from ..service import Service
-from ..store.database import display_url
+from ..store.database import display_url, parse_database_url
+from ..supervisor import Supervisor
 from .common import (
     Db,
     Host,
@@ -47,6 +49,15 @@ def configure_logging() -> None:
 
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Run one pass, then exit.")] = False,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="Dispatcher processes to run under one supervisor (default: one per core on "
+            "PostgreSQL, 1 on SQLite, which has one writer).",
+        ),
+    ] = None,
     interval: Interval = None,
     concurrency: Annotated[int | None, typer.Option("--concurrency")] = None,
     dev: Annotated[
@@ -64,6 +75,14 @@ def worker(
         low_latency=True if dev else None,
     )
     configure_logging()
+    if processes is None:
+        on_sqlite = parse_database_url(config.database_url).drivername.startswith("sqlite")
+        processes = 1 if once or on_sqlite else os.cpu_count() or 1
+    if processes > 1:
+        if once:
+            raise typer.BadParameter("runs one pass in this process", param_hint="--once")
+        supervise(config, processes, interval=interval, concurrency=concurrency, dev=dev)
+        return
 
     async def dispatch(service: Service) -> PassStats | None:
         async with service.dispatcher() as dispatcher:
@@ -87,6 +106,30 @@ def worker(
             "seconds": round(stats.seconds, 3),
         }
         show(summary, as_json)
+
+
+def supervise(
+    config: Settings,
+    processes: int,
+    *,
+    interval: float | None,
+    concurrency: int | None,
+    dev: bool,
+) -> None:
+    """``processes`` workers, each ``hotspot-webhooks worker --processes 1`` with the same
+    options (and this environment), kept running by one supervisor until SIGTERM/SIGINT."""
+    command = [sys.executable, "-m", "hotspot_webhooks", "worker", "--processes", "1"]
+    if interval is not None:
+        command += ["--interval", str(interval)]
+    if concurrency is not None:
+        command += ["--concurrency", str(concurrency)]
+    if dev:
+        command.append("--dev")
+    # the database URL goes in the environment: on a command line, any password would show
+    env = {**os.environ, "HOTSPOT_WEBHOOKS_DATABASE_URL": config.database_url}
+    # a child that stops finishes its in-flight attempts first: give it an attempt's time
+    supervisor = Supervisor(command, processes, env=env, stop_timeout=config.timeout + 15)
+    asyncio.run(supervisor.run())
 
 
 def serve(
