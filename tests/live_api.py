@@ -1,6 +1,6 @@
 """The REST API served for real: uvicorn on a free 127.0.0.1 port, in the test's event loop,
-talked to over HTTP with httpx. With ``dispatch`` the dispatcher runs beside it, as in
-``serve``."""
+configured as ``serve`` configures it (``api.server.server_config``), talked to over HTTP with
+httpx. With ``dispatch`` the dispatcher runs beside it, as in ``serve``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 
 from hotspot_webhooks.api.app import create_app
+from hotspot_webhooks.api.server import server_config
 from hotspot_webhooks.config import Settings
 from tests.receivers import free_port
 
@@ -36,12 +37,11 @@ class LiveAPI:
         self.client = httpx.AsyncClient(base_url=self.url, timeout=30)
 
     async def start(self) -> LiveAPI:
-        config = uvicorn.Config(
+        config = server_config(
             create_app(self.settings, dispatch=self.dispatch),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
-            lifespan="on",
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())

@@ -182,7 +182,10 @@ async def test_event_types_are_public_and_describe_all_six_with_fields_schema_an
         assert schema["title"] == info["name"]
         assert schema["additionalProperties"] is False
         assert list(schema["properties"]) == list(event_type.fields)
-        assert all(p == {"type": ["string", "null"]} for p in schema["properties"].values())
+        assert all(
+            p == {"type": ["string", "null"], "pattern": catalog.VALUE_PATTERN}
+            for p in schema["properties"].values()
+        )
     customer = listed["data"][0]
     assert customer["sample"] == REFERENCE_CUSTOMER
     assert customer["fields"][:4] == ["id", "UserName", "name", "email"]

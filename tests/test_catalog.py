@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from hotspot_webhooks.catalog import (
     EVENT_TYPES,
+    VALUE_PATTERN,
     EventType,
     get_event_type,
     parse_json,
@@ -227,6 +228,14 @@ def test_string_that_cannot_be_utf8_encoded_is_rejected_as_invalid_input_naming_
     assert [d["field"] for d in info.value.details] == ["data.name"]
 
 
+def test_a_nul_character_in_a_value_is_rejected_naming_the_field() -> None:
+    # receivers in PHP or C, or storing into PostgreSQL, would cut or refuse the text
+    with pytest.raises(InvalidInput) as info:
+        validate(customer(), {"id": "1", "city": "Rosario\x00; DROP"})
+    assert [d["field"] for d in info.value.details] == ["data.city"]
+    assert "NUL" in info.value.message
+
+
 # --- JSON Schemas --------------------------------------------------------------------------
 
 
@@ -237,7 +246,10 @@ def test_json_schema_lists_exactly_the_fields_as_string_or_null_and_forbids_othe
     schema = get_event_type(name).json_schema()
     assert schema["type"] == "object"
     assert list(schema["properties"]) == SPEC_FIELDS[name]
-    assert all(p == {"type": ["string", "null"]} for p in schema["properties"].values())
+    assert all(
+        p == {"type": ["string", "null"], "pattern": VALUE_PATTERN}
+        for p in schema["properties"].values()
+    )
     assert schema["additionalProperties"] is False
     assert schema["title"] == name
 
@@ -289,14 +301,14 @@ def test_parse_json_accepts_utf8_bytes() -> None:
 @st.composite
 def payloads(draw: st.DrawFn) -> tuple[str, dict[str, str | None]]:
     name = draw(st.sampled_from(sorted(SPEC_FIELDS)))
-    values = st.none() | st.text(max_size=24)
+    values = st.none() | st.text(st.characters(exclude_characters="\x00"), max_size=24)
     data = draw(st.fixed_dictionaries({}, optional={field: values for field in SPEC_FIELDS[name]}))
     return name, data
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(payloads())
-def test_any_string_or_null_payload_validates_and_round_trips_in_catalog_order(
+def test_any_string_without_nul_or_null_payload_validates_and_round_trips_in_catalog_order(
     case: tuple[str, dict[str, str | None]],
 ) -> None:
     name, data = case

@@ -274,3 +274,63 @@ async def test_guarded_resolver_close_closes_the_inner_resolver() -> None:
     inner = FixedResolver([])
     await GuardedResolver(inner).close()
     assert inner.closed
+
+
+# --- IPv6 addresses that carry an IPv4 one, and ranges Python's tables may miss ---------------
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("2002:7f00:1::", "2002:7f00:1:: is the 6to4 address of 127.0.0.1, a loopback address"),
+        ("2002:a9fe:a9fe::1", "the 6to4 address of 169.254.169.254, a link-local address"),
+        (
+            "64:ff9b::7f00:1",
+            "64:ff9b::7f00:1 is the NAT64 address of 127.0.0.1, a loopback address",
+        ),
+        ("64:ff9b::a00:1", "the NAT64 address of 10.0.0.1, a private address"),
+        ("64:ff9b:1::a00:1", "64:ff9b:1::a00:1 is a"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "is a"),  # Teredo
+        ("192.0.0.8", "192.0.0.8 is a non-global address"),
+        ("192.0.0.170", "192.0.0.170 is a"),
+        ("198.18.0.1", "198.18.0.1 is a"),  # benchmarking
+        ("fec0::1", "fec0::1 is a site-local address"),
+    ],
+)
+def test_an_address_that_reaches_or_wraps_an_internal_one_is_forbidden(
+    address: str, reason: str
+) -> None:
+    found = forbidden_reason(address)
+    assert found is not None and reason in found, found
+
+
+@pytest.mark.parametrize("address", ["2002:808:808::1", "64:ff9b::808:808"])
+def test_6to4_and_nat64_addresses_of_a_public_ipv4_are_judged_by_it_and_allowed(
+    address: str,
+) -> None:
+    # a DNS64 network hands out 64:ff9b::/96 addresses for IPv4-only receivers
+    assert forbidden_reason(address) is None
+
+
+def test_port_0_is_refused_whatever_allow_private_says() -> None:
+    rejected("http://1.1.1.1:0/", allow_private=True)
+    rejected("http://1.1.1.1:0/", allow_private=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("http://bücher.example/hook", "http://xn--bcher-kva.example/hook"),
+        ("https://BÜCHER.example:8443/a?b=c", "https://xn--bcher-kva.example:8443/a?b=c"),
+        (f"http://{PUBLIC_V4}/pfad/ä?q=ö", f"http://{PUBLIC_V4}/pfad/%C3%A4?q=%C3%B6"),
+    ],
+)
+def test_an_internationalized_url_is_stored_in_ascii(url: str, stored: str) -> None:
+    assert check_callback_url(url, allow_private=True) == stored
+
+
+async def test_the_guarded_resolver_refuses_port_0() -> None:
+    inner = FixedResolver([entry(PUBLIC_V4)])
+    with pytest.raises(ForbiddenTarget):
+        await GuardedResolver(inner).resolve("hooks.example.com", 0)
+    assert inner.asked == []

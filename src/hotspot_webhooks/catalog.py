@@ -36,6 +36,10 @@ SOCIAL_TRANSACTION_FIELDS = (
     "social_age_range", "social_followers_count", "social_network",
 )  # fmt: skip
 
+# A payload value holds no NUL character: receivers (PHP, C, a CRM's PostgreSQL) would cut
+# the text at it or refuse it, and fail the delivery 21 times over.
+VALUE_PATTERN = "^[^\\x00]*$"
+
 _UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
 
 
@@ -55,7 +59,9 @@ class EventType:
             "title": self.name,
             "description": self.description,
             "type": "object",
-            "properties": {name: {"type": ["string", "null"]} for name in self.fields},
+            "properties": {
+                name: {"type": ["string", "null"], "pattern": VALUE_PATTERN} for name in self.fields
+            },
             "additionalProperties": False,
         }
 
@@ -216,6 +222,8 @@ def validate(event_type: EventType, data: object, *, field: str = "data") -> dic
             problems.append(
                 field_error(f"{field}.{key}", "contains an unpaired UTF-16 surrogate (\\ud800)")
             )
+        elif value is not None and "\x00" in value:
+            problems.append(field_error(f"{field}.{key}", "contains a NUL character (\\u0000)"))
     if problems:
         listed = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         raise InvalidInput(f"invalid {event_type.name} payload: {listed}", details=problems)

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     max_batch_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="largest body of POST /v1/events/batch"
     )
+    body_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds a client has to send a request's whole body"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
 

@@ -90,6 +90,8 @@ def load_secret_keys(configured: str | None, key_file: Path | None) -> list[str]
         )
     if not key_file.exists():
         _create_key_file(key_file)
+    elif key_file.stat().st_mode & 0o077:  # made by hand, or by an older version
+        key_file.chmod(0o600)
     key = key_file.read_text().strip()
     if not key:
         raise ConfigurationError(
@@ -101,14 +103,34 @@ def load_secret_keys(configured: str | None, key_file: Path | None) -> list[str]
 def _create_key_file(key_file: Path) -> None:
     """Write the key to a private temporary file, then link it into place: another process
     sees either no file or the whole key, never a half-written one."""
-    temporary = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    temporary = _private_temporary(key_file, secrets.token_urlsafe(32) + "\n")
     try:
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
         with contextlib.suppress(FileExistsError):  # another process won: use its key
             os.link(temporary, key_file)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write a secret (the first admin token, say) to ``path``, readable by this user alone
+    (0600); a file already there is replaced whole."""
+    temporary = _private_temporary(path, text)
+    try:
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _private_temporary(beside: Path, text: str) -> Path:
+    """A new file holding ``text``, mode 0600, in ``beside``'s directory, on disk."""
+    temporary = beside.with_name(f".{beside.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary

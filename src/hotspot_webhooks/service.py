@@ -51,15 +51,23 @@ from .models import (
 from .signing import signing_secret
 from .states import DeliveryStatus, WebhookStatus
 from .store.database import parse_database_url, sqlite_file
-from .store.records import EventIdTaken, NewEvent, UnknownLocation, test_send_lease_owner
+from .store.records import (
+    EventIdTaken,
+    NewEvent,
+    UnknownLocation,
+    test_send_lease_owner,
+)
 from .store.store import Store
 from .validation import (
     check_aware,
     check_batch_size,
     check_choice,
+    check_id,
     check_limit,
     check_text,
     invalid,
+    is_id,
+    is_text,
 )
 
 T = TypeVar("T")
@@ -123,6 +131,15 @@ def key_file_for(settings: Settings) -> Path | None:
     """Where an embedded SQLite database keeps its generated secret key (beside the file)."""
     path = sqlite_file(parse_database_url(settings.database_url))
     return None if path is None else path.with_name(path.name + ".secret-key")
+
+
+def admin_token_file_for(settings: Settings) -> Path:
+    """Where the first admin token is left when there is no terminal to show it on: beside
+    the SQLite file, or (PostgreSQL) in the working directory."""
+    path = sqlite_file(parse_database_url(settings.database_url))
+    if path is None:
+        return Path.cwd() / "hotspot-webhooks.admin-token"
+    return path.with_name(path.name + ".admin-token").absolute()
 
 
 class Service:
@@ -195,7 +212,7 @@ class Service:
 
     async def ensure_admin_token(self) -> str | None:
         """On first start with no admin token configured, create one and return it (to be
-        printed once); afterwards, and when one is configured, return None."""
+        shown once); afterwards, and when one is configured, return None."""
         if self.settings.admin_token or await self.store.has_admin_token():
             return None
         token = new_token()
@@ -229,9 +246,8 @@ class Service:
         return [Operator.model_validate(r) for r in await self.store.list_operators()]
 
     async def _operator(self, id_or_name: str) -> Operator:
-        return Operator.model_validate(
-            _found(await self.store.find_operator(id_or_name), "operator", id_or_name)
-        )
+        found = await self.store.find_operator(id_or_name) if is_text(id_or_name) else None
+        return Operator.model_validate(_found(found, "operator", id_or_name))
 
     @staticmethod
     def _token_row(operator_id: str | None, token: str, now: datetime) -> dict[str, Any]:
@@ -249,7 +265,7 @@ class Service:
     ) -> Location:
         """A location for ``operator`` (id or name). An operator creates only its own, so it
         may leave ``operator`` out; the admin must name one."""
-        location_id = check_text(location_id, "id")
+        location_id = check_id(location_id, "id")
         name = check_text(name, "name")
         if caller.operator_id is not None:
             if operator is not None and operator != caller.operator_id:
@@ -274,14 +290,22 @@ class Service:
     async def list_locations(
         self, operator: str | None = None, *, caller: Caller = ADMIN
     ) -> list[Location]:
+        if operator:  # in a query string, empty means not given
+            check_text(operator, "operator_id")
         if caller.operator_id is not None:
             operator_id: str | None = caller.operator_id
+        elif operator:
+            operator_id = (await self._operator(operator)).id
         else:
-            operator_id = (await self._operator(operator)).id if operator else None
+            operator_id = None
         return [Location.model_validate(r) for r in await self.store.list_locations(operator_id)]
 
     async def get_location(self, location_id: str, *, caller: Caller = ADMIN) -> Location:
-        found = await self.store.get_location(location_id, caller.operator_id)
+        found = (
+            await self.store.get_location(location_id, caller.operator_id)
+            if is_id(location_id)
+            else None
+        )
         return Location.model_validate(_found(found, "location", location_id))
 
     # webhooks
@@ -290,8 +314,8 @@ class Service:
         self, location_id: str, event_type: str, callback_url: str, *, caller: Caller = ADMIN
     ) -> WebhookWithSecret:
         catalog.get_event_type(event_type, field="event_type")
-        location_id = check_text(location_id, "location_id")
-        await self._check_callback_url(callback_url)
+        location_id = check_id(location_id, "location_id")
+        callback_url = await self._check_callback_url(callback_url)
         await self.get_location(location_id, caller=caller)
         api_key = new_api_key()
         now = _now()
@@ -309,11 +333,12 @@ class Service:
         await self.store.insert_webhook(row)
         return WebhookWithSecret(**row, api_key=api_key, signing_secret=signing_secret(api_key))
 
-    async def _check_callback_url(self, callback_url: str) -> None:
+    async def _check_callback_url(self, callback_url: str) -> str:
+        """The URL to store: checked, its host in ASCII (IDNA), as every attempt sends it."""
         if self.settings.allow_private_targets:
-            check_callback_url(callback_url, allow_private=True)
-        else:  # may resolve the host name: off the event loop
-            await asyncio.to_thread(check_callback_url, callback_url, allow_private=False)
+            return check_callback_url(callback_url, allow_private=True)
+        # may resolve the host name: off the event loop
+        return await asyncio.to_thread(check_callback_url, callback_url, allow_private=False)
 
     async def list_webhooks(
         self,
@@ -323,10 +348,14 @@ class Service:
         status: str | None = None,
         caller: Caller = ADMIN,
     ) -> list[Webhook]:
+        if location_id:  # in a query string, empty means not given
+            check_id(location_id, "location_id")
+        if event_type is not None:
+            catalog.get_event_type(event_type, field="event_type")
         if status is not None:
             check_choice(status, WebhookStatus, "status", what="webhook status")
         rows = await self.store.list_webhooks(
-            location_id=location_id,
+            location_id=location_id or None,
             event_type=event_type,
             status=status,
             operator_id=caller.operator_id,
@@ -337,7 +366,11 @@ class Service:
         return Webhook.model_validate(await self._webhook_row(webhook_id, caller))
 
     async def _webhook_row(self, webhook_id: str, caller: Caller) -> Any:
-        found = await self.store.get_webhook(webhook_id, caller.operator_id)
+        found = (
+            await self.store.get_webhook(webhook_id, caller.operator_id)
+            if is_id(webhook_id)
+            else None
+        )
         return _found(found, "webhook", webhook_id)
 
     async def update_webhook(
@@ -352,8 +385,7 @@ class Service:
         await self.get_webhook(webhook_id, caller=caller)
         values: dict[str, Any] = {}
         if callback_url is not None:
-            await self._check_callback_url(callback_url)
-            values["callback_url"] = callback_url
+            values["callback_url"] = await self._check_callback_url(callback_url)
         if status is not None:
             values["status"] = check_choice(status, WebhookStatus, "status", what="webhook status")
             values["disabled_reason"] = (
@@ -459,11 +491,9 @@ class Service:
         for index, request in enumerate(requests):
             prefix = "" if single else f"events[{index}]."
             event_type = catalog.get_event_type(request.type, field=f"{prefix}type")
-            location_id = check_text(request.location_id, f"{prefix}location_id")
+            location_id = check_id(request.location_id, f"{prefix}location_id")
             payload = catalog.validate(event_type, request.data, field=f"{prefix}data")
-            event_id = (
-                new_id("evt") if request.id is None else check_text(request.id, f"{prefix}id")
-            )
+            event_id = new_id("evt") if request.id is None else check_id(request.id, f"{prefix}id")
             new_events.append(
                 NewEvent(event_id, event_type.name, location_id, catalog.serialize(payload), now)
             )
@@ -487,7 +517,9 @@ class Service:
         return results
 
     async def get_event(self, event_id: str, *, caller: Caller = ADMIN) -> Event:
-        found = await self.store.get_event(event_id, caller.operator_id)
+        found = (
+            await self.store.get_event(event_id, caller.operator_id) if is_id(event_id) else None
+        )
         return Event.from_row(_found(found, "event", event_id))
 
     async def list_events(
@@ -499,11 +531,14 @@ class Service:
         limit: int = 50,
         caller: Caller = ADMIN,
     ) -> Page[Event]:
+        for value, field in ((location_id, "location_id"), (cursor, "cursor")):
+            if value:  # in a query string, empty means not given
+                check_id(value, field)
         if type is not None:
             catalog.get_event_type(type)
         check_limit(limit)
         rows = await self.store.list_events(
-            location_id=location_id,
+            location_id=location_id or None,
             type=type,
             operator_id=caller.operator_id,
             after_id=cursor or None,
@@ -523,12 +558,19 @@ class Service:
         limit: int = 50,
         caller: Caller = ADMIN,
     ) -> Page[Delivery]:
+        for value, field in (
+            (webhook_id, "webhook_id"),
+            (event_id, "event_id"),
+            (cursor, "cursor"),
+        ):
+            if value:  # in a query string, empty means not given
+                check_id(value, field)
         if status is not None:
             check_choice(status, DeliveryStatus, "status", what="delivery status")
         check_limit(limit)
         rows = await self.store.list_deliveries(
-            webhook_id=webhook_id,
-            event_id=event_id,
+            webhook_id=webhook_id or None,
+            event_id=event_id or None,
             status=status,
             after_id=cursor or None,
             limit=limit + 1,
@@ -539,7 +581,11 @@ class Service:
     async def get_delivery(
         self, delivery_id: str, *, caller: Caller = ADMIN
     ) -> DeliveryWithAttempts:
-        found = await self.store.get_delivery(delivery_id, caller.operator_id)
+        found = (
+            await self.store.get_delivery(delivery_id, caller.operator_id)
+            if is_id(delivery_id)
+            else None
+        )
         row, attempts = _found(found, "delivery", delivery_id)
         return DeliveryWithAttempts(
             **Delivery.model_validate(row).model_dump(),
@@ -573,7 +619,11 @@ def _stamp() -> str:
 
 
 def _found(value: T | None, kind: str, key: str) -> T:
-    """``value``, or the one not-found error every face shows for a missing ``kind``."""
+    """``value``, or the one not-found error every face shows for a missing ``kind``.
+
+    Ids that cannot exist (``validation.is_id``) are not looked up, and are answered here too:
+    a malformed id in a path names nothing, and never reaches the database."""
     if value is None:
-        raise NotFound(f"{kind} {key!r} does not exist")
+        shown = repr(key) if len(key) <= 60 else f"{key[:50]!r}..."
+        raise NotFound(f"{kind} {shown} does not exist")
     return value

@@ -20,7 +20,7 @@ from ..errors import HotspotWebhooksError
 from ..service import Service
 from . import deliveries, event_types, events, locations, operators, webhooks
 from .errors import install_error_handlers
-from .limits import BodyLimit
+from .limits import BodyLimit, BodyTimeout
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ changes only its own locations, webhooks, events and deliveries (anything else i
 
 Every error answers `{"success": false, "error": {"code", "message", "details"}}`, where
 `details` names each bad field.
+
+Ids (of locations and events, which you choose, and ours) are 1 to 200 of `A-Z a-z 0-9 _ . : -`,
+starting with a letter, a digit or `_`. Any other id is refused (422); in a path it names
+nothing (404).
 """
 
 
@@ -67,6 +71,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
             settings.max_batch_body_bytes if path == "/v1/events/batch" else settings.max_body_bytes
         ),
     )
+    app.add_middleware(BodyTimeout, seconds=settings.body_timeout)
     for router in (
         event_types.router,
         operators.router,

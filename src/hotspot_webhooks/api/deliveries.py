@@ -11,19 +11,21 @@ from ..states import DeliveryStatus
 from ..validation import MAX_PAGE
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
+from .fields import id_in_path, id_in_query
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=ERROR_RESPONSES)
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
+DeliveryId = Annotated[str, id_in_path("The delivery's id.")]
 
 
 @router.get("")
 async def list_deliveries(
     service: ServiceDep,
     caller: CallerDep,
-    webhook_id: str | None = None,
-    event_id: str | None = None,
+    webhook_id: Annotated[str | None, id_in_query("Only this webhook's deliveries.")] = None,
+    event_id: Annotated[str | None, id_in_query("Only this event's deliveries.")] = None,
     status: DeliveryStatus | None = None,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[str | None, id_in_query("`next_cursor` of the previous page.")] = None,
     limit: Limit = 50,
 ) -> Page[Delivery]:
     """Newest first, `limit` at a time; follow `next_cursor` for more."""
@@ -39,13 +41,15 @@ async def list_deliveries(
 
 @router.get("/{delivery_id}")
 async def get_delivery(
-    delivery_id: str, service: ServiceDep, caller: CallerDep
+    delivery_id: DeliveryId, service: ServiceDep, caller: CallerDep
 ) -> DeliveryWithAttempts:
     """The delivery with every attempt: request headers, status, response excerpt, error."""
     return await service.get_delivery(delivery_id, caller=caller)
 
 
 @router.post("/{delivery_id}/retry", status_code=202, responses=CONFLICT_RESPONSE)
-async def retry_delivery(delivery_id: str, service: ServiceDep, caller: CallerDep) -> Delivery:
+async def retry_delivery(
+    delivery_id: DeliveryId, service: ServiceDep, caller: CallerDep
+) -> Delivery:
     """Make the delivery due now, whatever its state; the next pass sends it."""
     return await service.retry_delivery(delivery_id, caller=caller)

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from .. import catalog
 from ..errors import HotspotWebhooksError, field_error
+from .redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _described("No token, or an unknown one."),
     403: _described("An operator token asked for an admin action."),
     404: _described("No such object, or another operator's."),
+    408: _described("The request body did not arrive in time; the connection is closed."),
     413: _described("The body is larger than the configured limit."),
     415: _described("The body is not JSON."),
     422: _described("A field is missing or wrong; `details` names each."),
@@ -80,7 +82,7 @@ def install_error_handlers(app: FastAPI) -> None:
 async def _our_error(request: Request, exc: HotspotWebhooksError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if exc.status >= 500:
-        log.error("%s %s: %s", request.method, request.url.path, exc.message)
+        log.error("%s %s: %s", request.method, redact(request.url.path), exc.message)
     return error_response(exc.status, exc.message, exc.details, headers)
 
 
@@ -115,7 +117,7 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _bug(request: Request, exc: Exception) -> JSONResponse:
-    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    log.error("%s %s failed", request.method, redact(request.url.path), exc_info=exc)
     return error_response(500, "internal error; it has been logged")
 
 

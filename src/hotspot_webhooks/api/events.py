@@ -19,7 +19,7 @@ from ..service import EmitRequest
 from ..validation import MAX_BATCH, MAX_PAGE
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
-from .fields import EVENT_TYPE_ENUM, text_field
+from .fields import EVENT_TYPE_ENUM, id_field, id_in_path, id_in_query
 
 router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES)
 
@@ -28,20 +28,25 @@ def _class_name(event_type: catalog.EventType) -> str:
     return "".join(part.title() for part in event_type.name.split("."))
 
 
+def _value() -> Any:
+    """A payload field: a string or null, without NUL (the service says so by name)."""
+    return Field(None, json_schema_extra={"pattern": catalog.VALUE_PATTERN})
+
+
 def _event_model(event_type: catalog.EventType) -> type[BaseModel]:
     data = create_model(  # type: ignore[call-overload]
         f"{_class_name(event_type)}Data",
         __config__=ConfigDict(extra="forbid", title=f"{event_type.name} payload"),
-        **{name: (str | None, None) for name in event_type.fields},
+        **{name: (str | None, _value()) for name in event_type.fields},
     )
     model: type[BaseModel] = create_model(
         f"{_class_name(event_type)}Event",
         __config__=ConfigDict(extra="forbid", title=event_type.name),
         __doc__=event_type.description,
         type=(Literal[event_type.name], ...),  # type: ignore[arg-type]
-        location_id=(str, text_field()),
+        location_id=(str, id_field()),
         data=(data, ...),
-        id=(str | None, text_field("Idempotency key; generated when absent.", default=None)),
+        id=(str | None, id_field("Idempotency key; generated when absent.", default=None)),
     )
     return model
 
@@ -123,9 +128,9 @@ async def emit_batch(
 async def list_events(
     service: ServiceDep,
     caller: CallerDep,
-    location_id: str | None = None,
+    location_id: Annotated[str | None, id_in_query("Only this location's events.")] = None,
     type: Annotated[str | None, Query(json_schema_extra=EVENT_TYPE_ENUM)] = None,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    cursor: Annotated[str | None, id_in_query("`next_cursor` of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> Page[Event]:
     """Newest first, `limit` at a time; follow `next_cursor` for more."""
@@ -135,5 +140,7 @@ async def list_events(
 
 
 @router.get("/{event_id}")
-async def get_event(event_id: str, service: ServiceDep, caller: CallerDep) -> Event:
+async def get_event(
+    event_id: Annotated[str, id_in_path("The event's id.")], service: ServiceDep, caller: CallerDep
+) -> Event:
     return await service.get_event(event_id, caller=caller)

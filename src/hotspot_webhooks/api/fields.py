@@ -9,17 +9,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Path, Query
 from pydantic import Field, JsonValue
 
 from .. import catalog
-from ..validation import CALLBACK_URL_PATTERN, MAX_ID_LENGTH, MAX_URL_LENGTH, TEXT_PATTERN
+from ..validation import (
+    CALLBACK_URL_PATTERN,
+    ID_OR_EMPTY_PATTERN,
+    ID_PATTERN,
+    ID_RULE,
+    MAX_ID_LENGTH,
+    MAX_URL_LENGTH,
+    TEXT_OR_EMPTY_PATTERN,
+    TEXT_PATTERN,
+)
 
 # the six event type names, as the schema's enum wherever a field or filter names one
 EVENT_TYPE_ENUM: dict[str, JsonValue] = {"enum": list(catalog.EVENT_TYPES)}
+_ID_SCHEMA: dict[str, JsonValue] = {
+    "pattern": ID_PATTERN,
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+}
 
 
 def text_field(description: str | None = None, **kwargs: Any) -> Any:
-    """An id or a name: 1 to 200 characters, not blank, no control characters."""
+    """A name: 1 to 200 characters, not blank, no control or invisible characters."""
     return Field(
         min_length=1,
         max_length=MAX_ID_LENGTH,
@@ -27,6 +42,31 @@ def text_field(description: str | None = None, **kwargs: Any) -> Any:
         json_schema_extra={"pattern": TEXT_PATTERN},
         **kwargs,
     )
+
+
+def id_field(description: str | None = None, **kwargs: Any) -> Any:
+    """An id a caller chooses (a location's, an event's): ``validation``'s id alphabet.
+
+    Published, not enforced here: the service refuses other ids with its own message."""
+    text = f"{description} " if description else ""
+    return Field(description=f"{text}An id: {ID_RULE}.", json_schema_extra=_ID_SCHEMA, **kwargs)
+
+
+def id_in_path(description: str) -> Any:
+    """An object's id in a path: one that cannot be an id names nothing (404)."""
+    return Path(description=description, json_schema_extra=_ID_SCHEMA)
+
+
+def id_in_query(description: str) -> Any:
+    """An id as a filter or a cursor: one that cannot be an id is refused (422); an empty
+    value is the parameter left out."""
+    schema: dict[str, JsonValue] = {"pattern": ID_OR_EMPTY_PATTERN, "maxLength": MAX_ID_LENGTH}
+    return Query(description=description, json_schema_extra=schema)
+
+
+def name_in_query(description: str) -> Any:
+    """An id or a name as a filter (an operator's); an empty value is the filter left out."""
+    return Query(description=description, json_schema_extra={"pattern": TEXT_OR_EMPTY_PATTERN})
 
 
 def callback_url_field(**kwargs: Any) -> Any:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import Location, Page
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
-from .fields import text_field
+from .fields import id_field, id_in_path, name_in_query, text_field
 
 router = APIRouter(prefix="/v1/locations", tags=["locations"], responses=ERROR_RESPONSES)
 
@@ -19,7 +21,7 @@ class LocationCreate(BaseModel):
         json_schema_extra={"examples": [{"id": "loc-1042", "name": "Café Central"}]},
     )
 
-    id: str = text_field("The platform's location id.")
+    id: str = id_field("The platform's location id.")
     name: str = text_field()
     operator_id: str | None = Field(
         None, description="Owning operator; only the admin gives it (an operator owns its own)."
@@ -33,12 +35,18 @@ async def create_location(body: LocationCreate, service: ServiceDep, caller: Cal
 
 @router.get("")
 async def list_locations(
-    service: ServiceDep, caller: CallerDep, operator_id: str | None = None
+    service: ServiceDep,
+    caller: CallerDep,
+    operator_id: Annotated[str | None, name_in_query("The operator's id or name.")] = None,
 ) -> Page[Location]:
     """The caller's locations (the admin sees all, or one operator's with ``operator_id``)."""
     return Page[Location](data=await service.list_locations(operator_id, caller=caller))
 
 
 @router.get("/{location_id}")
-async def get_location(location_id: str, service: ServiceDep, caller: CallerDep) -> Location:
+async def get_location(
+    location_id: Annotated[str, id_in_path("The location's id.")],
+    service: ServiceDep,
+    caller: CallerDep,
+) -> Location:
     return await service.get_location(location_id, caller=caller)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..models import (
@@ -17,9 +17,10 @@ from ..models import (
 from ..states import WebhookStatus
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
-from .fields import EVENT_TYPE_ENUM, callback_url_field, text_field
+from .fields import EVENT_TYPE_ENUM, callback_url_field, id_field, id_in_path, id_in_query
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
+WebhookId = Annotated[str, id_in_path("The webhook's id.")]
 
 
 class WebhookCreate(BaseModel):
@@ -36,7 +37,7 @@ class WebhookCreate(BaseModel):
         },
     )
 
-    location_id: str = text_field()
+    location_id: str = id_field()
     event_type: str = Field(json_schema_extra=EVENT_TYPE_ENUM)
     callback_url: str = callback_url_field()
 
@@ -89,8 +90,8 @@ async def create_webhook(
 async def list_webhooks(
     service: ServiceDep,
     caller: CallerDep,
-    location_id: str | None = None,
-    event_type: str | None = None,
+    location_id: Annotated[str | None, id_in_query("Only webhooks at this location.")] = None,
+    event_type: Annotated[str | None, Query(json_schema_extra=EVENT_TYPE_ENUM)] = None,
     status: WebhookStatus | None = None,
 ) -> Page[Webhook]:
     found = await service.list_webhooks(
@@ -103,13 +104,13 @@ async def list_webhooks(
 
 
 @router.get("/{webhook_id}")
-async def get_webhook(webhook_id: str, service: ServiceDep, caller: CallerDep) -> Webhook:
+async def get_webhook(webhook_id: WebhookId, service: ServiceDep, caller: CallerDep) -> Webhook:
     return await service.get_webhook(webhook_id, caller=caller)
 
 
 @router.patch("/{webhook_id}")
 async def update_webhook(
-    webhook_id: str, body: WebhookUpdate, service: ServiceDep, caller: CallerDep
+    webhook_id: WebhookId, body: WebhookUpdate, service: ServiceDep, caller: CallerDep
 ) -> Webhook:
     """Change the callback URL, or enable/disable (enabling clears `disabled_reason`)."""
     return await service.update_webhook(
@@ -121,21 +122,23 @@ async def update_webhook(
 
 
 @router.delete("/{webhook_id}", status_code=204, response_class=Response)
-async def delete_webhook(webhook_id: str, service: ServiceDep, caller: CallerDep) -> Response:
+async def delete_webhook(webhook_id: WebhookId, service: ServiceDep, caller: CallerDep) -> Response:
     """Delete the webhook with its deliveries and their attempts."""
     await service.delete_webhook(webhook_id, caller=caller)
     return Response(status_code=204)
 
 
 @router.post("/{webhook_id}/rotate-key")
-async def rotate_key(webhook_id: str, service: ServiceDep, caller: CallerDep) -> WebhookWithSecret:
+async def rotate_key(
+    webhook_id: WebhookId, service: ServiceDep, caller: CallerDep
+) -> WebhookWithSecret:
     """A new API key, shown this once; every later attempt is signed with it."""
     return await service.rotate_key(webhook_id, caller=caller)
 
 
 @router.post("/{webhook_id}/test")
 async def test_webhook(
-    webhook_id: str, service: ServiceDep, caller: CallerDep
+    webhook_id: WebhookId, service: ServiceDep, caller: CallerDep
 ) -> DeliveryWithAttempts:
     """Send the event type's sample now, to this webhook alone; answers with the delivery and
     its attempt (a failed one is retried like any other)."""
@@ -144,7 +147,7 @@ async def test_webhook(
 
 @router.post("/{webhook_id}/recover", responses=CONFLICT_RESPONSE)
 async def recover(
-    webhook_id: str, body: RecoverRequest, service: ServiceDep, caller: CallerDep
+    webhook_id: WebhookId, body: RecoverRequest, service: ServiceDep, caller: CallerDep
 ) -> RecoverResult:
     """Re-queue failed deliveries created since `since`; each gets one more attempt."""
     return await service.recover(webhook_id, body.since, caller=caller)

@@ -15,7 +15,8 @@ from .._version import __version__
 from ..config import Settings
 from ..delivery.recorder import PassStats
 from ..errors import HotspotWebhooksError
-from ..service import Service
+from ..keys import write_private_file
+from ..service import Service, admin_token_file_for
 from ..store.database import display_url, parse_database_url
 from ..supervisor import Supervisor
 from .common import (
@@ -32,12 +33,14 @@ from .common import (
 )
 from .output import show
 
+log = logging.getLogger(__name__)
+
 
 def migrate(db: Db = None) -> None:
     """Create the database schema, or upgrade it to this version."""
     config = settings(db)
     with_service(config, lambda service: service.ping(), migrate=True)
-    out.print(f"database is up to date: {config.database_url}", highlight=False)
+    out.print(f"database is up to date: {display_url(config.database_url)}", highlight=False)
 
 
 def configure_logging() -> None:
@@ -168,36 +171,52 @@ def api(host: Host = None, port: Port = None, db: Db = None) -> None:
     serve_http(settings(db, host=host, port=port), dispatch=False)
 
 
+def hand_over_admin_token(token: str, config: Settings) -> None:
+    """Show the first admin token once, where only its owner sees it: on the terminal that
+    started the service; without one (systemd, docker) stdout is a log, so the token goes to
+    a private file instead and only that file's path is logged. It is stored only hashed."""
+    again = "`hotspot-webhooks tokens create --admin` makes another"
+    if sys.stdout.isatty():
+        out.print(
+            f"[bold]admin token:[/bold] {token}\n[yellow]Keep it now: it is stored "
+            f"hashed and cannot be shown again ({again}).[/yellow]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    path = admin_token_file_for(config)
+    write_private_file(path, token + "\n")
+    log.warning(
+        "first start: the admin token is in %s (mode 0600), not in this log; keep it "
+        "elsewhere and delete the file (it is stored only hashed; %s)",
+        path,
+        again,
+    )
+
+
 def serve_http(config: Settings, *, dispatch: bool) -> None:
-    """Migrate, print the admin token if this is the first start, then serve until stopped."""
+    """Migrate, hand over the admin token if this is the first start, then serve until
+    stopped."""
     import uvicorn
 
     from ..api.app import create_app
+    from ..api.server import server_config
 
     configure_logging()
 
     admin_token = with_service(config, lambda s: s.ensure_admin_token(), migrate=True)
     if admin_token:
-        # printed once, to the terminal that started the service; it is stored only hashed
-        out.print(
-            f"[bold]admin token:[/bold] {admin_token}\n[yellow]Keep it now: it is stored "
-            "hashed and cannot be shown again (`hotspot-webhooks tokens create --admin` "
-            "makes another).[/yellow]",
-            highlight=False,
-            soft_wrap=True,
-        )
+        hand_over_admin_token(admin_token, config)
     err.print(
         f"hotspot-webhooks {__version__} on http://{config.host}:{config.port} "
         f"(database {display_url(config.database_url)}; docs at /docs)",
         highlight=False,
     )
+    app = create_app(config, dispatch=dispatch, migrate=False)
+    server = uvicorn.Server(server_config(app, host=config.host, port=config.port))
     try:
-        uvicorn.run(
-            create_app(config, dispatch=dispatch, migrate=False),
-            host=config.host,
-            port=config.port,
-            log_level="info",
-            lifespan="on",
-        )
+        server.run()
     except HotspotWebhooksError as exc:
         fail(exc.message)
+    if not server.started:  # it said why (a port taken, the database gone): as uvicorn.run
+        raise typer.Exit(3)

@@ -8,6 +8,7 @@ success statuses and the state machine of ``outcome.decide``. What to do with th
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -103,12 +104,25 @@ class Attempts:
         return decide(
             delivery_id=delivery_id,
             attempt_number=number,
-            result=result,
+            result=storable(result),
             request_headers=headers,
             policy=self.policy,
             is_success=self.settings.is_success,
             now=datetime.now(UTC),
         )
+
+
+def storable(result: AttemptResult) -> AttemptResult:
+    """``result`` with the receiver's text made storable: a NUL (which a receiver may answer,
+    and PostgreSQL cannot store in text) becomes U+FFFD, as undecodable bytes already do."""
+    excerpt, error = result.response_excerpt, result.error
+    if (excerpt is None or "\x00" not in excerpt) and (error is None or "\x00" not in error):
+        return result
+    return dataclasses.replace(
+        result,
+        response_excerpt=None if excerpt is None else excerpt.replace("\x00", "\ufffd"),
+        error=None if error is None else error.replace("\x00", "\ufffd"),
+    )
 
 
 def signed_headers(claimed: ClaimedDelivery, signer: Signer) -> dict[str, str]:

@@ -2,11 +2,15 @@
 
 SQLite runs in WAL mode with ``synchronous=FULL`` so a commit survives power loss, and write
 transactions start with ``BEGIN IMMEDIATE`` so two processes never deadlock upgrading a read
-lock. PostgreSQL needs none of this; the rest of the store is the same for both.
+lock. The file holds guests' personal data, so it is private to the service's user (0600, in
+a 0700 directory when we create it). PostgreSQL needs none of this; the rest of the store is
+the same for both.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,8 +22,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..config import DEFAULT_DATABASE_URL
-from ..errors import ConfigurationError, DatabaseUnavailable
+from ..errors import ConfigurationError, DatabaseUnavailable, InvalidInput
 
+log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 15_000
 SQLITE_PRAGMAS = (
     "journal_mode=WAL",
@@ -69,7 +74,7 @@ def sqlite_file(url: URL) -> Path | None:
 def check_sqlite_path(path: Path, *, create_directory: bool = False) -> None:
     """Fail clearly, before SQLite does obscurely, when the file cannot be where it is said."""
     if not path.parent.exists() and create_directory:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.parent.exists() and not path.parent.is_dir():
         raise DatabaseUnavailable(f"cannot open database {path}: {path.parent} is not a directory")
     if not path.parent.is_dir():
@@ -86,9 +91,30 @@ def create_engine(configured_url: str) -> AsyncEngine:
     if path is None:
         return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     check_sqlite_path(path, create_directory=configured_url == DEFAULT_DATABASE_URL)
+    keep_private(path)
     engine = create_async_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     _configure_sqlite(engine)
     return engine
+
+
+def keep_private(path: Path) -> None:
+    """Make the SQLite file readable by this user alone: a new one is created 0600 before
+    SQLite opens it (SQLite gives its -wal and -shm files the database file's mode); an
+    existing one that others may read, with its -wal and -shm, is tightened to 0600."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for each in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        try:
+            info = each.stat()
+        except FileNotFoundError:
+            continue
+        mode = info.st_mode & 0o777
+        if mode & 0o077 and info.st_uid == os.geteuid():
+            each.chmod(0o600)
+            log.info("%s was open to other users (mode %o); it is now 0600", each, mode)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -119,9 +145,16 @@ async def transaction(engine: AsyncEngine, *, write: bool) -> AsyncIterator[Asyn
     except IntegrityError:
         raise
     except DBAPIError as exc:
+        if _is_data_exception(exc):  # a value it cannot take (a NUL byte): not an outage
+            raise InvalidInput(f"a value cannot be stored: {_describe(exc)}") from exc
         raise DatabaseUnavailable(f"database unavailable: {_describe(exc)}") from exc
     except OSError as exc:
         raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+
+
+def _is_data_exception(exc: DBAPIError) -> bool:
+    """PostgreSQL's SQLSTATE class 22: the data was wrong (e.g. 22021, a NUL in a string)."""
+    return str(getattr(exc.orig, "sqlstate", None) or "").startswith("22")
 
 
 def _describe(exc: DBAPIError) -> str:

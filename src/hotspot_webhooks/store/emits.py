@@ -89,11 +89,14 @@ def plan_emits(
             continue
         counts: dict[str, int] = {}
         existed: set[str] = set()
+        planned: set[str] = set()  # stored by this emit: repeated in it, new all the same
         for new in emit.events:
             if new.id in known:
                 counts[new.id] = known[new.id].delivery_count
-                existed.add(new.id)
+                if new.id not in planned:
+                    existed.add(new.id)
                 continue
+            planned.add(new.id)
             matched = targets.get((new.location_id, new.type), [])
             counts[new.id] = len(matched)
             known[new.id] = ExistingEvent(new.id, len(matched), owner_of[new.location_id])
