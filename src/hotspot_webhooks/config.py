@@ -6,6 +6,7 @@ CLI flags override the environment by passing keyword arguments to ``Settings(..
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -57,6 +58,11 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    retention: timedelta | None = Field(
+        None,
+        description="purge finished deliveries, their attempts and events older than this, "
+        "daily in each dispatcher (e.g. 30d; off by default)",
+    )
 
     @model_validator(mode="after")
     def _check_liveness(self) -> Settings:
@@ -66,6 +72,13 @@ class Settings(BaseSettings):
                 f"heartbeat ({self.heartbeat:g} s), or a live worker could be taken for dead"
             )
         return self
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: object) -> object:
+        if isinstance(value, str):
+            return None if value.strip().lower() in ("", "off", "0") else parse_duration(value)
+        return value
 
     @field_validator("success_statuses")
     @classmethod
@@ -90,3 +103,19 @@ def parse_success_statuses(value: str) -> frozenset[int]:
         else:
             raise ValueError(f"{part!r} is not a status code (like 200) or class (like 2xx)")
     return frozenset(statuses)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"``: a positive whole number and a
+    unit (what operators write for retention)."""
+    value = text.strip().lower()
+    number, unit = value[:-1], value[-1:]
+    if unit not in _UNITS or not number.isdigit() or int(number) == 0:
+        raise ValueError(
+            f"{text!r} is not a duration: write a positive whole number and a unit, s, m, h, "
+            "d or w (e.g. 30d)"
+        )
+    return timedelta(seconds=int(number) * _UNITS[unit])

@@ -54,6 +54,7 @@ from .store.database import parse_database_url, sqlite_file
 from .store.records import (
     EventIdTaken,
     NewEvent,
+    Purged,
     UnknownLocation,
     test_send_lease_owner,
 )
@@ -218,6 +219,14 @@ class Service:
         token = new_token()
         await self.store.insert_token(self._token_row(None, token, _now()))
         return token
+
+    # retention
+
+    async def purge(self, older_than: timedelta, *, caller: Caller = ADMIN) -> Purged:
+        """Delete finished deliveries, their attempts and events older than ``older_than``
+        (pending ones stay): what ``RETENTION`` runs daily, and ``purge`` by hand."""
+        caller.require_admin()
+        return await self.store.purge(_now() - older_than)
 
     # operators
 

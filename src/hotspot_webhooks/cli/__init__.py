@@ -13,7 +13,16 @@ from typing import Annotated
 import typer
 
 from .._version import __version__
-from . import deliveries, events, locations, operators, processes, receiving, webhooks
+from . import (
+    deliveries,
+    events,
+    locations,
+    maintenance,
+    operators,
+    processes,
+    receiving,
+    webhooks,
+)
 
 app = typer.Typer(
     help="Durable, signed webhook delivery for Wi-Fi hotspot platforms.",
@@ -27,6 +36,7 @@ for command in (
     processes.api,
     processes.worker,
     processes.migrate,
+    maintenance.purge,
     events.emit,
     webhooks.recover,
     receiving.listen,

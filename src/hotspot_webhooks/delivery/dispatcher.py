@@ -41,6 +41,7 @@ from .circuit import Circuit
 from .lanes import EndpointLanes
 from .liveness import Liveness, OnWire
 from .recorder import MAX_BACKOFF, PassStats, Recorder
+from .retention import purge_daily
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,8 @@ class Dispatcher:
 
     async def _start(self, *, continuous: bool) -> None:
         """Register, and start what runs beside the claims: the recorder, the heartbeat, the
-        marks of requests on the wire and (``run``, ``LOW_LATENCY``) the wake-up."""
+        marks of requests on the wire and (``run``) the daily purge (``RETENTION``) and the
+        wake-up (``LOW_LATENCY``)."""
         backoff = 0.5
         while not self._registered:
             try:
@@ -184,6 +186,9 @@ class Dispatcher:
                 asyncio.create_task(self.liveness.heartbeats(self.stopping)),
                 asyncio.create_task(self.liveness.marks(self.stopping)),
             ]
+        if continuous and self.settings.retention is not None:
+            purging = purge_daily(self.store, self.settings.retention, self.stopping)
+            self._background.append(asyncio.create_task(purging))
         if continuous and self.settings.low_latency:
             self.store.new_work.listeners.append(self._nudge)
             listening = self.store.listen_for_new_work(self._nudge, self.stopping)

@@ -118,6 +118,17 @@ class DeadWorkerTakeover:
     on_wire: list[ExpiredLease]
 
 
+@dataclass(slots=True)
+class Purged:
+    """What a purge deleted, and its longest transaction (how long it held the writer)."""
+
+    deliveries: int = 0
+    attempts: int = 0
+    events: int = 0
+    transactions: int = 0
+    longest_transaction: float = 0.0  # seconds
+
+
 # ---- emitting -------------------------------------------------------------------------------
 
 

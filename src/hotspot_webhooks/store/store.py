@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
@@ -58,6 +59,7 @@ from .records import (
     ExpiredLease,
     NewEvent,
     Outcome,
+    Purged,
 )
 from .schema import (
     attempts,
@@ -90,6 +92,7 @@ DELIVERY_COLUMNS = (*deliveries.c, events.c.type.label("event_type"))
 CLAIM_WINDOW = 2
 # how often a claim on PostgreSQL chooses again when other workers took some of its choice
 CLAIM_TRIES = 3
+PURGE_BATCH = 1000  # rows a purge deletes per transaction
 
 
 class Store:
@@ -529,6 +532,57 @@ class Store:
                 [{"b_id": i, "b_owner": owner, "b_since": t} for i, t in since.items()],
             )
 
+    # retention
+
+    async def purge(self, older_than: datetime, *, batch: int = PURGE_BATCH) -> Purged:
+        """Delete what is finished and older than ``older_than``: succeeded and failed
+        deliveries with their attempts, then events with no delivery left (pending ones and
+        their events stay, however old).
+
+        Both tables are walked in windows of ``batch`` rows along the primary key, one short
+        transaction each, deleting what qualifies in the window: each row is looked at once,
+        no transaction holds the writer for long (emits and claims go on meanwhile), and no
+        statement leaves the planner room for a scan of the whole table.
+        An event id can be used again once its event is purged.
+        """
+        purged = Purged()
+        old_and_done = (
+            deliveries.c.status.in_([DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED]),
+            deliveries.c.created_at < older_than,
+        )
+        after: str | None = ""
+        while after is not None:
+            started = time.monotonic()
+            async with self.write() as conn:
+                window, after = await _window(conn, deliveries.c.id, after, batch)
+                doomed = select(deliveries.c.id).where(deliveries.c.id.in_(window), *old_and_done)
+                gone = await conn.execute(
+                    delete(attempts).where(attempts.c.delivery_id.in_(doomed.scalar_subquery()))
+                )
+                purged.attempts += int(gone.rowcount)
+                gone = await conn.execute(
+                    delete(deliveries).where(deliveries.c.id.in_(window), *old_and_done)
+                )
+                purged.deliveries += int(gone.rowcount)
+            _timed(purged, started)
+        after = ""
+        while after is not None:
+            started = time.monotonic()
+            async with self.write() as conn:
+                window, after = await _window(conn, events.c.id, after, batch)
+                gone = await conn.execute(
+                    delete(events).where(
+                        events.c.id.in_(window),
+                        events.c.created_at < older_than,
+                        ~select(deliveries.c.id)
+                        .where(deliveries.c.event_id == events.c.id)
+                        .exists(),
+                    )
+                )
+                purged.events += int(gone.rowcount)
+            _timed(purged, started)
+        return purged
+
     # workers
 
     async def register_worker(self, worker_id: str, host: str, pid: int, now: datetime) -> None:
@@ -741,6 +795,22 @@ async def _claim_skipping_locked(
         if len(got) == rows[0].wanted:
             break
     return taken
+
+
+async def _window(
+    conn: AsyncConnection, key: Any, after: str, size: int
+) -> tuple[list[str], str | None]:
+    """The next ``size`` primary keys after ``after``, and where the window after it starts
+    (None: this is the last one)."""
+    keys = list(
+        (await conn.execute(select(key).where(key > after).order_by(key).limit(size))).scalars()
+    )
+    return keys, keys[-1] if len(keys) == size else None
+
+
+def _timed(purged: Purged, started: float) -> None:
+    purged.transactions += 1
+    purged.longest_transaction = max(purged.longest_transaction, time.monotonic() - started)
 
 
 def _claimed(row: LeasedRow) -> ClaimedDelivery:
