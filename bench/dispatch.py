@@ -1,6 +1,6 @@
 """Delivery throughput: the dispatcher against a bare aiohttp loop, to the same receiver.
 
-    .venv/bin/python bench/dispatch.py [--deliveries 20000] [--pending 100000] [--rounds 3]
+    .venv/bin/python bench/dispatch.py [--deliveries 20000] [--pending 10000,100000] [--rounds 3]
     .venv/bin/python bench/dispatch.py --db postgresql [--workers 2]
     .venv/bin/python bench/dispatch.py --hanging 0.25 [--db postgresql] [--workers N]
     .venv/bin/python bench/dispatch.py --latency [--db postgresql] [--rate 200] [--seconds 10]
@@ -11,7 +11,8 @@ By default (SQLite, one dispatcher) prints, from one run on this machine, in int
   * the dispatcher's rate delivering N pending deliveries from a real SQLite file (claim under
     a lease, sign, send, record every attempt), its CPU per delivery, and its ratio to the bare
     loop: on the standard asyncio event loop, then with both clients on uvloop;
-  * the dispatcher process's peak RSS while delivering ``--pending`` deliveries.
+  * the dispatcher process's peak RSS while delivering each of the ``--pending`` backlogs,
+    and the largest's over the smallest's (flat: the backlog is streamed).
 The receiver runs in its own process (a minimal keep-alive HTTP server answering 200, always on
 uvloop), so receiver and sender each get a core, as they would on two machines.
 
@@ -603,7 +604,7 @@ def run_default(args: argparse.Namespace, url: str) -> None:
             f"concurrency {args.concurrency}; each round runs the bare loop, then the "
             "dispatcher, on the same event loop kind"
         )
-        for loop in args.loops.split(","):
+        for loop in args.loops.split(",") if args.rounds else []:
             os.environ["BENCH_LOOP"] = loop  # read by the step subprocesses
             ratios = []
             print(f"client event loop: {loop}")
@@ -627,15 +628,24 @@ def run_default(args: argparse.Namespace, url: str) -> None:
                 f"{statistics.median(ratios):.2f}   (target >= 0.5)"
             )
         os.environ.pop("BENCH_LOOP", None)
-        if args.pending:
-            large = Path(tmp) / "large.db"
+        rss: dict[int, float] = {}
+        for pending in args.pending:
+            large = Path(tmp) / f"pending-{pending}.db"
             in_subprocess("--step", "fill", "--database-url", sqlite_url(large), "--urls", url,
-                          "--deliveries", str(args.pending), *common)  # fmt: skip
+                          "--deliveries", str(pending), *common)  # fmt: skip
             big = in_subprocess("--step", "drain", "--database-url", sqlite_url(large), *common)
+            large.unlink()
+            rss[pending] = big["peak_rss_mb"]
             print(
-                f"peak RSS of the dispatcher delivering {args.pending} pending: "
-                f"{big['peak_rss_mb']:.0f} MB   (target <= 300 MB; "
-                f"delivered at {big['rate']:.0f}/s)"
+                f"peak RSS of the dispatcher delivering {pending} pending: "
+                f"{big['peak_rss_mb']:.0f} MB (delivered at {big['rate']:.0f}/s)",
+                flush=True,
+            )
+        if len(rss) > 1:
+            least, most = min(rss), max(rss)
+            print(
+                f"peak RSS at {most} pending / at {least}: {rss[most] / rss[least]:.2f}   "
+                "(target <= 1.2: the backlog is streamed, never loaded)"
             )
 
 
@@ -681,7 +691,13 @@ def ports(text: str | None) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--deliveries", type=int, default=20_000)
-    parser.add_argument("--pending", type=int, default=100_000)
+    parser.add_argument(
+        "--pending",
+        type=lambda text: [int(n) for n in text.split(",") if n.strip() and int(n)],
+        default=[10_000, 100_000],
+        help="backlogs (comma-separated) to deliver, each measuring the dispatcher's peak RSS "
+        "(0: none)",
+    )
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved baseline/dispatcher")
     parser.add_argument(
