@@ -55,6 +55,16 @@ class Conflict(HotspotWebhooksError):
     status = 409
 
 
+class TooManyRequests(HotspotWebhooksError):
+    """The caller must wait ``retry_after`` seconds (too many failed authentications)."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class DatabaseUnavailable(HotspotWebhooksError):
     """The database cannot be opened or reached; nothing was written."""
 

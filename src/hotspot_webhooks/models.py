@@ -34,6 +34,15 @@ class TokenCreated(Resource):
     created_at: datetime
 
 
+class Token(Resource):
+    """A token as listed: which it is and whose (``operator_id`` None: an admin token);
+    never the token itself, which is stored only as a hash."""
+
+    id: str
+    operator_id: str | None
+    created_at: datetime
+
+
 class Location(Resource):
     id: str
     name: str

@@ -18,9 +18,10 @@ from .._version import __version__
 from ..config import Settings
 from ..errors import HotspotWebhooksError
 from ..service import Service
-from . import deliveries, event_types, events, locations, operators, webhooks
+from . import deliveries, event_types, events, locations, operators, tokens, webhooks
 from .errors import install_error_handlers
 from .limits import BodyLimit, BodyTimeout
+from .lockout import FailedAuthLimit
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.state.failed_auth = FailedAuthLimit()  # per process (see ``lockout``)
     app.add_middleware(
         BodyLimit,
         limit_for=lambda path: (
@@ -75,6 +77,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
     for router in (
         event_types.router,
         operators.router,
+        tokens.router,
         locations.router,
         webhooks.router,
         events.router,

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from .. import catalog
-from ..errors import HotspotWebhooksError, field_error
+from ..errors import HotspotWebhooksError, TooManyRequests, field_error
 from .redaction import redact
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _described("The body is larger than the configured limit."),
     415: _described("The body is not JSON."),
     422: _described("A field is missing or wrong; `details` names each."),
+    429: _described(
+        "Too many tokens that are not valid from this address; wait `Retry-After` seconds."
+    ),
     503: _described("The database is unavailable; nothing was written."),
 }
 CONFLICT_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -81,6 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 async def _our_error(request: Request, exc: HotspotWebhooksError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
     if exc.status >= 500:
         log.error("%s %s: %s", request.method, redact(request.url.path), exc.message)
     return error_response(exc.status, exc.message, exc.details, headers)

@@ -16,7 +16,7 @@ from .common import (
 from .output import show, shown_once
 
 operators_app = typer.Typer(help="Operators: who owns locations.", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens of operators.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
 
 
 @operators_app.command("create")
@@ -53,3 +53,30 @@ def tokens_create(
     show(with_service(settings(db), lambda s: s.create_token(operator)), as_json)
     if not as_json:
         shown_once("token", "hashed")
+
+
+@tokens_app.command("list")
+def tokens_list(
+    operator: Annotated[
+        str | None, typer.Option("--operator", help="Only this operator's (id or name).")
+    ] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """List API tokens: ids and owners, never the tokens (operator_id '-' is an admin token)."""
+    show(
+        with_service(settings(db), lambda s: s.list_tokens(operator)),
+        as_json,
+        ("id", "operator_id", "created_at"),
+    )
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id (tokens list).")],
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Revoke a token: it stops working at once, on every API process."""
+    with_service(settings(db), lambda s: s.revoke_token(token_id))
+    show({"id": token_id, "revoked": True}, as_json)

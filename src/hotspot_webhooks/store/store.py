@@ -175,6 +175,48 @@ class Store:
             result = await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash))
             return result.first()
 
+    async def list_tokens(
+        self, operator_id: str | None = None
+    ) -> Sequence[Row[str, str | None, datetime]]:
+        """Token rows, oldest first, without their hashes; narrowed to one operator's."""
+        query = select(tokens.c.id, tokens.c.operator_id, tokens.c.created_at)
+        if operator_id is not None:
+            query = query.where(tokens.c.operator_id == operator_id)
+        async with self.read() as conn:
+            return (await conn.execute(query.order_by(tokens.c.created_at, tokens.c.id))).all()
+
+    async def delete_token(
+        self, token_id: str, operator_id: str | None, *, keep_an_admin: bool
+    ) -> bool:
+        """Delete a token (of ``operator_id`` only, when given); False when there is none.
+        With ``keep_an_admin``, the last admin token is refused (``Conflict``): nobody could
+        manage operators any more.
+
+        The admin tokens are locked before counting them (on PostgreSQL; SQLite has one
+        writer), so two revocations at once cannot remove the last two together.
+        """
+        async with self.write() as conn:
+            query = select(tokens.c.operator_id).where(tokens.c.id == token_id)
+            if operator_id is not None:
+                query = query.where(tokens.c.operator_id == operator_id)
+            found = (await conn.execute(query)).first()
+            if found is None:
+                return False
+            if found.operator_id is None and keep_an_admin:
+                admins = select(tokens.c.id).where(tokens.c.operator_id.is_(None))
+                if conn.dialect.name == "postgresql":
+                    admins = admins.with_for_update()
+                ids = (await conn.execute(admins)).scalars().all()
+                if token_id not in ids:
+                    return False  # revoked meanwhile
+                if len(ids) <= 1:
+                    raise Conflict(
+                        f"token {token_id} is the last admin token; create another admin "
+                        "token first (`hotspot-webhooks tokens create --admin`)"
+                    )
+            deleted = await conn.execute(delete(tokens).where(tokens.c.id == token_id))
+            return deleted.rowcount == 1
+
     async def has_admin_token(self) -> bool:
         async with self.read() as conn:
             result = await conn.execute(
