@@ -259,14 +259,7 @@ class Service:
     ) -> list[Token]:
         """Tokens (never their values): an operator sees its own (``operator`` is ignored,
         as for locations); the admin all of them, or those of ``operator`` (id or name)."""
-        if operator:  # in a query string, empty means not given
-            check_text(operator, "operator_id")
-        if caller.operator_id is not None:
-            operator_id: str | None = caller.operator_id
-        elif operator:
-            operator_id = (await self._operator(operator)).id
-        else:
-            operator_id = None
+        operator_id = await self._listed_operator(operator, caller)
         return [Token.model_validate(r) for r in await self.store.list_tokens(operator_id)]
 
     async def revoke_token(self, token_id: str, *, caller: Caller = ADMIN) -> None:
@@ -330,15 +323,17 @@ class Service:
     async def list_locations(
         self, operator: str | None = None, *, caller: Caller = ADMIN
     ) -> list[Location]:
+        operator_id = await self._listed_operator(operator, caller)
+        return [Location.model_validate(r) for r in await self.store.list_locations(operator_id)]
+
+    async def _listed_operator(self, operator: str | None, caller: Caller) -> str | None:
+        """Whose objects a list shows: an operator's own (``operator`` is ignored); for the
+        admin, those of ``operator`` (id or name), or everyone's (None)."""
         if operator:  # in a query string, empty means not given
             check_text(operator, "operator_id")
         if caller.operator_id is not None:
-            operator_id: str | None = caller.operator_id
-        elif operator:
-            operator_id = (await self._operator(operator)).id
-        else:
-            operator_id = None
-        return [Location.model_validate(r) for r in await self.store.list_locations(operator_id)]
+            return caller.operator_id
+        return (await self._operator(operator)).id if operator else None
 
     async def get_location(self, location_id: str, *, caller: Caller = ADMIN) -> Location:
         found = (
