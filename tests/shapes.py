@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
-OPERATOR_FIELDS = {"id", "name", "created_at"}
+OPERATOR_FIELDS = {"id", "name", "status", "disabled_reason", "created_at"}
 TOKEN_FIELDS = {"id", "operator_id", "token", "created_at"}
-LOCATION_FIELDS = {"id", "name", "operator_id", "created_at"}
+LOCATION_FIELDS = {"id", "name", "operator_id", "status", "disabled_reason", "created_at"}
 WEBHOOK_FIELDS = {
     "id",
     "location_id",
@@ -20,6 +20,7 @@ WEBHOOK_FIELDS = {
     "callback_url",
     "status",
     "disabled_reason",
+    "previous_key_expires_at",
     "created_at",
     "updated_at",
 }

@@ -217,7 +217,15 @@ async def test_the_admin_creates_an_operator_and_its_token_is_shown_once(api: Li
     assert recent(created["created_at"])
     listed = await api.ok("GET", "/v1/operators")
     assert listed == {
-        "data": [{"id": created["id"], "name": "acme", "created_at": created["created_at"]}],
+        "data": [
+            {
+                "id": created["id"],
+                "name": "acme",
+                "status": "enabled",
+                "disabled_reason": None,
+                "created_at": created["created_at"],
+            }
+        ],
         "next_cursor": None,
     }
     # the token works: the operator sees its own (empty) list of locations
@@ -238,7 +246,7 @@ async def test_listing_operators_shows_every_operator_without_their_tokens(api: 
     assert listed["next_cursor"] is None
     assert all(set(o) == OPERATOR_FIELDS for o in listed["data"])
     assert sorted(listed["data"], key=lambda o: o["name"]) == [
-        {"id": c["id"], "name": c["name"], "created_at": c["created_at"]} for c in created
+        {k: c[k] for k in OPERATOR_FIELDS} for c in created
     ]
 
 

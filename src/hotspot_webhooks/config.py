@@ -64,6 +64,12 @@ class Settings(BaseSettings):
         "daily in each dispatcher (e.g. 30d; off by default)",
     )
 
+    rotation_grace: timedelta = Field(
+        timedelta(hours=24),
+        description="after rotate-key, the previous key keeps signing (a second "
+        "webhook-signature entry) for this long, then is erased (e.g. 24h; 0 to drop it at once)",
+    )
+
     @model_validator(mode="after")
     def _check_liveness(self) -> Settings:
         if self.worker_timeout < 2 * self.heartbeat:
@@ -78,6 +84,14 @@ class Settings(BaseSettings):
     def _parse_retention(cls, value: object) -> object:
         if isinstance(value, str):
             return None if value.strip().lower() in ("", "off", "0") else parse_duration(value)
+        return value
+
+    @field_validator("rotation_grace", mode="before")
+    @classmethod
+    def _parse_rotation_grace(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            return timedelta(0) if text in ("0", "off") else parse_duration(value)
         return value
 
     @field_validator("success_statuses")

@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from .states import DeliveryStatus, WebhookStatus
+from .states import DeliveryStatus, OwnerStatus, WebhookStatus
 
 
 class Resource(BaseModel):
@@ -18,6 +18,8 @@ class Resource(BaseModel):
 class Operator(Resource):
     id: str
     name: str
+    status: OwnerStatus = OwnerStatus.ENABLED
+    disabled_reason: str | None = None
     created_at: datetime
 
 
@@ -47,6 +49,8 @@ class Location(Resource):
     id: str
     name: str
     operator_id: str
+    status: OwnerStatus = OwnerStatus.ENABLED
+    disabled_reason: str | None = None
     created_at: datetime
 
 
@@ -57,6 +61,8 @@ class Webhook(Resource):
     callback_url: str
     status: WebhookStatus
     disabled_reason: str | None
+    # after a rotation: until then the previous key signs too (a second webhook-signature)
+    previous_key_expires_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

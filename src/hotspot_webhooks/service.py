@@ -50,7 +50,14 @@ from .models import (
     WebhookWithSecret,
 )
 from .signing import signing_secret
-from .states import DeliveryStatus, WebhookStatus
+from .states import (
+    LOCATION_DISABLED,
+    OPERATOR_DISABLED,
+    DeliveryStatus,
+    OwnerStatus,
+    WebhookStatus,
+)
+from .store.access import AccessWatch
 from .store.database import parse_database_url, sqlite_file
 from .store.records import (
     EventIdTaken,
@@ -73,11 +80,11 @@ from .validation import (
 )
 
 T = TypeVar("T")
-# Known tokens are remembered this long (seconds): a busy client costs no query per request.
-# A revoked token stops working at once on the process that revoked it and within this time
-# on the others (dropping the cache made single-event ingest 2.7x slower on SQLite; instant
-# revocation everywhere waits for a cross-process invalidation).
-TOKEN_CACHE_SECONDS = 10.0
+# Known tokens are remembered (a busy client costs no query per request; without it single-event
+# ingest was 2.7x slower on SQLite) until a change of access is announced by any process
+# (``store/access.py``): a revoked token stops working at once everywhere. The time limit only
+# bounds how long an entry may sit unused.
+TOKEN_CACHE_SECONDS = 300.0
 TOKEN_CACHE_SIZE = 10_000
 
 
@@ -154,8 +161,10 @@ class Service:
         # LOW_LATENCY across processes: a commit that stores deliveries wakes every worker
         store.announce_new_work_across_processes(settings.low_latency)
         self._attempts: Attempts | None = None  # for test sends; opened on first use
-        # token hash → caller
+        # token hash → caller, trusted while ``_access`` says so
         self._callers: TTLCache[str, Caller] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)
+        self._access: AccessWatch | None = None  # started by the first authentication
+        self._forgotten = 0  # how many times the callers were forgotten
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Service:
@@ -177,6 +186,8 @@ class Service:
     async def close(self) -> None:
         if self._attempts is not None:
             await self._attempts.close()
+        if self._access is not None:
+            await self._access.close()
         await self.store.close()
 
     async def ping(self) -> None:
@@ -196,7 +207,7 @@ class Service:
 
     async def authenticate(self, token: str | None) -> Caller:
         """The caller a token stands for; the configured admin token, or one stored hashed
-        (remembered for ``TOKEN_CACHE_SECONDS``)."""
+        (remembered until a change of access anywhere makes it stale)."""
         if not token:
             raise Unauthorized(
                 "no token: send 'Authorization: Bearer <token>' or 'sn-apikey: <token>'"
@@ -205,15 +216,30 @@ class Service:
         if configured and token_matches(token, hash_token(configured)):
             return ADMIN
         token_hash = hash_token(token)
-        cached = self._callers.get(token_hash)
-        if cached is not None:
-            return cached
+        if self._access is None:
+            self._access = self.store.watch_access(self._forget_callers)
+        if self._access.trusted():
+            cached = self._callers.get(token_hash)
+            if cached is not None:
+                return cached
+        forgotten = self._forgotten
         found = await self.store.find_token(token_hash)
         # the lookup is by hash; the comparison still runs in constant time
         if found is None or not token_matches(token, found.token_hash):
             raise Unauthorized("this token is not valid; ask your administrator for a new one")
-        caller = self._callers[token_hash] = Caller(found.operator_id)
+        if found.operator_status == OwnerStatus.DISABLED:
+            raise Forbidden(
+                f"operator {found.operator_id} is disabled, and its tokens with it; ask your "
+                "administrator"
+            )
+        caller = Caller(found.operator_id)
+        if forgotten == self._forgotten:  # nothing announced while looking: still current
+            self._callers[token_hash] = caller
         return caller
+
+    def _forget_callers(self) -> None:
+        self._forgotten += 1
+        self._callers.clear()
 
     async def ensure_admin_token(self) -> str | None:
         """On first start with no admin token configured, create one and return it (to be
@@ -263,16 +289,16 @@ class Service:
         return [Token.model_validate(r) for r in await self.store.list_tokens(operator_id)]
 
     async def revoke_token(self, token_id: str, *, caller: Caller = ADMIN) -> None:
-        """Delete a token: it stops working at once here, and within ``TOKEN_CACHE_SECONDS`` on
-        other processes. An operator revokes only its own; the admin any but the last admin
-        token (unless one is configured), so that someone can still manage operators."""
+        """Delete a token: it stops working at once, on every process. An operator revokes
+        only its own; the admin any but the last admin token (unless one is configured), so
+        that someone can still manage operators."""
         deleted = is_id(token_id) and await self.store.delete_token(
             token_id,
             caller.operator_id,
             keep_an_admin=not self.settings.admin_token,
         )
         _found(True if deleted else None, "token", token_id)
-        self._callers.clear()  # revocations are rare: forget every remembered token
+        self._forget_callers()  # at once here; other processes hear the announcement
 
     async def list_operators(self, *, caller: Caller = ADMIN) -> list[Operator]:
         caller.require_admin()
@@ -281,6 +307,39 @@ class Service:
     async def _operator(self, id_or_name: str) -> Operator:
         found = await self.store.find_operator(id_or_name) if is_text(id_or_name) else None
         return Operator.model_validate(_found(found, "operator", id_or_name))
+
+    async def set_operator_status(
+        self, operator: str, status: str, *, caller: Caller = ADMIN
+    ) -> Operator:
+        """Disable or enable an operator (id or name; the admin's act).
+
+        Disabled, its tokens are refused at once on every process and its webhooks are
+        disabled: their queued deliveries fail unsent, as any disabled webhook's do (``recover``
+        sends them again once enabled), and events at its locations are still accepted, with
+        no delivery. Enabled again, its tokens work and the webhooks its disabling disabled
+        are enabled (not those disabled for another reason).
+        """
+        caller.require_admin()
+        found = await self._operator(operator)
+        wanted = OwnerStatus(check_choice(status, OwnerStatus, "status", what="operator status"))
+        reason = (
+            None
+            if wanted is OwnerStatus.ENABLED
+            else f"{OPERATOR_DISABLED} by the admin at {_stamp()}"
+        )
+        await self.store.set_operator_status(found.id, wanted, reason, _now())
+        self._forget_callers()
+        return await self._operator(found.id)
+
+    async def delete_operator(self, operator: str, *, caller: Caller = ADMIN) -> Purged:
+        """Delete an operator (id or name; the admin's act) with its tokens, locations,
+        webhooks, events, deliveries and attempts: disabled first (its tokens stop at once),
+        then deleted in short transactions. Run again if it was interrupted."""
+        caller.require_admin()
+        found = await self._operator(operator)
+        purged = await self.store.delete_operator(found.id, _now())
+        self._forget_callers()
+        return purged
 
     @staticmethod
     def _token_row(operator_id: str | None, token: str, now: datetime) -> dict[str, Any]:
@@ -343,6 +402,47 @@ class Service:
         )
         return Location.model_validate(_found(found, "location", location_id))
 
+    async def set_location_status(
+        self, location_id: str, status: str, *, caller: Caller = ADMIN
+    ) -> Location:
+        """Disable or enable a location (the admin, or its operator), as an operator is:
+        disabling disables its webhooks (queued deliveries fail unsent, events there are
+        still accepted with no delivery); enabling enables those again. A location of a
+        disabled operator stays disabled until the operator is enabled."""
+        location = await self.get_location(location_id, caller=caller)
+        wanted = OwnerStatus(check_choice(status, OwnerStatus, "status", what="location status"))
+        if wanted is OwnerStatus.ENABLED:
+            await self._require_enabled_operator(location.operator_id)
+        who = "the admin" if caller.is_admin else "its operator"
+        reason = (
+            None if wanted is OwnerStatus.ENABLED else f"{LOCATION_DISABLED} by {who} at {_stamp()}"
+        )
+        await self.store.set_location_status(location.id, wanted, reason, _now())
+        return await self.get_location(location.id, caller=caller)
+
+    async def delete_location(self, location_id: str, *, caller: Caller = ADMIN) -> Purged:
+        """Delete a location (the admin, or its operator) with its webhooks and its events,
+        their deliveries and attempts, in short transactions. An event emitted there later
+        is refused (unknown location)."""
+        location = await self.get_location(location_id, caller=caller)
+        return await self.store.delete_location(location.id)
+
+    async def _require_enabled_location(self, location: Location) -> None:
+        """Refuse (409) to enable or add a webhook under a disabled location or operator."""
+        if location.status == OwnerStatus.DISABLED:
+            raise Conflict(
+                f"location {location.id!r} is disabled; enable it first "
+                f"(`hotspot-webhooks locations enable {location.id}`)"
+            )
+        await self._require_enabled_operator(location.operator_id)
+
+    async def _require_enabled_operator(self, operator_id: str) -> None:
+        operator = await self._operator(operator_id)
+        if operator.status == OwnerStatus.DISABLED:
+            raise Conflict(
+                f"operator {operator.name!r} is disabled; the admin must enable it first"
+            )
+
     # webhooks
 
     async def create_webhook(
@@ -351,7 +451,8 @@ class Service:
         catalog.get_event_type(event_type, field="event_type")
         location_id = check_id(location_id, "location_id")
         callback_url = await self._check_callback_url(callback_url)
-        await self.get_location(location_id, caller=caller)
+        location = await self.get_location(location_id, caller=caller)
+        await self._require_enabled_location(location)
         api_key = new_api_key()
         now = _now()
         row = {
@@ -416,13 +517,16 @@ class Service:
         status: str | None = None,
         caller: Caller = ADMIN,
     ) -> Webhook:
-        """Change the callback URL and/or enable or disable; enabling clears the reason."""
-        await self.get_webhook(webhook_id, caller=caller)
+        """Change the callback URL and/or enable or disable; enabling clears the reason (and
+        is refused while its location or operator is disabled)."""
+        webhook = await self.get_webhook(webhook_id, caller=caller)
         values: dict[str, Any] = {}
         if callback_url is not None:
             values["callback_url"] = await self._check_callback_url(callback_url)
         if status is not None:
             values["status"] = check_choice(status, WebhookStatus, "status", what="webhook status")
+            if status == WebhookStatus.ENABLED:
+                await self._require_enabled_location(await self.get_location(webhook.location_id))
             values["disabled_reason"] = (
                 None if status == WebhookStatus.ENABLED else f"disabled by request at {_stamp()}"
             )
@@ -442,12 +546,15 @@ class Service:
             raise NotFound(f"webhook {webhook_id!r} does not exist")
 
     async def rotate_key(self, webhook_id: str, *, caller: Caller = ADMIN) -> WebhookWithSecret:
-        """Give the webhook a new API key, shown this once; every later attempt (retries of
-        older events included) is signed with it."""
+        """Give the webhook a new API key, shown this once. Every later attempt (retries of
+        older events included) is signed with it; for ``ROTATION_GRACE`` the previous key
+        signs too, as a second ``webhook-signature`` entry, so a receiver can switch keys
+        without refusing a delivery. Then the previous key is erased."""
         await self.get_webhook(webhook_id, caller=caller)
         api_key = new_api_key()
-        await self.store.update_webhook(
-            webhook_id, {"api_key_encrypted": self.cipher.encrypt(api_key), "updated_at": _now()}
+        now = _now()
+        await self.store.rotate_key(
+            webhook_id, self.cipher.encrypt(api_key), now, now + self.settings.rotation_grace
         )
         webhook = await self.get_webhook(webhook_id, caller=caller)
         return WebhookWithSecret(

@@ -19,3 +19,16 @@ class WebhookStatus(StrEnum):
 
     ENABLED = "enabled"
     DISABLED = "disabled"
+
+
+class OwnerStatus(StrEnum):
+    """An operator's or a location's. Disabling one disables its webhooks (their reason
+    starts with ``OPERATOR_DISABLED`` or ``LOCATION_DISABLED``), and enabling it enables
+    those again; a disabled operator's tokens are refused."""
+
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
+OPERATOR_DISABLED = "operator disabled"
+LOCATION_DISABLED = "location disabled"

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Path, Query
-from pydantic import Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from .. import catalog
+from ..states import OwnerStatus
 from ..validation import (
     CALLBACK_URL_PATTERN,
     ID_OR_EMPTY_PATTERN,
@@ -31,6 +32,17 @@ _ID_SCHEMA: dict[str, JsonValue] = {
     "minLength": 1,
     "maxLength": MAX_ID_LENGTH,
 }
+
+
+class StatusChange(BaseModel):
+    """The body that disables or enables an operator or a location."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"status": "disabled"}, {"status": "enabled"}]},
+    )
+
+    status: OwnerStatus
 
 
 def text_field(description: str | None = None, **kwargs: Any) -> Any:
@@ -55,6 +67,16 @@ def id_field(description: str | None = None, **kwargs: Any) -> Any:
 def id_in_path(description: str) -> Any:
     """An object's id in a path: one that cannot be an id names nothing (404)."""
     return Path(description=description, json_schema_extra=_ID_SCHEMA)
+
+
+def name_in_path(description: str) -> Any:
+    """An object's id or name in a path (an operator's): one that cannot be either is 404."""
+    schema: dict[str, JsonValue] = {
+        "pattern": TEXT_PATTERN,
+        "minLength": 1,
+        "maxLength": MAX_ID_LENGTH,
+    }
+    return Path(description=description, json_schema_extra=schema)
 
 
 def id_in_query(description: str) -> Any:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..models import Location, Page
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
-from .fields import id_field, id_in_path, name_in_query, text_field
+from .fields import StatusChange, id_field, id_in_path, name_in_query, text_field
 
 router = APIRouter(prefix="/v1/locations", tags=["locations"], responses=ERROR_RESPONSES)
 
@@ -43,10 +43,30 @@ async def list_locations(
     return Page[Location](data=await service.list_locations(operator_id, caller=caller))
 
 
+LocationId = Annotated[str, id_in_path("The location's id.")]
+
+
 @router.get("/{location_id}")
-async def get_location(
-    location_id: Annotated[str, id_in_path("The location's id.")],
-    service: ServiceDep,
-    caller: CallerDep,
-) -> Location:
+async def get_location(location_id: LocationId, service: ServiceDep, caller: CallerDep) -> Location:
     return await service.get_location(location_id, caller=caller)
+
+
+@router.patch("/{location_id}", responses=CONFLICT_RESPONSE)
+async def change_location(
+    location_id: LocationId, body: StatusChange, service: ServiceDep, caller: CallerDep
+) -> Location:
+    """Disable or enable a location. Disabled: its webhooks are disabled (their queued
+    deliveries fail unsent; `recover` re-queues them later) and events there are accepted
+    with no delivery. Enabled: the webhooks its disabling disabled are enabled (refused
+    while its operator is disabled)."""
+    return await service.set_location_status(location_id, body.status.value, caller=caller)
+
+
+@router.delete("/{location_id}", status_code=204, response_class=Response)
+async def delete_location(
+    location_id: LocationId, service: ServiceDep, caller: CallerDep
+) -> Response:
+    """Delete a location with its webhooks and its events, their deliveries and attempts
+    (in short transactions; if interrupted, delete again)."""
+    await service.delete_location(location_id, caller=caller)
+    return Response(status_code=204)

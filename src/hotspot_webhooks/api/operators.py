@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict
 
 from ..models import Operator, OperatorWithToken, Page, TokenCreated
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
-from .fields import text_field
+from .fields import StatusChange, name_in_path, text_field
 
 router = APIRouter(prefix="/v1/operators", tags=["operators (admin)"], responses=ERROR_RESPONSES)
 
@@ -36,3 +38,28 @@ async def list_operators(service: ServiceDep, caller: CallerDep) -> Page[Operato
 async def create_token(operator_id: str, service: ServiceDep, caller: CallerDep) -> TokenCreated:
     """A further token for the operator (id or name), shown this once."""
     return await service.create_token(operator_id, caller=caller)
+
+
+OperatorRef = Annotated[str, name_in_path("The operator's id or name.")]
+
+
+@router.patch("/{operator_id}", responses=CONFLICT_RESPONSE)
+async def change_operator(
+    operator_id: OperatorRef, body: StatusChange, service: ServiceDep, caller: CallerDep
+) -> Operator:
+    """Disable or enable an operator. Disabled: its tokens are refused at once, its webhooks
+    are disabled (their queued deliveries fail unsent; `recover` re-queues them later), and
+    events at its locations are accepted with no delivery. Enabled: its tokens work again
+    and the webhooks its disabling disabled are enabled."""
+    return await service.set_operator_status(operator_id, body.status.value, caller=caller)
+
+
+@router.delete("/{operator_id}", status_code=204, response_class=Response)
+async def delete_operator(
+    operator_id: OperatorRef, service: ServiceDep, caller: CallerDep
+) -> Response:
+    """Delete an operator with its tokens, locations, webhooks, events, deliveries and
+    attempts (disabled first, so its tokens stop at once; then deleted in short
+    transactions; if interrupted, delete again)."""
+    await service.delete_operator(operator_id, caller=caller)
+    return Response(status_code=204)

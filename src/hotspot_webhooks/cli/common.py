@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -15,6 +16,7 @@ from rich.console import Console
 from ..config import Settings
 from ..errors import HotspotWebhooksError
 from ..service import Service
+from ..store.records import Purged
 
 T = TypeVar("T")
 out = Console()
@@ -36,6 +38,30 @@ Interval = Annotated[
 
 Host = Annotated[str | None, typer.Option("--host", help="Address to listen on.")]
 Port = Annotated[int | None, typer.Option("--port", help="Port to listen on.")]
+
+
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def confirm_deletion(what: str, yes: bool) -> None:
+    """Ask before deleting ``what`` (a terminal), or insist on ``--yes`` (a script)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"deleting {what} cannot be undone: add --yes to confirm", 2)
+    if not typer.confirm(f"Delete {what}? This cannot be undone.", default=False):
+        fail("nothing deleted", 1)
+
+
+def deleted(what_id: str, purged: Purged) -> dict[str, object]:
+    """What a deletion answers: the id, and how many events, deliveries and attempts went."""
+    return {
+        "id": what_id,
+        "deleted": True,
+        "events": purged.events,
+        "deliveries": purged.deliveries,
+        "attempts": purged.attempts,
+    }
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

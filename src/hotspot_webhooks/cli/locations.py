@@ -9,6 +9,9 @@ import typer
 from .common import (
     Db,
     Json,
+    Yes,
+    confirm_deletion,
+    deleted,
     settings,
     with_service,
 )
@@ -44,5 +47,37 @@ def locations_list(
     show(
         with_service(settings(db), lambda s: s.list_locations(operator)),
         as_json,
-        ("id", "name", "operator_id", "created_at"),
+        ("id", "name", "operator_id", "status", "created_at"),
     )
+
+
+LocationId = Annotated[str, typer.Argument(metavar="ID", help="The location's id.")]
+
+
+@locations_app.command("disable")
+def locations_disable(location_id: LocationId, db: Db = None, as_json: Json = False) -> None:
+    """Disable a location: its webhooks are disabled (queued deliveries fail unsent; events
+    there are still accepted, with no delivery)."""
+    show(
+        with_service(settings(db), lambda s: s.set_location_status(location_id, "disabled")),
+        as_json,
+    )
+
+
+@locations_app.command("enable")
+def locations_enable(location_id: LocationId, db: Db = None, as_json: Json = False) -> None:
+    """Enable a location again, and the webhooks its disabling disabled."""
+    show(
+        with_service(settings(db), lambda s: s.set_location_status(location_id, "enabled")),
+        as_json,
+    )
+
+
+@locations_app.command("delete")
+def locations_delete(
+    location_id: LocationId, yes: Yes = False, db: Db = None, as_json: Json = False
+) -> None:
+    """Delete a location with its webhooks and its events, their deliveries and attempts."""
+    confirm_deletion(f"location {location_id!r} with its webhooks and events", yes)
+    purged = with_service(settings(db), lambda s: s.delete_location(location_id))
+    show(deleted(location_id, purged), as_json)

@@ -9,6 +9,9 @@ import typer
 from .common import (
     Db,
     Json,
+    Yes,
+    confirm_deletion,
+    deleted,
     fail,
     settings,
     with_service,
@@ -34,8 +37,36 @@ def operators_list(db: Db = None, as_json: Json = False) -> None:
     show(
         with_service(settings(db), lambda s: s.list_operators()),
         as_json,
-        ("id", "name", "created_at"),
+        ("id", "name", "status", "created_at"),
     )
+
+
+OperatorRef = Annotated[str, typer.Argument(metavar="OPERATOR", help="Operator id or name.")]
+
+
+@operators_app.command("disable")
+def operators_disable(operator: OperatorRef, db: Db = None, as_json: Json = False) -> None:
+    """Disable an operator: its tokens are refused at once and its webhooks disabled (queued
+    deliveries fail unsent; events at its locations are still accepted, with no delivery)."""
+    show(with_service(settings(db), lambda s: s.set_operator_status(operator, "disabled")), as_json)
+
+
+@operators_app.command("enable")
+def operators_enable(operator: OperatorRef, db: Db = None, as_json: Json = False) -> None:
+    """Enable an operator again: its tokens work, and the webhooks its disabling disabled are
+    enabled (use `recover` to re-send what failed meanwhile)."""
+    show(with_service(settings(db), lambda s: s.set_operator_status(operator, "enabled")), as_json)
+
+
+@operators_app.command("delete")
+def operators_delete(
+    operator: OperatorRef, yes: Yes = False, db: Db = None, as_json: Json = False
+) -> None:
+    """Delete an operator with its tokens, locations, webhooks, events, deliveries and
+    attempts (its tokens stop at once; if interrupted, run it again)."""
+    confirm_deletion(f"operator {operator!r} and everything it owns", yes)
+    purged = with_service(settings(db), lambda s: s.delete_operator(operator))
+    show(deleted(operator, purged), as_json)
 
 
 @tokens_app.command("create")

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from ..config import Settings
@@ -59,6 +59,13 @@ class Attempts:
     def _new_signer(self, api_key_encrypted: str) -> Signer:
         return Signer(self._cipher.decrypt(api_key_encrypted))
 
+    def signers(self, claimed: ClaimedDelivery) -> list[Signer]:
+        """The current key's signer, then, during a rotation's grace, the previous key's."""
+        current = self.signer(claimed.api_key_encrypted)
+        if claimed.previous_api_key_encrypted is None:
+            return [current]
+        return [current, self.signer(claimed.previous_api_key_encrypted)]
+
     async def close(self) -> None:
         await self.sender.close()
 
@@ -66,7 +73,7 @@ class Attempts:
         """Sign and send ``claimed`` now, and decide what it became."""
         headers: dict[str, str] = {}
         try:
-            headers = signed_headers(claimed, self.signer(claimed.api_key_encrypted))
+            headers = signed_headers(claimed, self.signers(claimed))
             result = await self.sender.send(
                 claimed.callback_url, claimed.body, headers, delivery_id=claimed.id
             )
@@ -125,8 +132,8 @@ def storable(result: AttemptResult) -> AttemptResult:
     )
 
 
-def signed_headers(claimed: ClaimedDelivery, signer: Signer) -> dict[str, str]:
-    """The headers of this attempt of ``claimed``, signed now."""
+def signed_headers(claimed: ClaimedDelivery, signers: Sequence[Signer]) -> dict[str, str]:
+    """The headers of this attempt of ``claimed``, signed now (the current key first)."""
     return delivery_headers(
         DeliveryRequest(
             claimed.event_id,
@@ -136,7 +143,7 @@ def signed_headers(claimed: ClaimedDelivery, signer: Signer) -> dict[str, str]:
             claimed.attempt_number,
         ),
         claimed.body,
-        [signer],
+        signers,
         int(time.time()),
     )
 

@@ -41,7 +41,7 @@ from .circuit import Circuit
 from .lanes import EndpointLanes
 from .liveness import Liveness, OnWire
 from .recorder import MAX_BACKOFF, PassStats, Recorder
-from .retention import purge_daily
+from .retention import erase_expired_keys, purge_daily
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,8 @@ class Dispatcher:
 
     async def _start(self, *, continuous: bool) -> None:
         """Register, and start what runs beside the claims: the recorder, the heartbeat, the
-        marks of requests on the wire and (``run``) the daily purge (``RETENTION``) and the
+        marks of requests on the wire and (``run``) the erasing of rotated keys past their grace,
+        the daily purge (``RETENTION``) and the
         wake-up (``LOW_LATENCY``)."""
         backoff = 0.5
         while not self._registered:
@@ -186,6 +187,9 @@ class Dispatcher:
                 asyncio.create_task(self.liveness.heartbeats(self.stopping)),
                 asyncio.create_task(self.liveness.marks(self.stopping)),
             ]
+        if continuous:
+            erasing = erase_expired_keys(self.store, self.settings.heartbeat, self.stopping)
+            self._background.append(asyncio.create_task(erasing))
         if continuous and self.settings.retention is not None:
             purging = purge_daily(self.store, self.settings.retention, self.stopping)
             self._background.append(asyncio.create_task(purging))

@@ -1,4 +1,5 @@
-"""``RETENTION``: each dispatcher purges, once a day, what is finished and older than that.
+"""What each dispatcher erases as time passes: what ``RETENTION`` lets go, daily, and the
+previous keys of rotations whose ``ROTATION_GRACE`` ran out, every few seconds.
 
 The first purge comes a few minutes after start, at a random moment so that workers started
 together do not purge at once (several purging is harmless, only wasted: each batch deletes
@@ -41,6 +42,19 @@ async def purge_daily(store: Store, retention: timedelta, stopping: asyncio.Even
             purged.transactions, purged.longest_transaction,
         )  # fmt: skip
         wait = DAY
+
+
+async def erase_expired_keys(store: Store, every: float, stopping: asyncio.Event) -> None:
+    """Until ``stopping``, every ``every`` seconds: erase the previous keys past their grace
+    (they stopped signing at the end of it already; this takes them out of storage)."""
+    while not await _stopped_within(stopping, every):
+        try:
+            erased = await store.erase_expired_keys(datetime.now(UTC))
+        except DatabaseUnavailable as exc:
+            log.warning("erasing the expired keys of rotations failed (%s); trying again", exc)
+            continue
+        if erased:
+            log.info("rotation: erased %d previous keys whose grace ran out", erased)
 
 
 async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:

@@ -35,29 +35,52 @@ class NewWork:
             listener()
 
 
-async def listen(url: URL, wake: Callable[[], None], stopping: asyncio.Event) -> None:
-    """``LISTEN`` on PostgreSQL until ``stopping``, calling ``wake`` on each notification
-    (and once after each reconnection, for what was announced while away)."""
+async def listen(
+    url: URL,
+    wake: Callable[[], None],
+    stopping: asyncio.Event,
+    *,
+    channel: str = CHANNEL,
+    lost: Callable[[], None] = lambda: None,
+) -> None:
+    """``LISTEN`` to ``channel`` on PostgreSQL until ``stopping``, calling ``wake`` on each
+    notification and once after each (re)connection, for what was announced while away;
+    ``lost`` is called whenever the connection goes (nothing is heard until ``wake``)."""
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     backoff = 0.5
     while not stopping.is_set():
         conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(dsn, timeout=10)
-            lost = asyncio.Event()
-            conn.add_termination_listener(lambda _, lost=lost: lost.set())
-            await conn.add_listener(CHANNEL, lambda *_: wake())
+            gone = asyncio.Event()
+
+            def terminated(_: object, gone: asyncio.Event = gone) -> None:
+                lost()  # at once: a notification may be missed from now on
+                gone.set()
+
+            conn.add_termination_listener(terminated)
+            await conn.add_listener(channel, lambda *_: wake())
             backoff = 0.5
             wake()
-            while not (stopping.is_set() or lost.is_set() or conn.is_closed()):
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), 5)
+            while not (stopping.is_set() or gone.is_set() or conn.is_closed()):
+                await _first_of(stopping, gone, within=5)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.warning("listening for new work failed (%s); again in %.1f s", exc, backoff)
+            log.warning("listening on %s failed (%s); again in %.1f s", channel, exc, backoff)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), backoff)
             backoff = min(backoff * 2, 5)
         finally:
+            lost()
             if conn is not None and not conn.is_closed():
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
+
+
+async def _first_of(*events: asyncio.Event, within: float) -> None:
+    """Wait until one of ``events`` is set, or ``within`` seconds."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

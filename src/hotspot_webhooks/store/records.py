@@ -41,6 +41,7 @@ class ClaimedDelivery:
     body: bytes
     callback_url: str
     api_key_encrypted: str
+    previous_api_key_encrypted: str | None  # a rotated key still in its grace period
     webhook_enabled: bool
 
 
@@ -127,6 +128,13 @@ class Purged:
     events: int = 0
     transactions: int = 0
     longest_transaction: float = 0.0  # seconds
+
+    def add(self, other: Purged) -> None:
+        self.deliveries += other.deliveries
+        self.attempts += other.attempts
+        self.events += other.events
+        self.transactions += other.transactions
+        self.longest_transaction = max(self.longest_transaction, other.longest_transaction)
 
 
 # ---- emitting -------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 ID = String(64)
 DUE = "status = 'pending' AND lease_owner IS NULL"  # waiting for a worker: ix_deliveries_due
+ROTATED = "previous_key_expires_at IS NOT NULL"  # a previous key to erase: ix_webhooks_previous...
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -61,6 +62,8 @@ operators = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("name", String(200), nullable=False, unique=True),
+    Column("status", String(16), nullable=False, server_default="enabled"),
+    Column("disabled_reason", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -80,6 +83,8 @@ locations = Table(
     Column("id", String(200), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("operator_id", ID, ForeignKey("operators.id"), nullable=False, index=True),
+    Column("status", String(16), nullable=False, server_default="enabled"),
+    Column("disabled_reason", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -96,11 +101,20 @@ webhooks = Table(
     Column("event_type", String(64), nullable=False),
     Column("callback_url", Text, nullable=False),
     Column("api_key_encrypted", Text, nullable=False),
+    # the key a rotation replaced, still signing beside the new one until it expires
+    Column("previous_api_key_encrypted", Text, nullable=True),
+    Column("previous_key_expires_at", UTCDateTime, nullable=True),
     Column("status", String(16), nullable=False),
     Column("disabled_reason", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_webhooks_location_event", "location_id", "event_type"),
+    Index(
+        "ix_webhooks_previous_key_expires_at",
+        "previous_key_expires_at",
+        sqlite_where=text(ROTATED),
+        postgresql_where=text(ROTATED),
+    ),
 )
 
 events = Table(

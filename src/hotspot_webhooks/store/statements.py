@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     all_,
     bindparam,
+    case,
     cast,
     exists,
     func,
@@ -343,6 +344,7 @@ class LeasedRow(NamedTuple):
     body: bytes
     callback_url: str
     api_key_encrypted: str
+    previous_api_key_encrypted: str | None  # while its grace lasts
     status: str  # the webhook's
 
 
@@ -360,6 +362,14 @@ def leased_rows(leased: Any) -> Select[Any]:
             events.c.body,
             webhooks.c.callback_url,
             webhooks.c.api_key_encrypted,
+            # past its grace, a previous key no longer signs, even before it is erased
+            case(
+                (
+                    webhooks.c.previous_key_expires_at > func.now(),
+                    webhooks.c.previous_api_key_encrypted,
+                ),
+                else_=null(),
+            ).label("previous_api_key_encrypted"),
             webhooks.c.status,
         )
         .join(events, events.c.id == leased.c.event_id)
@@ -453,6 +463,7 @@ class ClaimedRow(NamedTuple):
     body: bytes
     callback_url: str
     api_key_encrypted: str
+    previous_api_key_encrypted: str | None
     status: str
 
 

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Row,
     Select,
     and_,
@@ -37,7 +38,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..config import DEFAULT_DATABASE_URL
 from ..errors import Conflict, DatabaseNotReady
-from ..states import DeliveryStatus, WebhookStatus
+from ..states import (
+    LOCATION_DISABLED,
+    OPERATOR_DISABLED,
+    DeliveryStatus,
+    OwnerStatus,
+    WebhookStatus,
+)
+from .access import (
+    AccessWatch,
+    ListenWatch,
+    StampWatch,
+    announce_after,
+    announce_in,
+    stamp_file_for,
+)
 from .database import (
     check_sqlite_path,
     create_engine,
@@ -106,6 +121,7 @@ class Store:
         self._last_lease_end: datetime | None = None
         path = sqlite_file(engine.url)
         self._sqlite_writer = SqliteWriter(path) if path is not None else None
+        self._access_stamp = stamp_file_for(path) if path is not None else None
         self.new_work = NewWork()
         self._group_commit = GroupCommit(
             dialect=engine.dialect,
@@ -158,6 +174,22 @@ class Store:
         async with self.read() as conn:
             await conn.execute(select(1))
 
+    def watch_access(self, forget: Callable[[], None]) -> AccessWatch:
+        """What tells this process when a change of access made by any process (a token
+        revoked, an operator disabled or deleted) makes what it remembers stale
+        (``access.py``). Call it inside a running event loop; ``close`` it when done."""
+        if self._access_stamp is not None:
+            return StampWatch(self._access_stamp, forget)
+        return ListenWatch(self.engine.url, forget)
+
+    @asynccontextmanager
+    async def _changing_access(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction that changes who may do what: announced to every process."""
+        async with self.write() as conn:
+            yield conn
+            await announce_in(conn)
+        announce_after(self._access_stamp)
+
     # operators and tokens
 
     async def insert_operator(self, row: dict[str, Any], token: dict[str, Any]) -> None:
@@ -170,10 +202,15 @@ class Store:
             await conn.execute(insert(tokens), row)
 
     async def find_token(self, token_hash: str) -> Row[Any] | None:
-        """The token row with this hash (``operator_id`` NULL for an admin token)."""
+        """The token row with this hash (``operator_id`` NULL for an admin token), with its
+        operator's status as ``operator_status`` (NULL for an admin token)."""
+        query = (
+            select(tokens, operators.c.status.label("operator_status"))
+            .outerjoin(operators, operators.c.id == tokens.c.operator_id)
+            .where(tokens.c.token_hash == token_hash)
+        )
         async with self.read() as conn:
-            result = await conn.execute(select(tokens).where(tokens.c.token_hash == token_hash))
-            return result.first()
+            return (await conn.execute(query)).first()
 
     async def list_tokens(
         self, operator_id: str | None = None
@@ -195,7 +232,7 @@ class Store:
         The admin tokens are locked before counting them (on PostgreSQL; SQLite has one
         writer), so two revocations at once cannot remove the last two together.
         """
-        async with self.write() as conn:
+        async with self._changing_access() as conn:
             query = select(tokens.c.operator_id).where(tokens.c.id == token_id)
             if operator_id is not None:
                 query = query.where(tokens.c.operator_id == operator_id)
@@ -236,6 +273,128 @@ class Store:
     async def list_operators(self) -> Sequence[Row[Any]]:
         async with self.read() as conn:
             return (await conn.execute(select(operators).order_by(operators.c.created_at))).all()
+
+    async def set_operator_status(
+        self, operator_id: str, status: OwnerStatus, reason: str | None, now: datetime
+    ) -> None:
+        """Disable or enable an operator, and with it the webhooks at its locations, in one
+        transaction announced to every process (its tokens stop or start working at once).
+
+        Disabling disables its enabled webhooks with ``reason``; enabling re-enables exactly
+        those (their reason names the operator), not those disabled for another reason.
+        """
+        async with self._changing_access() as conn:
+            await conn.execute(
+                update(operators)
+                .where(operators.c.id == operator_id)
+                .values(status=status.value, disabled_reason=reason)
+            )
+            at_its_locations = webhooks.c.location_id.in_(
+                select(locations.c.id).where(locations.c.operator_id == operator_id)
+            )
+            await _switch_webhooks(conn, at_its_locations, status, reason, OPERATOR_DISABLED, now)
+
+    async def set_location_status(
+        self, location_id: str, status: OwnerStatus, reason: str | None, now: datetime
+    ) -> None:
+        """Disable or enable a location and its webhooks, as ``set_operator_status``."""
+        async with self.write() as conn:
+            await conn.execute(
+                update(locations)
+                .where(locations.c.id == location_id)
+                .values(status=status.value, disabled_reason=reason)
+            )
+            at_it = webhooks.c.location_id == location_id
+            await _switch_webhooks(conn, at_it, status, reason, LOCATION_DISABLED, now)
+
+    async def delete_location(self, location_id: str, *, batch: int = PURGE_BATCH) -> Purged:
+        """Delete a location with its webhooks and its events, their deliveries and attempts.
+
+        Events go ``batch`` at a time, one short transaction each (no long lock: emits and
+        claims go on meanwhile); the location goes last, in a transaction that finds no event
+        left. A delete that stops half-way leaves the location there, to be deleted again.
+        An attempt on the wire meanwhile is not stored (its delivery is gone).
+        """
+        purged = Purged()
+        while True:
+            started = time.monotonic()
+            async with self.write() as conn:
+                doomed_events = (
+                    select(events.c.id).where(events.c.location_id == location_id).limit(batch)
+                )
+                ids = (await conn.execute(doomed_events)).scalars().all()
+                if not ids and await self._delete_location_row(conn, location_id, purged):
+                    _timed(purged, started)
+                    return purged
+                doomed = select(deliveries.c.id).where(deliveries.c.event_id.in_(ids))
+                gone = await conn.execute(
+                    delete(attempts).where(attempts.c.delivery_id.in_(doomed.scalar_subquery()))
+                )
+                purged.attempts += int(gone.rowcount)
+                gone = await conn.execute(delete(deliveries).where(deliveries.c.event_id.in_(ids)))
+                purged.deliveries += int(gone.rowcount)
+                gone = await conn.execute(delete(events).where(events.c.id.in_(ids)))
+                purged.events += int(gone.rowcount)
+            _timed(purged, started)
+
+    async def _delete_location_row(
+        self, conn: AsyncConnection, location_id: str, purged: Purged
+    ) -> bool:
+        """The last step of ``delete_location``: its webhooks (what deliveries they still
+        have are of no other location's events today, but delete them all the same) and
+        the location itself, unless an event arrived meanwhile (then False: go on)."""
+        its_webhooks = select(webhooks.c.id).where(webhooks.c.location_id == location_id)
+        its_deliveries = select(deliveries.c.id).where(
+            deliveries.c.webhook_id.in_(its_webhooks.scalar_subquery())
+        )
+        gone = await conn.execute(
+            delete(attempts).where(attempts.c.delivery_id.in_(its_deliveries.scalar_subquery()))
+        )
+        purged.attempts += int(gone.rowcount)
+        gone = await conn.execute(
+            delete(deliveries).where(deliveries.c.webhook_id.in_(its_webhooks.scalar_subquery()))
+        )
+        purged.deliveries += int(gone.rowcount)
+        await conn.execute(delete(webhooks).where(webhooks.c.location_id == location_id))
+        gone = await conn.execute(
+            delete(locations).where(
+                locations.c.id == location_id,
+                ~select(events.c.id).where(events.c.location_id == location_id).exists(),
+            )
+        )
+        if gone.rowcount:
+            return True
+        still = select(locations.c.id).where(locations.c.id == location_id)
+        return (await conn.execute(still)).first() is None
+
+    async def delete_operator(self, operator_id: str, now: datetime) -> Purged:
+        """Delete an operator with everything it owns: first disabled (its tokens stop at
+        once, everywhere), then each location as ``delete_location`` does, then its tokens
+        and itself. A delete that stops half-way leaves it disabled, to be deleted again."""
+        reason = f"{OPERATOR_DISABLED}: being deleted"
+        await self.set_operator_status(operator_id, OwnerStatus.DISABLED, reason, now)
+        purged = Purged()
+        while True:
+            async with self.read() as conn:
+                its_locations = select(locations.c.id).where(
+                    locations.c.operator_id == operator_id
+                )
+                location_ids = (await conn.execute(its_locations)).scalars().all()
+            if not location_ids:
+                break
+            for location_id in location_ids:
+                purged.add(await self.delete_location(location_id))
+        async with self._changing_access() as conn:
+            await conn.execute(delete(tokens).where(tokens.c.operator_id == operator_id))
+            await conn.execute(
+                delete(operators).where(
+                    operators.c.id == operator_id,
+                    ~select(locations.c.id)
+                    .where(locations.c.operator_id == operator_id)
+                    .exists(),
+                )
+            )
+        return purged
 
     # locations
 
@@ -291,6 +450,35 @@ class Store:
                 update(webhooks).where(webhooks.c.id == webhook_id).values(**values)
             )
             return bool(result.rowcount)
+
+    async def rotate_key(
+        self, webhook_id: str, api_key_encrypted: str, now: datetime, keep_previous_until: datetime
+    ) -> None:
+        """Give the webhook a new key; the one it replaces keeps signing beside it until
+        ``keep_previous_until`` (none kept when that is not after ``now``). A key replaced
+        before its own grace ran out is dropped: one previous key at most."""
+        keep = keep_previous_until > now
+        async with self.write() as conn:
+            await conn.execute(
+                update(webhooks)
+                .where(webhooks.c.id == webhook_id)
+                .values(
+                    api_key_encrypted=api_key_encrypted,
+                    previous_api_key_encrypted=webhooks.c.api_key_encrypted if keep else None,
+                    previous_key_expires_at=keep_previous_until if keep else None,
+                    updated_at=now,
+                )
+            )
+
+    async def erase_expired_keys(self, now: datetime) -> int:
+        """Erase the previous keys whose grace ran out by ``now``; how many."""
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(webhooks)
+                .where(webhooks.c.previous_key_expires_at <= now)
+                .values(previous_api_key_encrypted=None, previous_key_expires_at=None)
+            )
+            return int(result.rowcount or 0)
 
     async def delete_webhook(self, webhook_id: str) -> bool:
         """Delete a webhook with its deliveries and their attempts."""
@@ -866,6 +1054,7 @@ def _claimed(row: LeasedRow) -> ClaimedDelivery:
         body=bytes(row.body),
         callback_url=row.callback_url,
         api_key_encrypted=row.api_key_encrypted,
+        previous_api_key_encrypted=row.previous_api_key_encrypted,
         webhook_enabled=row.status == WebhookStatus.ENABLED,
     )
 
@@ -879,6 +1068,30 @@ def _attempt(row: Row[Any]) -> AttemptRecord:
     # the JSON column decodes on read; text is what a driver that does not hands back
     values["request_headers"] = json.loads(headers) if isinstance(headers, str) else dict(headers)
     return AttemptRecord(**values)
+
+
+async def _switch_webhooks(
+    conn: AsyncConnection,
+    which: ColumnElement[bool],
+    status: OwnerStatus,
+    reason: str | None,
+    owner_disabled: str,
+    now: datetime,
+) -> None:
+    """Disable the enabled webhooks among ``which`` with ``reason``, or re-enable those among
+    them disabled for ``owner_disabled`` (their reason starts so)."""
+    chosen: tuple[ColumnElement[bool], ...]
+    if status is OwnerStatus.DISABLED:
+        chosen = which, webhooks.c.status == WebhookStatus.ENABLED.value
+        values = {"status": WebhookStatus.DISABLED.value, "disabled_reason": reason}
+    else:
+        chosen = (
+            which,
+            webhooks.c.status == WebhookStatus.DISABLED.value,
+            webhooks.c.disabled_reason.startswith(owner_disabled, autoescape=True),
+        )
+        values = {"status": WebhookStatus.ENABLED.value, "disabled_reason": None}
+    await conn.execute(update(webhooks).where(*chosen).values(**values, updated_at=now))
 
 
 def _owned_by(query: _Query, operator_id: str | None) -> _Query:
