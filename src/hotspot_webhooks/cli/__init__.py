@@ -37,6 +37,8 @@ for command in (
     processes.worker,
     processes.migrate,
     maintenance.purge,
+    maintenance.backup,
+    maintenance.restore,
     events.emit,
     webhooks.recover,
     receiving.listen,
