@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test fuzz lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ run: $(STAMP)  ## serve on ./data/hotspot-webhooks.db with local-development def
 
 test: $(STAMP)  ## the whole test suite
 	$(BIN)/pytest
+
+fuzz: $(STAMP)  ## the REST API fuzzed from its OpenAPI schema: 10,000+ requests on SQLite and on PostgreSQL each
+	HW_FUZZ_EXAMPLES=250 HW_FUZZ_MIN_REQUESTS=10000 HW_FUZZ_TIMEOUT=1800 \
+	HW_FUZZ_PHASES_ON_POSTGRESQL=examples,coverage,fuzzing,stateful HW_TEST_POSTGRES=required \
+	$(BIN)/pytest -s -q tests/test_api_fuzz.py
 
 lint: $(STAMP)  ## ruff, mypy --strict and the layering contracts (docs/architecture.md)
 	$(BIN)/ruff check src tests bench

@@ -108,7 +108,7 @@ async def get_webhook(webhook_id: WebhookId, service: ServiceDep, caller: Caller
     return await service.get_webhook(webhook_id, caller=caller)
 
 
-@router.patch("/{webhook_id}")
+@router.patch("/{webhook_id}", responses=CONFLICT_RESPONSE)
 async def update_webhook(
     webhook_id: WebhookId, body: WebhookUpdate, service: ServiceDep, caller: CallerDep
 ) -> Webhook:

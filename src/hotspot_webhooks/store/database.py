@@ -25,6 +25,10 @@ from ..config import DEFAULT_DATABASE_URL
 from ..errors import ConfigurationError, DatabaseUnavailable, InvalidInput
 
 log = logging.getLogger(__name__)
+# Statements' parameters hold what clients send (a token pasted into a URL path becomes one):
+# SQLAlchemy is told to hide them (hide_parameters), and aiosqlite, which logs each call with
+# its arguments at DEBUG, is kept at INFO even when everything else is at DEBUG.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 BUSY_TIMEOUT_MS = 15_000
 SQLITE_PRAGMAS = (
     "journal_mode=WAL",
@@ -89,10 +93,14 @@ def create_engine(configured_url: str) -> AsyncEngine:
     url = parse_database_url(configured_url)
     path = sqlite_file(url)
     if path is None:
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_async_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+        )
     check_sqlite_path(path, create_directory=configured_url == DEFAULT_DATABASE_URL)
     keep_private(path)
-    engine = create_async_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    engine = create_async_engine(
+        url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
+    )
     _configure_sqlite(engine)
     return engine
 
