@@ -2,12 +2,19 @@
 before the answer.
 
     .venv/bin/python bench/ingest.py [--batches 30] [--singles 6000] [--clients 32] [--rounds 3]
+                                     [--fanout none|exact|wildcard]
 
 Each round starts, in its own process, ``hotspot-webhooks api`` on a fresh SQLite file (WAL,
 ``synchronous=FULL``: every answer waits for its fsync) with one webhook per event type at the
 location, so every event is stored with one delivery. It measures:
   * batched: ``POST /v1/events/batch`` with 1000 events each, 2 clients;
   * single: ``POST /v1/events`` from ``--clients`` concurrent clients.
+With ``--fanout`` the operator has 50 locations and the events are spread over them; each
+event is stored with 11 deliveries: ``wildcard`` subscribes 10 webhooks to all locations and
+types (``["*"]``) and 300 to one location and one type each (one per pair); ``exact`` makes
+the same 11 deliveries per event with one-location webhooks only (10 per location, and the
+300), the only way before subscriptions, so ``bench/versus.py REV --script-from-here
+--before "--fanout exact" -- --fanout wildcard`` compares the two ways in one run.
 Then, interleaved, the same load against a ceiling: a bare FastAPI app on the same uvicorn
 that reads the body, parses the JSON and answers 202 (no validation, no database). Figures are
 events/s and their ratio to the ceiling's; machines are noisy, so compare ratios.
@@ -39,10 +46,20 @@ from hotspot_webhooks import catalog  # noqa: E402
 
 ADMIN = "bench-admin-token-0123456789"
 TYPES = list(catalog.EVENT_TYPES)
-EVENTS = [
-    {"type": t, "location_id": "loc-bench", "data": dict(catalog.EVENT_TYPES[t].sample)}
-    for t in TYPES
-]
+FANOUT_LOCATIONS = [f"loc-{n:02d}" for n in range(50)]
+FANOUT_WIDE = 10  # webhooks on every location and type
+PER_EVENT = {"none": 1, "exact": FANOUT_WIDE + 1, "wildcard": FANOUT_WIDE + 1}
+
+
+def events_for(fanout: str) -> list[dict[str, object]]:
+    """The events sent, in turn: each type at the one location, or (fan-out) at each of the
+    50 locations."""
+    locations = ["loc-bench"] if fanout == "none" else FANOUT_LOCATIONS
+    return [
+        {"type": t, "location_id": loc, "data": dict(catalog.EVENT_TYPES[t].sample)}
+        for loc in locations
+        for t in TYPES
+    ]
 
 
 # ---- the ceiling: the same server stack with nothing behind it ------------------------------
@@ -130,35 +147,55 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-async def set_up(url: str) -> str:
-    """Operator, location and one webhook per type (to a port nobody listens on)."""
+async def set_up(url: str, fanout: str) -> str:
+    """Operator, locations and webhooks (to a port nobody listens on): one per type at one
+    location, or the fan-out case (see the module's docstring)."""
     admin = {"Authorization": f"Bearer {ADMIN}"}
     async with aiohttp.ClientSession(base_url=url) as session:
         async with session.post("/v1/operators", json={"name": "bench"}, headers=admin) as r:
             token = str((await r.json())["token"])
         headers = {"Authorization": f"Bearer {token}"}
-        async with session.post(
-            "/v1/locations", json={"id": "loc-bench", "name": "Bench"}, headers=headers
-        ) as r:
-            assert r.status == 201, await r.text()
-        for event_type in TYPES:
-            body = {
-                "location_id": "loc-bench",
-                "event_type": event_type,
-                "callback_url": "http://127.0.0.1:9/hook",
-            }
-            async with session.post("/v1/webhooks", json=body, headers=headers) as r:
+
+        async def post(path: str, body: dict[str, object]) -> None:
+            async with session.post(path, json=body, headers=headers) as r:
                 assert r.status == 201, await r.text()
+
+        hook = "http://127.0.0.1:9/hook"
+        locations = ["loc-bench"] if fanout == "none" else FANOUT_LOCATIONS
+        for location in locations:
+            await post("/v1/locations", {"id": location, "name": "Bench"})
+            for event_type in TYPES:  # one webhook per (location, type)
+                await post(
+                    "/v1/webhooks",
+                    {"location_id": location, "event_type": event_type, "callback_url": hook},
+                )
+        if fanout == "wildcard":
+            for _ in range(FANOUT_WIDE):
+                await post(
+                    "/v1/webhooks",
+                    {"location_ids": ["*"], "event_types": ["*"], "callback_url": hook},
+                )
+        elif fanout == "exact":  # the same deliveries without "*": a copy per location and type
+            for _ in range(FANOUT_WIDE):
+                for location in locations:
+                    for event_type in TYPES:
+                        await post(
+                            "/v1/webhooks",
+                            {"location_id": location, "event_type": event_type,
+                             "callback_url": hook},
+                        )  # fmt: skip
     return token
 
 
 # ---- load ---------------------------------------------------------------------------------
 
 
-async def batched(url: str, token: str, batches: int, clients: int = 2) -> float:
+async def batched(
+    url: str, token: str, batches: int, events: list[dict[str, object]], clients: int = 2
+) -> float:
     """Events/s through POST /v1/events/batch (1000 events per request)."""
     bodies = [
-        json.dumps({"events": [EVENTS[(b + i) % len(EVENTS)] for i in range(1000)]}).encode()
+        json.dumps({"events": [events[(b + i) % len(events)] for i in range(1000)]}).encode()
         for b in range(batches)
     ]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
@@ -181,9 +218,11 @@ async def batched(url: str, token: str, batches: int, clients: int = 2) -> float
     return accepted / elapsed
 
 
-async def singles(url: str, token: str, count: int, clients: int) -> float:
+async def singles(
+    url: str, token: str, count: int, clients: int, events: list[dict[str, object]]
+) -> float:
     """Events/s through POST /v1/events from ``clients`` concurrent clients."""
-    bodies = [json.dumps(EVENTS[i % len(EVENTS)]).encode() for i in range(len(EVENTS))]
+    bodies = [json.dumps(event).encode() for event in events]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     remaining = count
 
@@ -218,14 +257,16 @@ async def product_round(args: argparse.Namespace, workdir: Path, n: int) -> tupl
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(url)
-        token = await set_up(url)
-        batch_rate = await batched(url, token, args.batches)
-        single_rate = await singles(url, token, args.singles, args.clients)
+        token = await set_up(url, args.fanout)
+        events = events_for(args.fanout)
+        batch_rate = await batched(url, token, args.batches, events)
+        single_rate = await singles(url, token, args.singles, args.clients, events)
     finally:
         stop(process)
-    events, deliveries = count_stored(db)
+    stored, deliveries = count_stored(db)
     expected = args.batches * 1000 + args.singles
-    assert (events, deliveries) == (expected, expected), "an accepted event is missing"
+    assert stored == expected, "an accepted event is missing"
+    assert deliveries == expected * PER_EVENT[args.fanout], "a delivery is missing"
     return batch_rate, single_rate
 
 
@@ -235,9 +276,10 @@ async def ceiling_round(args: argparse.Namespace) -> tuple[float, float]:
     url = f"http://127.0.0.1:{port}"
     try:
         await wait_ready(url)
+        events = events_for(args.fanout)
         return (
-            await batched(url, "x", args.batches),
-            await singles(url, "x", args.singles, args.clients),
+            await batched(url, "x", args.batches, events),
+            await singles(url, "x", args.singles, args.clients, events),
         )
     finally:
         stop(process)
@@ -247,7 +289,8 @@ async def main(args: argparse.Namespace) -> None:
     print(
         f"ingest over REST: {args.batches} batches of 1000 events (2 clients), "
         f"{args.singles} single events ({args.clients} clients); SQLite, synchronous=FULL; "
-        f"{os.cpu_count()} cores"
+        f"{os.cpu_count()} cores; fan-out {args.fanout} ({PER_EVENT[args.fanout]} deliveries "
+        "per event)"
     )
     results: dict[str, list[float]] = {k: [] for k in ("batch", "single", "cb", "cs")}
     with tempfile.TemporaryDirectory(prefix="hw-ingest-") as tmp:
@@ -279,6 +322,7 @@ if __name__ == "__main__":
     parser.add_argument("--singles", type=int, default=6000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fanout", choices=sorted(PER_EVENT), default="none")
     parser.add_argument("--ceiling-server", type=int, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.ceiling_server:

@@ -1,12 +1,15 @@
 """Before and after in one run: a benchmark of this tree against an earlier revision.
 
-    .venv/bin/python bench/versus.py REV [--bench dispatch|ingest] [--rounds 3] [-- BENCH ARGS]
+    .venv/bin/python bench/versus.py REV [--bench dispatch|ingest] [--rounds 3]
+        [--script-from-here] [--before "BENCH ARGS"] [-- BENCH ARGS]
 
 Checks REV out into a temporary git worktree and runs the chosen benchmark, one round at a time,
 alternating between REV's code and this tree's (each with its own ``src`` first on the path,
 in fresh processes), so both meet the same moments of a noisy machine. Prints every round's
 lines under its label, then the ratios each side printed, side by side. Arguments after
-``--`` go to the benchmark itself (e.g. ``-- --pending 0 --loops asyncio``).
+``--`` go to the benchmark itself (e.g. ``-- --pending 0 --loops asyncio``); ``--before``
+gives REV's side other ones. With ``--script-from-here`` both sides run this tree's benchmark
+script (a case REV's script does not have), each against its own code.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -23,11 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 RATIO = re.compile(r"ratio ([0-9]+\.[0-9]+)")
 
 
-def run_round(tree: Path, bench: str, extra: list[str]) -> list[str]:
-    """One round of ``bench`` with ``tree``'s code; its output lines."""
+def run_round(
+    tree: Path, bench: str, extra: list[str], script_tree: Path | None = None
+) -> list[str]:
+    """One round of ``bench`` with ``tree``'s code (and script, or ``script_tree``'s); its
+    output lines."""
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    script = (script_tree or tree) / "bench" / f"{bench}.py"
     done = subprocess.run(
-        [sys.executable, str(tree / "bench" / f"{bench}.py"), "--rounds", "1", *extra],
+        [sys.executable, str(script), "--rounds", "1", *extra],
         cwd=tree,
         env=env,
         capture_output=True,
@@ -51,6 +59,10 @@ def main() -> None:
     parser.add_argument("revision", help="the git revision to compare with (e.g. HEAD~3)")
     parser.add_argument("--bench", choices=["dispatch", "ingest"], default="dispatch")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--script-from-here", action="store_true", help="run this tree's script on both sides"
+    )
+    parser.add_argument("--before", default=None, help="the benchmark's arguments on REV's side")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
@@ -67,7 +79,13 @@ def main() -> None:
         try:
             for number in range(1, args.rounds + 1):
                 for label, tree in ((args.revision, before), ("this tree", ROOT)):
-                    lines = run_round(tree, args.bench, extra)
+                    arguments = (
+                        shlex.split(args.before)
+                        if tree is before and args.before is not None
+                        else extra
+                    )
+                    script_tree = ROOT if args.script_from_here else None
+                    lines = run_round(tree, args.bench, arguments, script_tree)
                     sides[label].append(ratios(lines))
                     print(f"--- round {number}, {label}")
                     print("\n".join(f"    {line}" for line in lines), flush=True)

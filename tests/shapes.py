@@ -15,8 +15,11 @@ TOKEN_FIELDS = {"id", "operator_id", "token", "created_at"}
 LOCATION_FIELDS = {"id", "name", "operator_id", "status", "disabled_reason", "created_at"}
 WEBHOOK_FIELDS = {
     "id",
+    "operator_id",
     "location_id",
     "event_type",
+    "location_ids",
+    "event_types",
     "callback_url",
     "status",
     "disabled_reason",

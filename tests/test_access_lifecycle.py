@@ -27,7 +27,13 @@ from sqlalchemy import select
 from hotspot_webhooks import catalog
 from hotspot_webhooks.config import Settings
 from hotspot_webhooks.service import Service
-from hotspot_webhooks.store.schema import attempts, deliveries, events, webhooks
+from hotspot_webhooks.store.schema import (
+    attempts,
+    deliveries,
+    events,
+    subscriptions,
+    webhooks,
+)
 from tests.conftest import run_cli
 from tests.live_api import ADMIN_TOKEN, LiveAPI
 from tests.postgres import admin_sql
@@ -394,7 +400,7 @@ async def test_deleting_a_location_in_small_batches_takes_its_events_and_webhook
         assert purged.transactions == 4  # 3 + 3 + 1 events, then the location itself
         async with service.store.read() as conn:
             left = (await conn.execute(select(events.c.location_id))).scalars().all()
-            hooks = (await conn.execute(select(webhooks.c.location_id))).scalars().all()
+            hooks = (await conn.execute(select(subscriptions.c.location_id))).scalars().all()
             count = len((await conn.execute(select(attempts.c.delivery_id))).all())
         assert set(left) == {"loc-2"} and len(left) == 7
         assert hooks == ["loc-2"]
@@ -456,7 +462,13 @@ async def test_disabling_changes_no_other_operators_webhooks(
         await service.set_operator_status("acme", "disabled")
         async with service.store.read() as conn:
             statuses = dict(
-                (await conn.execute(select(webhooks.c.location_id, webhooks.c.status))).all()
+                (
+                    await conn.execute(
+                        select(subscriptions.c.location_id, webhooks.c.status).join(
+                            webhooks, webhooks.c.id == subscriptions.c.webhook_id
+                        )
+                    )
+                ).all()
             )
         assert statuses == {"loc-1": "disabled", "loc-9": "enabled"}
     finally:

@@ -172,7 +172,8 @@ async def test_event_types_are_public_and_describe_all_six_with_fields_schema_an
     assert [t["name"] for t in listed["data"]] == SIX_TYPES
     for info in listed["data"]:
         event_type = catalog.EVENT_TYPES[info["name"]]
-        assert set(info) == {"name", "description", "fields", "json_schema", "sample"}
+        assert set(info) == {"name", "description", "fields", "json_schema", "sample", "builtin"}
+        assert info["builtin"] is True
         assert info["description"] == event_type.description
         assert info["fields"] == list(event_type.fields)
         assert list(info["sample"]) == list(event_type.fields)  # wire order

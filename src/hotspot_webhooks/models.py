@@ -55,9 +55,16 @@ class Location(Resource):
 
 
 class Webhook(Resource):
+    """A webhook and its subscription. ``location_ids`` x ``event_types`` (``["*"]``: all);
+    ``location_id`` and ``event_type`` hold the one value when there is exactly one (the
+    original platform's form), else null."""
+
     id: str
-    location_id: str
-    event_type: str
+    operator_id: str
+    location_id: str | None
+    event_type: str | None
+    location_ids: list[str]
+    event_types: list[str]
     callback_url: str
     status: WebhookStatus
     disabled_reason: str | None
@@ -78,7 +85,7 @@ class Event(Resource):
     id: str
     type: str
     location_id: str
-    data: dict[str, str | None]
+    data: dict[str, Any]  # a built-in's: strings or null; a registered type's: its schema's
     created_at: datetime
     deliveries: int
 
@@ -115,13 +122,15 @@ class RecoverResult(Resource):
 
 
 class EventTypeInfo(Resource):
-    """One event type as the API describes it: fields in wire order, schema and sample."""
+    """One event type as the API describes it: fields in wire order, schema and sample;
+    ``builtin`` false for a type an admin registered."""
 
     name: str
     description: str
     fields: list[str]
     json_schema: dict[str, Any]
-    sample: dict[str, str | None]
+    sample: dict[str, Any]
+    builtin: bool = True
 
 
 class Attempt(Resource):

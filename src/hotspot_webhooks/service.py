@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from cachetools import TTLCache
 
 from . import catalog
 from .config import Settings
+from .custom_types import MAX_DESCRIPTION, check_definition
 from .delivery.attempt import Attempts
 from .delivery.dispatcher import Dispatcher, open_dispatcher, running_dispatcher
 from .delivery.targets import check_callback_url
@@ -33,12 +34,21 @@ from .errors import (
 )
 from .ids import new_id
 from .keys import KeyCipher, hash_token, load_secret_keys, new_api_key, new_token, token_matches
+from .known_types import (
+    EventType,
+    KnownEventTypes,
+    UnknownEventType,
+    body_of,
+    describe,
+    sample_body,
+)
 from .models import (
     Attempt,
     Delivery,
     DeliveryWithAttempts,
     EmitResult,
     Event,
+    EventTypeInfo,
     Location,
     Operator,
     OperatorWithToken,
@@ -63,10 +73,12 @@ from .store.records import (
     EventIdTaken,
     NewEvent,
     Purged,
+    SubscribedWebhook,
     UnknownLocation,
     test_send_lease_owner,
 )
 from .store.store import Store
+from .subscription import ANY, Subscription, subscription_from
 from .validation import (
     check_aware,
     check_batch_size,
@@ -165,6 +177,7 @@ class Service:
         self._callers: TTLCache[str, Caller] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)
         self._access: AccessWatch | None = None  # started by the first authentication
         self._forgotten = 0  # how many times the callers were forgotten
+        self.event_types = KnownEventTypes(store)
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Service:
@@ -205,6 +218,12 @@ class Service:
 
     # authentication
 
+    def _watch_access(self) -> AccessWatch:
+        """Start hearing the announcements of other processes (tokens, registered types)."""
+        if self._access is None:
+            self._access = self.store.watch_access(self._forget_callers)
+        return self._access
+
     async def authenticate(self, token: str | None) -> Caller:
         """The caller a token stands for; the configured admin token, or one stored hashed
         (remembered until a change of access anywhere makes it stale)."""
@@ -216,9 +235,7 @@ class Service:
         if configured and token_matches(token, hash_token(configured)):
             return ADMIN
         token_hash = hash_token(token)
-        if self._access is None:
-            self._access = self.store.watch_access(self._forget_callers)
-        if self._access.trusted():
+        if self._watch_access().trusted():
             cached = self._callers.get(token_hash)
             if cached is not None:
                 return cached
@@ -238,8 +255,10 @@ class Service:
         return caller
 
     def _forget_callers(self) -> None:
+        """Access or the registered types changed somewhere: forget what was remembered."""
         self._forgotten += 1
         self._callers.clear()
+        self.event_types.forget()
 
     async def ensure_admin_token(self) -> str | None:
         """On first start with no admin token configured, create one and return it (to be
@@ -350,6 +369,53 @@ class Service:
             "created_at": now,
         }
 
+    # event types
+
+    async def list_event_types(self) -> list[EventTypeInfo]:
+        """The six built-ins, then the registered types by name."""
+        self._watch_access()
+        custom = await self.event_types.custom()
+        every: list[EventType] = [*catalog.EVENT_TYPES.values(), *custom.values()]
+        return [EventTypeInfo(**describe(t)) for t in every]
+
+    async def get_event_type(self, name: str) -> EventTypeInfo:
+        self._watch_access()
+        try:
+            found = await self.event_types.get(name, field="name")
+        except UnknownEventType as exc:
+            raise NotFound(exc.message) from None
+        return EventTypeInfo(**describe(found))
+
+    async def register_event_type(
+        self,
+        name: str,
+        description: str,
+        json_schema: object,
+        sample: object,
+        *,
+        caller: Caller = ADMIN,
+    ) -> EventTypeInfo:
+        """Register a further event type (the admin's act): events of it are validated
+        against ``json_schema`` (JSON Schema, Draft 2020-12) and webhooks may subscribe to it.
+        A built-in's name is refused (409), as is a name registered already."""
+        caller.require_admin()
+        description = check_text(description, "description", max_length=MAX_DESCRIPTION)
+        defined = check_definition(name, description, json_schema, sample)
+        registered = replace(defined, created_at=_now())
+        await self.store.insert_event_type(registered)
+        self._forget_callers()
+        return EventTypeInfo(**describe(registered))
+
+    async def remove_event_type(self, name: str, *, caller: Caller = ADMIN) -> None:
+        """Remove a registered type no event and no webhook uses (409 otherwise); the
+        built-ins cannot be removed (409)."""
+        caller.require_admin()
+        if name in catalog.EVENT_TYPES:
+            raise Conflict(f"{name!r} is a built-in event type; built-ins cannot be removed")
+        if not (is_text(name) and await self.store.delete_event_type(name)):
+            raise NotFound(f"event type {name!r} is not registered")
+        self._forget_callers()
+
     # locations
 
     async def create_location(
@@ -446,19 +512,39 @@ class Service:
     # webhooks
 
     async def create_webhook(
-        self, location_id: str, event_type: str, callback_url: str, *, caller: Caller = ADMIN
+        self,
+        location_id: str | None = None,
+        event_type: str | None = None,
+        callback_url: str | None = None,
+        *,
+        location_ids: Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None,
+        operator: str | None = None,
+        caller: Caller = ADMIN,
     ) -> WebhookWithSecret:
-        catalog.get_event_type(event_type, field="event_type")
-        location_id = check_id(location_id, "location_id")
+        """A webhook for ``location_id`` + ``event_type`` (the original platform's form) or
+        ``location_ids`` x ``event_types`` (``["*"]``: all), with its key, shown this once.
+
+        It belongs to one operator: the caller, or for the admin the one whose locations it
+        names (``operator`` when it names ``"*"``). A location the caller cannot see is 404,
+        as if it did not exist; one that is disabled, or a disabled operator, is 409.
+        """
+        subscription = await self._subscription(
+            location_id=location_id,
+            location_ids=location_ids,
+            event_type=event_type,
+            event_types=event_types,
+        )
+        if callback_url is None:
+            raise invalid("callback_url", "required", headline="callback_url is required")
         callback_url = await self._check_callback_url(callback_url)
-        location = await self.get_location(location_id, caller=caller)
-        await self._require_enabled_location(location)
+        owner_id = await self._subscriber(subscription, operator, caller)
         api_key = new_api_key()
         now = _now()
+        webhook_id = new_id("wh")
         row = {
-            "id": new_id("wh"),
-            "location_id": location_id,
-            "event_type": event_type,
+            "id": webhook_id,
+            "operator_id": owner_id,
             "callback_url": callback_url,
             "api_key_encrypted": self.cipher.encrypt(api_key),
             "status": WebhookStatus.ENABLED,
@@ -466,8 +552,76 @@ class Service:
             "created_at": now,
             "updated_at": now,
         }
-        await self.store.insert_webhook(row)
-        return WebhookWithSecret(**row, api_key=api_key, signing_secret=signing_secret(api_key))
+        await self.store.insert_webhook(row, subscription.pairs())
+        webhook = await self.get_webhook(webhook_id, caller=caller)
+        return WebhookWithSecret(
+            **webhook.model_dump(), api_key=api_key, signing_secret=signing_secret(api_key)
+        )
+
+    async def _subscriber(
+        self, subscription: Subscription, operator: str | None, caller: Caller
+    ) -> str:
+        """The operator a webhook with ``subscription`` belongs to, its locations checked:
+        each visible to the caller (404 otherwise) and enabled, all of one operator, enabled."""
+        if caller.operator_id is not None and operator not in (None, "", caller.operator_id):
+            raise Forbidden(
+                "an operator token creates webhooks for its own operator only; "
+                "leave operator_id out",
+                details=[field_error("operator_id", "not your operator")],
+            )
+        owners: set[str] = set()
+        for location_id in () if subscription.all_locations else subscription.location_ids:
+            location = await self.get_location(location_id, caller=caller)
+            await self._require_enabled_location(location)
+            owners.add(location.operator_id)
+        if caller.operator_id is not None:
+            owner_id = caller.operator_id
+        elif owners:
+            if len(owners) > 1:
+                raise invalid(
+                    "location_ids",
+                    "locations of several operators",
+                    headline="location_ids name locations of several operators "
+                    f"({', '.join(sorted(owners))}); a webhook belongs to one",
+                )
+            [owner_id] = owners
+            if operator and (await self._operator(operator)).id != owner_id:
+                raise invalid(
+                    "operator_id",
+                    "not the locations' operator",
+                    headline=f"operator_id: the locations belong to operator {owner_id}",
+                )
+        elif operator:
+            owner_id = (await self._operator(operator)).id
+        else:
+            raise invalid(
+                "operator_id",
+                "required",
+                headline='operator_id is required when the admin subscribes to "*" locations',
+            )
+        await self._require_enabled_operator(owner_id)
+        return owner_id
+
+    async def _subscription(self, **given: Any) -> Subscription:
+        """``subscription_from`` with the event types this process knows, registered ones
+        included (read again once before a name is refused: it may be new elsewhere)."""
+        self._watch_access()
+        for again in (False, True):
+            if again:
+                self.event_types.forget()
+            names = await self.event_types.names()
+
+            def known(name: str, field: str, names: list[str] = names) -> str:
+                if name not in names:
+                    raise UnknownEventType(name, field, names)
+                return name
+
+            try:
+                return subscription_from(**given, check_event_type=known)
+            except UnknownEventType:
+                if again:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _check_callback_url(self, callback_url: str) -> str:
         """The URL to store: checked, its host in ASCII (IDNA), as every attempt sends it."""
@@ -484,24 +638,26 @@ class Service:
         status: str | None = None,
         caller: Caller = ADMIN,
     ) -> list[Webhook]:
+        """Webhooks, or those that receive events at ``location_id`` and/or of
+        ``event_type`` (named, or through "*")."""
         if location_id:  # in a query string, empty means not given
             check_id(location_id, "location_id")
         if event_type is not None:
-            catalog.get_event_type(event_type, field="event_type")
+            await self.event_types.get(event_type, field="event_type")
         if status is not None:
             check_choice(status, WebhookStatus, "status", what="webhook status")
-        rows = await self.store.list_webhooks(
+        found = await self.store.list_webhooks(
             location_id=location_id or None,
             event_type=event_type,
             status=status,
             operator_id=caller.operator_id,
         )
-        return [Webhook.model_validate(r) for r in rows]
+        return [_webhook(each) for each in found]
 
     async def get_webhook(self, webhook_id: str, *, caller: Caller = ADMIN) -> Webhook:
-        return Webhook.model_validate(await self._webhook_row(webhook_id, caller))
+        return _webhook(await self._subscribed(webhook_id, caller))
 
-    async def _webhook_row(self, webhook_id: str, caller: Caller) -> Any:
+    async def _subscribed(self, webhook_id: str, caller: Caller) -> SubscribedWebhook:
         found = (
             await self.store.get_webhook(webhook_id, caller.operator_id)
             if is_id(webhook_id)
@@ -515,29 +671,49 @@ class Service:
         *,
         callback_url: str | None = None,
         status: str | None = None,
+        location_ids: Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None,
         caller: Caller = ADMIN,
     ) -> Webhook:
-        """Change the callback URL and/or enable or disable; enabling clears the reason (and
-        is refused while its location or operator is disabled)."""
+        """Change the callback URL, the subscription (either list, or both) and/or enable or
+        disable; enabling clears the reason (and is refused while its operator, or a location
+        it names, is disabled)."""
         webhook = await self.get_webhook(webhook_id, caller=caller)
         values: dict[str, Any] = {}
+        pairs = None
+        if location_ids is not None or event_types is not None:
+            subscription = await self._subscription(
+                location_id=None,
+                location_ids=webhook.location_ids if location_ids is None else location_ids,
+                event_type=None,
+                event_types=webhook.event_types if event_types is None else event_types,
+            )
+            owner = await self._subscriber(subscription, webhook.operator_id, caller)
+            if owner != webhook.operator_id:  # the admin named another operator's locations
+                raise NotFound(
+                    f"location {subscription.location_ids[0]!r} does not exist; create it first"
+                )
+            pairs = subscription.pairs()
         if callback_url is not None:
             values["callback_url"] = await self._check_callback_url(callback_url)
         if status is not None:
             values["status"] = check_choice(status, WebhookStatus, "status", what="webhook status")
             if status == WebhookStatus.ENABLED:
-                await self._require_enabled_location(await self.get_location(webhook.location_id))
+                await self._require_enabled_operator(webhook.operator_id)
+                for location_id in [] if webhook.location_ids == [ANY] else webhook.location_ids:
+                    await self._require_enabled_location(await self.get_location(location_id))
             values["disabled_reason"] = (
                 None if status == WebhookStatus.ENABLED else f"disabled by request at {_stamp()}"
             )
-        if not values:
+        if not values and pairs is None:
             raise invalid(
                 "callback_url",
-                "give callback_url and/or status",
-                headline="nothing to change: give callback_url and/or status",
+                "give callback_url, status, location_ids and/or event_types",
+                headline="nothing to change: give callback_url, status, location_ids and/or "
+                "event_types",
             )
         values["updated_at"] = _now()
-        await self.store.update_webhook(webhook_id, values)
+        await self.store.update_webhook(webhook_id, values, pairs)
         return await self.get_webhook(webhook_id, caller=caller)
 
     async def delete_webhook(self, webhook_id: str, *, caller: Caller = ADMIN) -> None:
@@ -562,20 +738,38 @@ class Service:
         )
 
     async def test_webhook(
-        self, webhook_id: str, *, caller: Caller = ADMIN
+        self,
+        webhook_id: str,
+        *,
+        event_type: str | None = None,
+        location_id: str | None = None,
+        caller: Caller = ADMIN,
     ) -> DeliveryWithAttempts:
-        """Send the webhook's sample event now, to this webhook alone, and return the delivery
-        with its attempt. It is a real delivery: recorded, listed, retried if it failed."""
-        row = await self._webhook_row(webhook_id, caller)
-        event_type = catalog.get_event_type(row.event_type)
+        """Send a sample event now, to this webhook alone, and return the delivery with its
+        attempt. It is a real delivery: recorded, listed, retried if it failed. The type and
+        location are the given ones (within the subscription), else its first."""
+        webhook = await self.get_webhook(webhook_id, caller=caller)
+        chosen_type = self._within(webhook.event_types, event_type, "event_type")
+        if chosen_type == ANY:
+            chosen_type = next(iter(catalog.EVENT_TYPES))
+        sample_of = await self.event_types.get(chosen_type, field="event_type")
+        chosen_location = self._within(webhook.location_ids, location_id, "location_id")
+        if chosen_location == ANY:
+            its = await self.store.list_locations(webhook.operator_id)
+            if not its:
+                raise Conflict(
+                    f"webhook {webhook_id!r} subscribes to all locations of an operator that "
+                    "has none yet: create a location first"
+                )
+            chosen_location = its[0].id
         now = _now()
         owner = test_send_lease_owner()
         claimed = await self.store.insert_leased_delivery(
             NewEvent(
                 new_id("evt"),
-                event_type.name,
-                row.location_id,
-                catalog.serialize(event_type.sample),
+                sample_of.name,
+                chosen_location,
+                sample_body(sample_of),
                 now,
             ),
             webhook_id,
@@ -587,6 +781,20 @@ class Service:
             self._attempts = Attempts(self.settings, self.cipher)
         await self._attempts.make_and_record(self.store, claimed, owner)
         return await self.get_delivery(claimed.id, caller=caller)
+
+    @staticmethod
+    def _within(subscribed: list[str], wanted: str | None, field: str) -> str:
+        """``wanted`` if the subscription covers it (its first value when not given)."""
+        if wanted is None or wanted == "":
+            return subscribed[0]
+        if subscribed != [ANY] and wanted not in subscribed:
+            raise invalid(
+                field,
+                "not in the webhook's subscription",
+                headline=f"{field} {wanted!r} is not in the webhook's subscription "
+                f"({', '.join(subscribed)})",
+            )
+        return wanted
 
     async def recover(
         self, webhook_id: str, since: datetime, *, caller: Caller = ADMIN
@@ -632,13 +840,11 @@ class Service:
         new_events = []
         for index, request in enumerate(requests):
             prefix = "" if single else f"events[{index}]."
-            event_type = catalog.get_event_type(request.type, field=f"{prefix}type")
+            event_type = await self.event_types.get(request.type, field=f"{prefix}type")
             location_id = check_id(request.location_id, f"{prefix}location_id")
-            payload = catalog.validate(event_type, request.data, field=f"{prefix}data")
+            body = body_of(event_type, request.data, field=f"{prefix}data")
             event_id = new_id("evt") if request.id is None else check_id(request.id, f"{prefix}id")
-            new_events.append(
-                NewEvent(event_id, event_type.name, location_id, catalog.serialize(payload), now)
-            )
+            new_events.append(NewEvent(event_id, event_type.name, location_id, body, now))
         try:
             stored = await self.store.insert_events(new_events, lambda: new_id("dlv"), caller)
         except UnknownLocation as exc:
@@ -677,7 +883,7 @@ class Service:
             if value:  # in a query string, empty means not given
                 check_id(value, field)
         if type is not None:
-            catalog.get_event_type(type)
+            await self.event_types.get(type)
         check_limit(limit)
         rows = await self.store.list_events(
             location_id=location_id or None,
@@ -748,6 +954,22 @@ class Service:
 
 
 P = TypeVar("P", Event, Delivery)
+
+
+def _webhook(subscribed: SubscribedWebhook) -> Webhook:
+    """The resource: both forms of the subscription (the single values when there is one)."""
+    location_ids, event_types = subscribed.location_ids, subscribed.event_types
+    single_location = location_ids[0] if len(location_ids) == 1 and location_ids != [ANY] else None
+    single_type = event_types[0] if len(event_types) == 1 and event_types != [ANY] else None
+    return Webhook.model_validate(
+        {
+            **subscribed.row._asdict(),
+            "location_id": single_location,
+            "event_type": single_type,
+            "location_ids": location_ids,
+            "event_types": event_types,
+        }
+    )
 
 
 def _page(fetched: list[P], limit: int) -> Page[P]:

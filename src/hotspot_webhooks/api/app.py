@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
@@ -22,6 +22,7 @@ from . import deliveries, event_types, events, locations, operators, tokens, web
 from .errors import install_error_handlers
 from .limits import BodyLimit, BodyTimeout
 from .lockout import FailedAuthLimit
+from .openapi import published
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,23 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             events.complete_examples(FastAPI.openapi(app))
-        return app.openapi_schema  # type: ignore[return-value]
+        built: dict[str, Any] = app.openapi_schema  # type: ignore[assignment]
+        service: Service | None = getattr(app.state, "service", None)
+        registered = {} if service is None else service.event_types.loaded()
+        samples = {name: dict(t.sample) for name, t in registered.items()}
+        return published(built, list(registered), samples)
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.middleware("http")
+    async def know_the_registered_types(request: Request, call_next: Any) -> Any:
+        """Before the document is built (synchronously), read the registered types."""
+        if request.url.path == app.openapi_url:
+            service: Service | None = getattr(app.state, "service", None)
+            if service is not None:
+                await service.event_types.custom()
+        return await call_next(request)
+
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from .. import catalog
+from ..custom_types import REGISTERED_TAG
 from ..errors import HotspotWebhooksError, TooManyRequests, field_error
 from .redaction import redact
 
@@ -166,7 +167,7 @@ def _field_name(loc: Sequence[Any]) -> str:
     for part in parts:
         if isinstance(part, int):
             name += f"[{part}]"
-        elif part not in catalog.EVENT_TYPES:
+        elif part not in catalog.EVENT_TYPES and part != REGISTERED_TAG:
             name += f".{part}" if name else str(part)
     return name or "body"
 

@@ -2,8 +2,10 @@
 list them, show one.
 
 The request schema is built from the catalog: one object per event type, told apart by
-``type``, each with exactly its payload fields. So ``/docs`` shows all six payloads and a
-wrong field is named before the service sees the event (which validates it again anyway).
+``type``, each with exactly its payload fields, and one for the types an admin registers
+(any JSON object as ``data``, which the service validates against the type's JSON Schema).
+So ``/docs`` shows all six payloads and a wrong field is named before the service sees the
+event (which validates it again anyway).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model
 
 from .. import catalog
+from ..custom_types import MAX_NAME, NAME_PATTERN, REGISTERED_TAG
 from ..models import EmitBatchResult, EmitResult, Event, Page
 from ..service import EmitRequest
 from ..validation import MAX_BATCH, MAX_PAGE
@@ -51,11 +54,39 @@ def _event_model(event_type: catalog.EventType) -> type[BaseModel]:
     return model
 
 
-_EVENT_MODELS = tuple(_event_model(t) for t in catalog.EVENT_TYPES.values())
+class RegisteredEvent(BaseModel):
+    """An event of a type an admin registered (`GET /v1/event-types` lists them); its `data`
+    is validated against that type's JSON Schema."""
+
+    model_config = ConfigDict(extra="forbid", title="an event of a registered type")
+
+    type: str = Field(
+        max_length=MAX_NAME,
+        json_schema_extra={"pattern": NAME_PATTERN, "not": {"enum": list(catalog.EVENT_TYPES)}},
+    )
+    location_id: str = id_field()
+    data: dict[str, Any]
+    id: str | None = id_field("Idempotency key; generated when absent.", default=None)
+
+
+def _tag(value: Any) -> str | None:
+    """Which model an incoming event is read with: its built-in type's, or the registered
+    types' (a name not built in, or none: that model says what is missing). A body that was
+    not parsed as JSON (bytes) fits none, and is answered 415 (``errors.py``)."""
+    if isinstance(value, bytes):
+        return None
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if isinstance(kind, str) and kind in catalog.EVENT_TYPES else REGISTERED_TAG
+
+
+_EVENT_MODELS = (
+    *(Annotated[_event_model(t), Tag(t.name)] for t in catalog.EVENT_TYPES.values()),
+    Annotated[RegisteredEvent, Tag(REGISTERED_TAG)],
+)
 if TYPE_CHECKING:
     EventIn = Any
 else:
-    EventIn = Annotated[Union[_EVENT_MODELS], Field(discriminator="type")]  # noqa: UP007
+    EventIn = Annotated[Union[_EVENT_MODELS], Discriminator(_tag)]  # noqa: UP007
 
 
 def _example(event_type: catalog.EventType) -> dict[str, Any]:
@@ -89,7 +120,8 @@ class EventBatch(BaseModel):
 
 
 def _request(event: Any) -> EmitRequest:
-    return EmitRequest(event.type, event.location_id, event.data.model_dump(), event.id)
+    data = event.data if isinstance(event, RegisteredEvent) else event.data.model_dump()
+    return EmitRequest(event.type, event.location_id, data, event.id)
 
 
 @router.post("", status_code=202, responses=CONFLICT_RESPONSE)

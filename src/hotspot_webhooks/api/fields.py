@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from .. import catalog
 from ..states import OwnerStatus
+from ..subscription import ANY, MAX_EVENT_TYPES, MAX_LOCATIONS
 from ..validation import (
     CALLBACK_URL_PATTERN,
     ID_OR_EMPTY_PATTERN,
@@ -32,6 +33,7 @@ _ID_SCHEMA: dict[str, JsonValue] = {
     "minLength": 1,
     "maxLength": MAX_ID_LENGTH,
 }
+_ID_SCHEMA_TYPED: dict[str, JsonValue] = {"type": "string", **_ID_SCHEMA}
 
 
 class StatusChange(BaseModel):
@@ -62,6 +64,43 @@ def id_field(description: str | None = None, **kwargs: Any) -> Any:
     Published, not enforced here: the service refuses other ids with its own message."""
     text = f"{description} " if description else ""
     return Field(description=f"{text}An id: {ID_RULE}.", json_schema_extra=_ID_SCHEMA, **kwargs)
+
+
+def location_list_field(**kwargs: Any) -> Any:
+    """A subscription's locations: ids, or exactly ``["*"]`` for all of the operator's."""
+    return Field(
+        min_length=1,
+        max_length=MAX_LOCATIONS,
+        description='Location ids, or ["*"]: all of the operator\'s, present and future.',
+        json_schema_extra={
+            "uniqueItems": True,
+            "anyOf": [{"items": _ID_SCHEMA_TYPED}, {"const": [ANY]}],
+        },
+        **kwargs,
+    )
+
+
+def event_type_list_field(**kwargs: Any) -> Any:
+    """A subscription's event types, or exactly ``["*"]`` for all."""
+    return Field(
+        min_length=1,
+        max_length=MAX_EVENT_TYPES,
+        description='Event types, or ["*"]: all of them.',
+        json_schema_extra={
+            "uniqueItems": True,
+            "anyOf": [{"items": EVENT_TYPE_ENUM}, {"const": [ANY]}],
+        },
+        **kwargs,
+    )
+
+
+# each dimension of a subscription in exactly one form: one value, or a list
+ONE_FORM_EACH: dict[str, JsonValue] = {
+    "allOf": [
+        {"oneOf": [{"required": ["location_id"]}, {"required": ["location_ids"]}]},
+        {"oneOf": [{"required": ["event_type"]}, {"required": ["event_types"]}]},
+    ]
+}
 
 
 def id_in_path(description: str) -> Any:

@@ -17,13 +17,26 @@ from ..models import (
 from ..states import WebhookStatus
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
-from .fields import EVENT_TYPE_ENUM, callback_url_field, id_field, id_in_path, id_in_query
+from .fields import (
+    EVENT_TYPE_ENUM,
+    ONE_FORM_EACH,
+    callback_url_field,
+    event_type_list_field,
+    id_field,
+    id_in_path,
+    id_in_query,
+    location_list_field,
+)
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
 WebhookId = Annotated[str, id_in_path("The webhook's id.")]
 
 
 class WebhookCreate(BaseModel):
+    """Either form of each dimension: ``location_id`` or ``location_ids``, ``event_type`` or
+    ``event_types``; a list may be ``["*"]`` (all of the operator's locations, present and
+    future; all types)."""
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -32,14 +45,26 @@ class WebhookCreate(BaseModel):
                     "location_id": "loc-1042",
                     "event_type": "customer.create",
                     "callback_url": "https://crm.example.com/hotspot/customers",
-                }
-            ]
+                },
+                {
+                    "location_ids": ["*"],
+                    "event_types": ["customer.create", "subscriber.create"],
+                    "callback_url": "https://crm.example.com/hotspot/all",
+                },
+            ],
+            **ONE_FORM_EACH,
         },
     )
 
-    location_id: str = id_field()
-    event_type: str = Field(json_schema_extra=EVENT_TYPE_ENUM)
+    location_id: str = id_field(default=None)
+    location_ids: list[str] = location_list_field(default=None)
+    event_type: str = Field(default=None, json_schema_extra=EVENT_TYPE_ENUM)  # type: ignore[assignment]
+    event_types: list[str] = event_type_list_field(default=None)
     callback_url: str = callback_url_field()
+    operator_id: str = Field(  # type: ignore[assignment]
+        default=None,
+        description='The owning operator, given by the admin for a webhook on "*" locations.',
+    )
 
 
 class WebhookUpdate(BaseModel):
@@ -49,6 +74,7 @@ class WebhookUpdate(BaseModel):
             "examples": [
                 {"status": WebhookStatus.ENABLED.value},
                 {"callback_url": "https://new.example.com/hook"},
+                {"location_ids": ["loc-1042", "loc-1043"], "event_types": ["*"]},
             ],
             "minProperties": 1,
         },
@@ -57,6 +83,8 @@ class WebhookUpdate(BaseModel):
     # absent means unchanged; null is not a value either
     callback_url: str = callback_url_field(default=None)
     status: WebhookStatus = Field(default=None)  # type: ignore[assignment]
+    location_ids: list[str] = location_list_field(default=None)
+    event_types: list[str] = event_type_list_field(default=None)
 
 
 def _text_only(value: Any) -> Any:
@@ -82,7 +110,13 @@ async def create_webhook(
 ) -> WebhookWithSecret:
     """Create a webhook. The answer holds its `api_key` and `signing_secret`, shown this once."""
     return await service.create_webhook(
-        body.location_id, body.event_type, body.callback_url, caller=caller
+        callback_url=body.callback_url,
+        location_id=body.location_id,
+        location_ids=body.location_ids,
+        event_type=body.event_type,
+        event_types=body.event_types,
+        operator=body.operator_id,
+        caller=caller,
     )
 
 
@@ -90,7 +124,9 @@ async def create_webhook(
 async def list_webhooks(
     service: ServiceDep,
     caller: CallerDep,
-    location_id: Annotated[str | None, id_in_query("Only webhooks at this location.")] = None,
+    location_id: Annotated[
+        str | None, id_in_query("Only webhooks that receive this location's events.")
+    ] = None,
     event_type: Annotated[str | None, Query(json_schema_extra=EVENT_TYPE_ENUM)] = None,
     status: WebhookStatus | None = None,
 ) -> Page[Webhook]:
@@ -112,11 +148,14 @@ async def get_webhook(webhook_id: WebhookId, service: ServiceDep, caller: Caller
 async def update_webhook(
     webhook_id: WebhookId, body: WebhookUpdate, service: ServiceDep, caller: CallerDep
 ) -> Webhook:
-    """Change the callback URL, or enable/disable (enabling clears `disabled_reason`)."""
+    """Change the callback URL or the subscription, or enable/disable (enabling clears
+    `disabled_reason`)."""
     return await service.update_webhook(
         webhook_id,
         callback_url=body.callback_url,
         status=None if body.status is None else body.status.value,
+        location_ids=body.location_ids,
+        event_types=body.event_types,
         caller=caller,
     )
 
@@ -136,13 +175,23 @@ async def rotate_key(
     return await service.rotate_key(webhook_id, caller=caller)
 
 
-@router.post("/{webhook_id}/test")
-async def test_webhook(
-    webhook_id: WebhookId, service: ServiceDep, caller: CallerDep
+@router.post("/{webhook_id}/test", responses=CONFLICT_RESPONSE)
+async def send_test_event(
+    webhook_id: WebhookId,
+    service: ServiceDep,
+    caller: CallerDep,
+    event_type: Annotated[
+        str | None, Query(description="Which type's sample (default: the subscription's first).")
+    ] = None,
+    location_id: Annotated[
+        str | None, id_in_query("From which location (default: the subscription's first).")
+    ] = None,
 ) -> DeliveryWithAttempts:
-    """Send the event type's sample now, to this webhook alone; answers with the delivery and
-    its attempt (a failed one is retried like any other)."""
-    return await service.test_webhook(webhook_id, caller=caller)
+    """Send a sample event now, to this webhook alone; answers with the delivery and its
+    attempt (a failed one is retried like any other)."""
+    return await service.test_webhook(
+        webhook_id, event_type=event_type, location_id=location_id or None, caller=caller
+    )
 
 
 @router.post("/{webhook_id}/recover", responses=CONFLICT_RESPONSE)

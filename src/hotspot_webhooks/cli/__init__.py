@@ -15,6 +15,7 @@ import typer
 from .._version import __version__
 from . import (
     deliveries,
+    event_types,
     events,
     locations,
     maintenance,
@@ -50,6 +51,7 @@ app.add_typer(operators.tokens_app, name="tokens")
 app.add_typer(locations.locations_app, name="locations")
 app.add_typer(webhooks.webhooks_app, name="webhooks")
 app.add_typer(events.events_app, name="events")
+app.add_typer(event_types.event_types_app, name="event-types")
 app.add_typer(deliveries.deliveries_app, name="deliveries")
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from .. import catalog
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
+from ..models import EmitResult
+from ..service import Service
 from .common import (
     Cursor,
     Db,
@@ -25,7 +27,9 @@ events_app = typer.Typer(help="Stored events.", no_args_is_help=True)
 
 
 def emit(
-    event_type: Annotated[str, typer.Argument(metavar="TYPE", help="One of the six event types.")],
+    event_type: Annotated[
+        str, typer.Argument(metavar="TYPE", help="An event type (`event-types list`).")
+    ],
     location: Annotated[str, typer.Option("--location", help="Location id.")],
     data: Annotated[str | None, typer.Option("--data", help="Payload as a JSON object.")] = None,
     file: Annotated[
@@ -45,30 +49,41 @@ def emit(
     if sum(x is not None and x is not False for x in (data, file, sample)) != 1:
         fail("give exactly one of --data JSON, --file F or --sample", 2)
     if sample:
-        try:
-            payload: Any = dict(catalog.get_event_type(event_type).sample)
-        except InvalidInput as exc:
-            fail(exc.message)
-    else:
-        try:
-            text = (
-                data
-                if data is not None
-                else (sys.stdin.read() if str(file) == "-" else Path(str(file)).read_text())
-            )
-        except OSError as exc:
-            fail(f"cannot read --file {file}: {exc.strerror}")
-        except UnicodeDecodeError as exc:
-            fail(f"--file {file} is not UTF-8 text ({exc.reason} at byte {exc.start})")
-        what = "--data" if data is not None else f"--file {file}"
-        try:
-            payload = catalog.parse_json(text, what=what)
-        except InvalidInput as exc:
-            fail(exc.message)
+        result = with_service(
+            settings(db), lambda s: _emit_sample(s, event_type, location, event_id)
+        )
+        show(result, as_json)
+        return
+    try:
+        text = (
+            data
+            if data is not None
+            else (sys.stdin.read() if str(file) == "-" else Path(str(file)).read_text())
+        )
+    except OSError as exc:
+        fail(f"cannot read --file {file}: {exc.strerror}")
+    except UnicodeDecodeError as exc:
+        fail(f"--file {file} is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    what = "--data" if data is not None else f"--file {file}"
+    try:
+        payload = catalog.parse_json(text, what=what)
+    except InvalidInput as exc:
+        fail(exc.message)
     result = with_service(
         settings(db), lambda s: s.emit(event_type, location, payload, id=event_id)
     )
     show(result, as_json)
+
+
+async def _emit_sample(
+    service: Service, event_type: str, location: str, event_id: str | None
+) -> EmitResult:
+    """The type's sample (a built-in's, or a registered type's), emitted."""
+    try:
+        found = await service.get_event_type(event_type)
+    except NotFound as exc:
+        raise InvalidInput(exc.message) from None
+    return await service.emit(event_type, location, found.sample, id=event_id)
 
 
 @events_app.command("list")

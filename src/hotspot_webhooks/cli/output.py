@@ -45,10 +45,18 @@ def show(
     for column in columns:
         table.add_column(column)
     for row in data:
-        table.add_row(*("-" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(_cell(row.get(c)) for c in columns))
     out.print(table)
     if not data:
         out.print("(none)")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
 
 
 def shown_once(secret: str, stored: str) -> None:

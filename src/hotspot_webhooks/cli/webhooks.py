@@ -1,4 +1,4 @@
-"""``webhooks`` and ``recover``: location + event type → callback URL, and what to do to one."""
+"""``webhooks`` and ``recover``: locations x event types → callback URL, and what to do to one."""
 
 from __future__ import annotations
 
@@ -18,22 +18,57 @@ from .common import (
 from .output import show, show_delivery, shown_once
 
 webhooks_app = typer.Typer(
-    help="Webhooks: location + event type → callback URL.", no_args_is_help=True
+    help="Webhooks: locations x event types → callback URL.", no_args_is_help=True
 )
 
-WEBHOOK_COLUMNS = ("id", "location_id", "event_type", "callback_url", "status")
+WEBHOOK_COLUMNS = ("id", "location_ids", "event_types", "callback_url", "status")
+Locations = Annotated[
+    list[str] | None,
+    typer.Option("--location", help="A location id; repeat for several."),
+]
+AllLocations = Annotated[
+    bool,
+    typer.Option(
+        "--all-locations", help='All of the operator\'s locations, present and future ("*").'
+    ),
+]
+Events = Annotated[
+    list[str] | None,
+    typer.Option("--event", help="An event type (e.g. customer.create), or '*' for all; repeat."),
+]
+
+
+def _locations(location: list[str] | None, all_locations: bool) -> list[str] | None:
+    if all_locations and location:
+        fail("give --location (one or more) or --all-locations, not both", 2)
+    return ["*"] if all_locations else location
 
 
 @webhooks_app.command("create")
 def webhooks_create(
-    location: Annotated[str, typer.Option("--location", help="Location id.")],
-    event: Annotated[str, typer.Option("--event", help="Event type, e.g. customer.create.")],
     url: Annotated[str, typer.Option("--url", help="Callback URL (http or https).")],
+    location: Locations = None,
+    all_locations: AllLocations = False,
+    event: Events = None,
+    operator: Annotated[
+        str | None, typer.Option("--operator", help="Owner, for --all-locations (id or name).")
+    ] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Create a webhook; prints its API key and signing secret once."""
-    created = with_service(settings(db), lambda s: s.create_webhook(location, event, url))
+    """Create a webhook for some locations (or --all-locations) and event types (or '*');
+    prints its API key and signing secret once."""
+    locations = _locations(location, all_locations)
+    if not locations:
+        fail("give --location ID (repeat for several) or --all-locations", 2)
+    if not event:
+        fail("give --event TYPE (repeat for several), or --event '*' for all", 2)
+    created = with_service(
+        settings(db),
+        lambda s: s.create_webhook(
+            callback_url=url, location_ids=locations, event_types=event, operator=operator
+        ),
+    )
     show(created, as_json)
     if not as_json:
         shown_once("api_key", "encrypted")
@@ -79,17 +114,33 @@ def webhooks_update(
     enable: Annotated[
         bool | None, typer.Option("--enable/--disable", help="Enable or disable.")
     ] = None,
+    location: Locations = None,
+    all_locations: AllLocations = False,
+    event: Events = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Change a webhook's callback URL, or enable/disable it."""
-    if url is None and enable is None:
-        fail("nothing to change: give --url URL, --enable or --disable", 2)
+    """Change a webhook's callback URL or subscription (the locations and/or event types
+    given replace the old ones), or enable/disable it."""
+    locations = _locations(location, all_locations)
+    if url is None and enable is None and not locations and not event:
+        fail(
+            "nothing to change: give --url URL, --enable, --disable, --location/--all-locations "
+            "or --event",
+            2,
+        )
     status = (
         None if enable is None else (WebhookStatus.ENABLED if enable else WebhookStatus.DISABLED)
     )
     updated = with_service(
-        settings(db), lambda s: s.update_webhook(webhook_id, callback_url=url, status=status)
+        settings(db),
+        lambda s: s.update_webhook(
+            webhook_id,
+            callback_url=url,
+            status=status,
+            location_ids=locations or None,
+            event_types=event or None,
+        ),
     )
     show(updated, as_json)
 
@@ -107,13 +158,21 @@ def webhooks_rotate_key(
 @webhooks_app.command("test")
 def webhooks_test(
     webhook_id: Annotated[str, typer.Argument(metavar="ID")],
+    event: Annotated[
+        str | None, typer.Option("--event", help="Which type's sample (default: the first).")
+    ] = None,
+    location: Annotated[
+        str | None, typer.Option("--location", help="From which location (default: the first).")
+    ] = None,
     dev: Annotated[bool, typer.Option("--dev", help="Allow loopback/private receivers.")] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Send the webhook's sample event now and show the attempt."""
+    """Send a sample event to this webhook now and show the attempt."""
     config = settings(db, allow_private_targets=True if dev else None)
-    delivery = with_service(config, lambda s: s.test_webhook(webhook_id))
+    delivery = with_service(
+        config, lambda s: s.test_webhook(webhook_id, event_type=event, location_id=location)
+    )
     show_delivery(delivery, as_json)
     # scripts can tell: `webhooks test ID && ...`
     if delivery.status is not DeliveryStatus.SUCCEEDED:

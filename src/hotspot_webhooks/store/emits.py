@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy import Dialect, Select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..states import OwnerStatus
+from ..subscription import ANY
 from .notify import NOTIFY_SQL, NewWork
 from .records import EmitCounts, EmitRules, EventIdTaken, NewEvent, UnknownLocation
 from .sqlite_writer import SqliteWriter
@@ -77,10 +79,18 @@ def plan_emits(
     """Decide, emit by emit, what a group commit writes, from the rows of its lookups."""
     # event id → what exists under it; grows with each event planned
     known = {row.id: row for row in existing}
-    owner_of = {row.id: row.operator_id for row in owners}
-    targets: dict[tuple[str, str], list[str]] = {}  # (location, type) → enabled webhooks
+    owner_of: dict[str, str] = {}
+    disabled: set[str] = set()  # locations whose events are stored with no delivery
+    for owner in owners:
+        owner_of[owner.id] = owner.operator_id
+        if owner.status == OwnerStatus.DISABLED:
+            disabled.add(owner.id)
+    # (owner, location or "*", type or "*") → enabled webhooks; each webhook subscribes to a
+    # product of locations and types, so at most one of an event's four keys names it
+    targets: dict[tuple[str, str, str], list[str]] = {}
     for row in subscriptions:
-        targets.setdefault((row.location_id, row.event_type), []).append(row.id)
+        key = (row.operator_id, row.location_id, row.event_type)
+        targets.setdefault(key, []).append(row.webhook_id)
     plan = EmitPlan()
     for emit in group:
         refused = _refusal(emit, known, owner_of)
@@ -97,9 +107,14 @@ def plan_emits(
                     existed.add(new.id)
                 continue
             planned.add(new.id)
-            matched = targets.get((new.location_id, new.type), [])
+            owner_id = owner_of[new.location_id]
+            matched = (
+                []
+                if new.location_id in disabled
+                else _matched(targets, owner_id, new.location_id, new.type)
+            )
             counts[new.id] = len(matched)
-            known[new.id] = ExistingEvent(new.id, len(matched), owner_of[new.location_id])
+            known[new.id] = ExistingEvent(new.id, len(matched), owner_id)
             plan.events.append(
                 EventParams(
                     id=new.id,
@@ -122,6 +137,23 @@ def plan_emits(
             )
         plan.results.append(EmitCounts(counts, frozenset(existed)))
     return plan
+
+
+def _matched(
+    targets: dict[tuple[str, str, str], list[str]], owner: str, location_id: str, event_type: str
+) -> list[str]:
+    """The webhooks of ``owner`` an event at ``location_id`` of ``event_type`` goes to, by
+    id (the order deliveries are created in)."""
+    found: list[str] = []
+    for key in (
+        (owner, location_id, event_type),
+        (owner, location_id, ANY),
+        (owner, ANY, event_type),
+        (owner, ANY, ANY),
+    ):
+        found.extend(targets.get(key, ()))
+    found.sort()
+    return found
 
 
 def _refusal(
@@ -200,6 +232,7 @@ class GroupCommit:
         lookups = emit_lookups(
             {e.id for emit in group for e in emit.events},
             {e.location_id for emit in group for e in emit.events},
+            {e.type for emit in group for e in emit.events},
         )
         if self._sqlite_writer is not None:
             return await self._commit_on_sqlite_thread(self._sqlite_writer, group, lookups)

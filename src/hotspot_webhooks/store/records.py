@@ -10,7 +10,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import NotFound
 from ..ids import new_id
@@ -26,6 +26,24 @@ class NewEvent:
     location_id: str
     body: bytes
     created_at: datetime
+
+
+Pair = tuple[str, str]  # (location id or "*", event type or "*"): one of a subscription's
+
+
+class SubscribedWebhook(NamedTuple):
+    """A webhook's row and its subscription, as (location, type) pairs."""
+
+    row: Any
+    pairs: list[Pair]
+
+    @property
+    def location_ids(self) -> list[str]:
+        return sorted({location for location, _ in self.pairs})
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted({event_type for _, event_type in self.pairs})
 
 
 @dataclass(slots=True)

@@ -92,13 +92,14 @@ webhooks = Table(
     "webhooks",
     metadata,
     Column("id", ID, primary_key=True),
+    # whose it is: what "*" in its subscription stands for (never another operator's)
     Column(
-        "location_id",
-        String(200),
-        ForeignKey("locations.id", ondelete="CASCADE"),
+        "operator_id",
+        ID,
+        ForeignKey("operators.id", ondelete="CASCADE"),
         nullable=False,
+        index=True,
     ),
-    Column("event_type", String(64), nullable=False),
     Column("callback_url", Text, nullable=False),
     Column("api_key_encrypted", Text, nullable=False),
     # the key a rotation replaced, still signing beside the new one until it expires
@@ -108,13 +109,38 @@ webhooks = Table(
     Column("disabled_reason", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    Index("ix_webhooks_location_event", "location_id", "event_type"),
     Index(
         "ix_webhooks_previous_key_expires_at",
         "previous_key_expires_at",
         sqlite_where=text(ROTATED),
         postgresql_where=text(ROTATED),
     ),
+)
+
+# A webhook's subscription, location_ids x event_types, one row per pair; "*" stands for all
+# (of the operator's locations, present and future; of the types). An emit finds the webhooks
+# an event matches with one lookup of ix_subscriptions_match: (owner, location or "*", type
+# or "*").
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("webhook_id", ID, ForeignKey("webhooks.id", ondelete="CASCADE"), primary_key=True),
+    Column("location_id", String(200), primary_key=True),
+    Column("event_type", String(64), primary_key=True),
+    Column("operator_id", ID, nullable=False),  # the webhook's, so "*" is matched within it
+    Index("ix_subscriptions_match", "operator_id", "location_id", "event_type"),
+)
+
+# Event types an admin registered beside the six built-ins (catalog.py), with the JSON Schema
+# (Draft 2020-12) their payloads are validated against.
+event_types = Table(
+    "event_types",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("json_schema", JSON, nullable=False),
+    Column("sample", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 events = Table(

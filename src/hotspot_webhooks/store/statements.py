@@ -44,8 +44,17 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..states import DeliveryStatus, WebhookStatus
+from ..subscription import ANY
 from .records import AttemptRecord
-from .schema import UTCDateTime, attempts, deliveries, events, locations, webhooks
+from .schema import (
+    UTCDateTime,
+    attempts,
+    deliveries,
+    events,
+    locations,
+    subscriptions,
+    webhooks,
+)
 
 Converter = Callable[[Any], Any]
 Params = TypeVar("Params", bound=tuple[Any, ...])
@@ -293,14 +302,16 @@ class ExistingEvent(NamedTuple):
 class LocationOwner(NamedTuple):
     id: str
     operator_id: str
+    status: str  # the location's: a disabled one gets events, and no delivery
 
 
 class Subscription(NamedTuple):
-    """An enabled webhook and what it subscribes to."""
+    """One pair of an enabled webhook's subscription that an emit may match."""
 
-    id: str
-    location_id: str
-    event_type: str
+    webhook_id: str
+    operator_id: str
+    location_id: str  # or "*"
+    event_type: str  # or "*"
 
 
 class EmitLookups(NamedTuple):
@@ -308,21 +319,36 @@ class EmitLookups(NamedTuple):
 
     existing: Select[Any]  # events that exist among its ids, with count and owner
     owners: Select[Any]  # the owners of its locations
-    subscriptions: Select[Any]  # the enabled webhooks at those locations
+    subscriptions: Select[Any]  # the pairs of enabled webhooks its events may match
 
 
-def emit_lookups(event_ids: set[str], location_ids: set[str]) -> EmitLookups:
+def emit_lookups(
+    event_ids: set[str], location_ids: set[str], event_types: set[str]
+) -> EmitLookups:
+    owners_of_its_locations = select(locations.c.operator_id).where(
+        locations.c.id.in_(location_ids)
+    )
     return EmitLookups(
         select(events.c.id, events.c.delivery_count, locations.c.operator_id)
         .join(locations, locations.c.id == events.c.location_id)
         .where(events.c.id.in_(event_ids)),
-        select(locations.c.id, locations.c.operator_id).where(locations.c.id.in_(location_ids)),
-        select(webhooks.c.id, webhooks.c.location_id, webhooks.c.event_type)
-        .where(
-            webhooks.c.status == WebhookStatus.ENABLED.value,
-            webhooks.c.location_id.in_(location_ids),
+        select(locations.c.id, locations.c.operator_id, locations.c.status).where(
+            locations.c.id.in_(location_ids)
+        ),
+        # ix_subscriptions_match: (owner, location or "*", type or "*")
+        select(
+            subscriptions.c.webhook_id,
+            subscriptions.c.operator_id,
+            subscriptions.c.location_id,
+            subscriptions.c.event_type,
         )
-        .order_by(webhooks.c.id),
+        .join(webhooks, webhooks.c.id == subscriptions.c.webhook_id)
+        .where(
+            subscriptions.c.operator_id.in_(owners_of_its_locations.scalar_subquery()),
+            subscriptions.c.location_id.in_([*location_ids, ANY]),
+            subscriptions.c.event_type.in_([*event_types, ANY]),
+            webhooks.c.status == WebhookStatus.ENABLED.value,
+        ),
     )
 
 

@@ -14,7 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -37,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..config import DEFAULT_DATABASE_URL
+from ..custom_types import CustomEventType
 from ..errors import Conflict, DatabaseNotReady
 from ..states import (
     LOCATION_DISABLED,
@@ -45,6 +54,7 @@ from ..states import (
     OwnerStatus,
     WebhookStatus,
 )
+from ..subscription import ANY
 from .access import (
     AccessWatch,
     ListenWatch,
@@ -74,14 +84,18 @@ from .records import (
     ExpiredLease,
     NewEvent,
     Outcome,
+    Pair,
     Purged,
+    SubscribedWebhook,
 )
 from .schema import (
     attempts,
     deliveries,
+    event_types,
     events,
     locations,
     operators,
+    subscriptions,
     tokens,
     webhooks,
     workers,
@@ -289,23 +303,45 @@ class Store:
                 .where(operators.c.id == operator_id)
                 .values(status=status.value, disabled_reason=reason)
             )
-            at_its_locations = webhooks.c.location_id.in_(
-                select(locations.c.id).where(locations.c.operator_id == operator_id)
-            )
-            await _switch_webhooks(conn, at_its_locations, status, reason, OPERATOR_DISABLED, now)
+            its = webhooks.c.operator_id == operator_id
+            await _switch_webhooks(conn, its, status, reason, OPERATOR_DISABLED, now)
 
     async def set_location_status(
         self, location_id: str, status: OwnerStatus, reason: str | None, now: datetime
-    ) -> None:
-        """Disable or enable a location and its webhooks, as ``set_operator_status``."""
+    ) -> int:
+        """Disable or enable a location, in one transaction.
+
+        Disabled, emits there create no delivery (``plan_emits``); the webhooks subscribed to
+        it alone are disabled with ``reason`` (enabled again with it); and the due deliveries
+        of its events for the other webhooks (several locations, or "*") fail unsent, as a
+        disabled webhook's do. Returns how many deliveries failed so.
+        """
         async with self.write() as conn:
             await conn.execute(
                 update(locations)
                 .where(locations.c.id == location_id)
                 .values(status=status.value, disabled_reason=reason)
             )
-            at_it = webhooks.c.location_id == location_id
-            await _switch_webhooks(conn, at_it, status, reason, LOCATION_DISABLED, now)
+            only_here = webhooks.c.id.in_(_subscribed_only_to(location_id))
+            await _switch_webhooks(conn, only_here, status, reason, LOCATION_DISABLED, now)
+            if status is OwnerStatus.ENABLED:
+                return 0
+            failed = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.status == DeliveryStatus.PENDING.value,
+                    deliveries.c.lease_owner.is_(None),
+                    deliveries.c.event_id.in_(
+                        select(events.c.id).where(events.c.location_id == location_id)
+                    ),
+                )
+                .values(
+                    status=DeliveryStatus.FAILED.value,
+                    next_attempt_at=None,
+                    last_error=f"location {location_id} is disabled; not sent",
+                )
+            )
+            return int(failed.rowcount or 0)
 
     async def delete_location(self, location_id: str, *, batch: int = PURGE_BATCH) -> Purged:
         """Delete a location with its webhooks and its events, their deliveries and attempts.
@@ -340,10 +376,11 @@ class Store:
     async def _delete_location_row(
         self, conn: AsyncConnection, location_id: str, purged: Purged
     ) -> bool:
-        """The last step of ``delete_location``: its webhooks (what deliveries they still
-        have are of no other location's events today, but delete them all the same) and
-        the location itself, unless an event arrived meanwhile (then False: go on)."""
-        its_webhooks = select(webhooks.c.id).where(webhooks.c.location_id == location_id)
+        """The last step of ``delete_location``: the webhooks subscribed to it alone (their
+        deliveries were of its events, gone already, but delete any all the same), its place
+        in the others' subscriptions, and the location itself, unless an event arrived
+        meanwhile (then False: go on)."""
+        its_webhooks = _subscribed_only_to(location_id)
         its_deliveries = select(deliveries.c.id).where(
             deliveries.c.webhook_id.in_(its_webhooks.scalar_subquery())
         )
@@ -355,7 +392,8 @@ class Store:
             delete(deliveries).where(deliveries.c.webhook_id.in_(its_webhooks.scalar_subquery()))
         )
         purged.deliveries += int(gone.rowcount)
-        await conn.execute(delete(webhooks).where(webhooks.c.location_id == location_id))
+        await conn.execute(delete(webhooks).where(webhooks.c.id.in_(its_webhooks)))
+        await conn.execute(delete(subscriptions).where(subscriptions.c.location_id == location_id))
         gone = await conn.execute(
             delete(locations).where(
                 locations.c.id == location_id,
@@ -385,6 +423,8 @@ class Store:
             for location_id in location_ids:
                 purged.add(await self.delete_location(location_id))
         async with self._changing_access() as conn:
+            # what is left of its webhooks: those subscribed to "*" (no delivery left either)
+            await conn.execute(delete(webhooks).where(webhooks.c.operator_id == operator_id))
             await conn.execute(delete(tokens).where(tokens.c.operator_id == operator_id))
             await conn.execute(
                 delete(operators).where(
@@ -416,14 +456,22 @@ class Store:
 
     # webhooks
 
-    async def insert_webhook(self, row: dict[str, Any]) -> None:
+    async def insert_webhook(self, row: dict[str, Any], pairs: Collection[Pair]) -> None:
+        """A webhook and its subscription (``(location or "*", type or "*")`` pairs)."""
         async with self.write() as conn:
             await conn.execute(insert(webhooks), row)
+            await _subscribe(conn, row["id"], row["operator_id"], pairs)
 
-    async def get_webhook(self, webhook_id: str, operator_id: str | None = None) -> Row[Any] | None:
+    async def get_webhook(
+        self, webhook_id: str, operator_id: str | None = None
+    ) -> SubscribedWebhook | None:
         query = select(webhooks).where(webhooks.c.id == webhook_id)
         async with self.read() as conn:
-            return (await conn.execute(_webhooks_of(query, operator_id))).first()
+            found = (await conn.execute(_webhooks_of(query, operator_id))).first()
+            if found is None:
+                return None
+            [subscribed] = await _with_subscriptions(conn, [found])
+            return subscribed
 
     async def list_webhooks(
         self,
@@ -432,24 +480,46 @@ class Store:
         event_type: str | None = None,
         status: str | None = None,
         operator_id: str | None = None,
-    ) -> Sequence[Row[Any]]:
+    ) -> list[SubscribedWebhook]:
+        """Webhooks, narrowed to those that receive events at ``location_id`` and/or of
+        ``event_type`` (by name or through "*"), and to a status."""
         query = _webhooks_of(select(webhooks).order_by(webhooks.c.id), operator_id)
-        for column, value in (
-            (webhooks.c.location_id, location_id),
-            (webhooks.c.event_type, event_type),
-            (webhooks.c.status, status),
-        ):
-            if value is not None:
-                query = query.where(column == value)
+        if status is not None:
+            query = query.where(webhooks.c.status == status)
+        matching = []
+        if location_id is not None:
+            matching.append(subscriptions.c.location_id.in_([location_id, ANY]))
+        if event_type is not None:
+            matching.append(subscriptions.c.event_type.in_([event_type, ANY]))
+        if matching:
+            query = query.where(
+                select(subscriptions.c.webhook_id)
+                .where(subscriptions.c.webhook_id == webhooks.c.id, *matching)
+                .exists()
+            )
         async with self.read() as conn:
-            return (await conn.execute(query)).all()
+            return await _with_subscriptions(conn, (await conn.execute(query)).all())
 
-    async def update_webhook(self, webhook_id: str, values: dict[str, Any]) -> bool:
+    async def update_webhook(
+        self, webhook_id: str, values: dict[str, Any], pairs: Collection[Pair] | None = None
+    ) -> bool:
+        """Change the webhook's columns in ``values`` and, given ``pairs``, its subscription."""
         async with self.write() as conn:
             result = await conn.execute(
-                update(webhooks).where(webhooks.c.id == webhook_id).values(**values)
+                update(webhooks)
+                .where(webhooks.c.id == webhook_id)
+                .values(**values)
+                .returning(webhooks.c.operator_id)
             )
-            return bool(result.rowcount)
+            owner = result.scalar_one_or_none()
+            if owner is None:
+                return False
+            if pairs is not None:
+                await conn.execute(
+                    delete(subscriptions).where(subscriptions.c.webhook_id == webhook_id)
+                )
+                await _subscribe(conn, webhook_id, owner, pairs)
+            return True
 
     async def rotate_key(
         self, webhook_id: str, api_key_encrypted: str, now: datetime, keep_previous_until: datetime
@@ -493,6 +563,46 @@ class Store:
             await conn.execute(delete(deliveries).where(deliveries.c.webhook_id == webhook_id))
             result = await conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
             return bool(result.rowcount)
+
+    # registered event types
+
+    async def list_event_types(self) -> list[CustomEventType]:
+        async with self.read() as conn:
+            rows = (await conn.execute(select(event_types).order_by(event_types.c.name))).all()
+        return [
+            CustomEventType(r.name, r.description, r.json_schema, r.sample, r.created_at)
+            for r in rows
+        ]
+
+    async def insert_event_type(self, event_type: CustomEventType) -> None:
+        """Register a type (``Conflict`` if the name is taken), announced to every process."""
+        async with self._changing_access() as conn:
+            await _insert_unique(
+                conn,
+                event_types,
+                {
+                    "name": event_type.name,
+                    "description": event_type.description,
+                    "json_schema": dict(event_type.json_schema),
+                    "sample": dict(event_type.sample),
+                    "created_at": event_type.created_at,
+                },
+                f"event type {event_type.name!r} is registered already",
+            )
+
+    async def delete_event_type(self, name: str) -> bool:
+        """Remove a registered type, refused (``Conflict``) while an event of it is stored or
+        a webhook names it; False when there is none."""
+        async with self._changing_access() as conn:
+            named = select(subscriptions.c.webhook_id).where(subscriptions.c.event_type == name)
+            used = select(events.c.id).where(events.c.type == name)
+            for query, what in ((named, "a webhook subscribes to it"), (used, "events of it")):
+                if (await conn.execute(query.limit(1))).first() is not None:
+                    raise Conflict(
+                        f"event type {name!r} is in use ({what}); it cannot be removed"
+                    )
+            gone = await conn.execute(delete(event_types).where(event_types.c.name == name))
+            return bool(gone.rowcount)
 
     # events
 
@@ -1100,14 +1210,63 @@ def _owned_by(query: _Query, operator_id: str | None) -> _Query:
 
 
 def _webhooks_of(query: _Query, operator_id: str | None) -> _Query:
-    """``query`` over webhooks, narrowed to the webhooks at one operator's locations."""
-    if operator_id is None:
-        return query
-    return query.where(
-        webhooks.c.location_id.in_(
-            select(locations.c.id).where(locations.c.operator_id == operator_id)
+    """``query`` over webhooks, narrowed to one operator's."""
+    return query if operator_id is None else query.where(webhooks.c.operator_id == operator_id)
+
+
+def _subscribed_only_to(location_id: str) -> Select[Any]:
+    """The ids of the webhooks whose subscription names this location and no other."""
+    return (
+        select(subscriptions.c.webhook_id)
+        .group_by(subscriptions.c.webhook_id)
+        .having(
+            func.min(subscriptions.c.location_id) == location_id,
+            func.max(subscriptions.c.location_id) == location_id,
+        )
+        .where(
+            subscriptions.c.webhook_id.in_(
+                select(subscriptions.c.webhook_id).where(
+                    subscriptions.c.location_id == location_id
+                )
+            )
         )
     )
+
+
+async def _subscribe(
+    conn: AsyncConnection, webhook_id: str, operator_id: str, pairs: Collection[Pair]
+) -> None:
+    await conn.execute(
+        insert(subscriptions),
+        [
+            {
+                "webhook_id": webhook_id,
+                "location_id": location_id,
+                "event_type": event_type,
+                "operator_id": operator_id,
+            }
+            for location_id, event_type in pairs
+        ],
+    )
+
+
+async def _with_subscriptions(
+    conn: AsyncConnection, rows: Sequence[Row[Any]]
+) -> list[SubscribedWebhook]:
+    """The webhook rows with their subscriptions, read in one query."""
+    pairs: dict[str, list[Pair]] = {row.id: [] for row in rows}
+    for chunk in _chunks(list(pairs), 500):
+        query = select(
+            subscriptions.c.webhook_id, subscriptions.c.location_id, subscriptions.c.event_type
+        ).where(subscriptions.c.webhook_id.in_(chunk))
+        for webhook_id, location_id, event_type in await conn.execute(query):
+            pairs[webhook_id].append((location_id, event_type))
+    return [SubscribedWebhook(row, pairs[row.id]) for row in rows]
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _events_of(query: _Query, operator_id: str | None) -> _Query:
