@@ -64,6 +64,20 @@ class Settings(BaseSettings):
         "daily in each dispatcher (e.g. 30d; off by default)",
     )
 
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text lines, or JSON lines (one object per line) for a collector"
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="worker: serve Prometheus /metrics on HOST:this port (off by default; "
+        "the API serves /metrics on its own port)",
+    )
+    metrics_token: str | None = Field(
+        None, description="if set, /metrics asks for Authorization: Bearer <this token>"
+    )
+
     rotation_grace: timedelta = Field(
         timedelta(hours=24),
         description="after rotate-key, the previous key keeps signing (a second "
@@ -84,6 +98,13 @@ class Settings(BaseSettings):
     def _parse_retention(cls, value: object) -> object:
         if isinstance(value, str):
             return None if value.strip().lower() in ("", "off", "0") else parse_duration(value)
+        return value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _parse_metrics_port(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "off"):
+            return None
         return value
 
     @field_validator("rotation_grace", mode="before")

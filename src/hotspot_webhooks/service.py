@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
-from . import catalog
+from . import catalog, metrics
 from .config import Settings
 from .custom_types import MAX_DESCRIPTION, check_definition
 from .delivery.attempt import Attempts
@@ -862,6 +862,11 @@ class Service:
             results.append(
                 EmitResult(id=new.id, deliveries=stored.deliveries[new.id], duplicate=duplicate)
             )
+        metrics.record_events_accepted(
+            new.type
+            for new, result in zip(new_events, results, strict=True)
+            if not result.duplicate
+        )
         return results
 
     async def get_event(self, event_id: str, *, caller: Caller = ADMIN) -> Event:

@@ -19,7 +19,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,12 @@ class Supervisor:
         *,
         env: Mapping[str, str] | None = None,
         stop_timeout: float,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_exit(pid)`` is told of each child that has exited (the metrics forget its
+        live gauges)."""
         self.command = list(command)
+        self.on_exit = on_exit
         self.env = dict(env) if env is not None else None
         self.processes = processes
         self.stop_timeout = stop_timeout
@@ -79,7 +83,9 @@ class Supervisor:
             stopping.cancel()
             if not exited.done():  # stopping: the graceful way, then the hard one
                 await self._stop_child(slot, child, exited)
+                self._exited(child.pid)
                 return
+            self._exited(child.pid)
             if self.stopping.is_set():
                 return
             if time.monotonic() - started >= HEALTHY_AFTER:
@@ -92,6 +98,13 @@ class Supervisor:
                 await asyncio.wait_for(self.stopping.wait(), wait)
             wait = min(2 * wait, MAX_RESTART_WAIT)
             self.restarts += 1
+
+    def _exited(self, pid: int) -> None:
+        if self.on_exit is not None:
+            try:
+                self.on_exit(pid)
+            except Exception:  # bookkeeping must not stop the supervising
+                log.exception("after worker process %d exited", pid)
 
     async def _stop_child(
         self, slot: int, child: asyncio.subprocess.Process, exited: asyncio.Task[int]

@@ -5,18 +5,20 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
+from .. import metrics
 from .._version import __version__
 from ..config import Settings
-from ..errors import HotspotWebhooksError
+from ..errors import DatabaseUnavailable, HotspotWebhooksError, Unauthorized
 from ..service import Service
 from . import deliveries, event_types, events, locations, operators, tokens, webhooks
 from .errors import install_error_handlers
@@ -67,6 +69,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    count_database_errors(app)
     app.state.failed_auth = FailedAuthLimit()  # per process (see ``lockout``)
     app.add_middleware(
         BodyLimit,
@@ -106,7 +109,6 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
                 await service.event_types.custom()
         return await call_next(request)
 
-
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
@@ -119,7 +121,32 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
         try:
             await service.ping()
         except HotspotWebhooksError as exc:
+            if isinstance(exc, DatabaseUnavailable):
+                metrics.record_database_error("api")
             return JSONResponse({"status": "unavailable", "error": exc.message}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    metrics.mark_exported()
+
+    # not in the OpenAPI document: Prometheus' text format, not the API's JSON
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics(request: Request) -> Response:
+        """Prometheus metrics (counts only, no secrets; ``METRICS_TOKEN`` asks for a token)."""
+        if not metrics.token_matches(request.headers.get("authorization"), settings.metrics_token):
+            raise Unauthorized("metrics need Authorization: Bearer <METRICS_TOKEN>")
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
     return app
+
+
+def count_database_errors(app: FastAPI) -> None:
+    """Count each request that found the database away, then answer as every error does."""
+    answer = app.exception_handlers[HotspotWebhooksError]
+
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        metrics.record_database_error("api")
+        response = answer(request, exc)
+        return await response if inspect.isawaitable(response) else response
+
+    app.add_exception_handler(DatabaseUnavailable, database_unavailable)

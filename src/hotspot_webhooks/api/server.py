@@ -9,6 +9,11 @@ Two things uvicorn does itself, before or after the app, are made ours:
   and uvicorn is handed them through its ``http`` setting, which takes a protocol class.
 - Its access log writes each request line as received; ``redaction.RedactRequestLines`` cuts
   tokens and keys out of it first.
+
+Logging itself is configured once per process by ``logs.configure`` (text or JSON lines, ours
+and uvicorn's alike), so uvicorn is told to leave it alone (``log_config=None``). The app is
+served wrapped in ``request_ids.RequestIds``: every request gets an id, in its log lines and in
+its answer.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from .redaction import RedactRequestLines
+from .request_ids import RequestIds
 
 BAD_REQUEST = (
     "the request is not valid HTTP/1.1: its request line or a header is malformed "
@@ -76,10 +82,16 @@ else:
 
 
 def server_config(app: Any, *, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
-    """uvicorn's settings for serving ``app``: our protocol class, the lifespan on, and the
-    access log (at ``info``) redacted."""
+    """uvicorn's settings for serving ``app``: our protocol class, the lifespan on, request
+    ids, and the access log (at ``info``) redacted, in the format ``logs.configure`` set."""
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, lifespan="on", http=HTTP_PROTOCOL
+        RequestIds(app),
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        lifespan="on",
+        http=HTTP_PROTOCOL,
     )
     # after uvicorn.Config, which configures its loggers (a logger keeps its filters anyway)
     logging.getLogger("uvicorn.access").addFilter(_redact_request_lines)

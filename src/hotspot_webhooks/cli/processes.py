@@ -7,10 +7,13 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
+from .. import logs, metrics
 from .._version import __version__
 from ..config import Settings
 from ..delivery.recorder import PassStats
@@ -43,11 +46,31 @@ def migrate(db: Db = None) -> None:
     out.print(f"database is up to date: {display_url(config.database_url)}", highlight=False)
 
 
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def configure_logging(config: Settings) -> None:
+    """Every long-running process logs through ``logs.configure``, in ``LOG_FORMAT``."""
+    logs.configure(config.log_format)
+
+
+def announce(config: Settings, markup: str) -> None:
+    """A line for the person who started the process; with JSON logs, a log line like the
+    rest (a collector reads stderr as JSON lines, and a line of anything else breaks it)."""
+    if config.log_format == "json":
+        log.info("%s", Text.from_markup(markup).plain)
+    else:
+        err.print(markup, highlight=False, soft_wrap=True)
+
+
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve Prometheus /metrics on HOST:this port (all processes of this worker "
+        "together). Off by default.",
+        show_default=False,
+    ),
+]
 
 
 def worker(
@@ -66,6 +89,7 @@ def worker(
     dev: Annotated[
         bool, typer.Option("--dev", help="Allow loopback/private receivers; low latency.")
     ] = False,
+    metrics_port: MetricsPort = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
@@ -76,8 +100,9 @@ def worker(
         concurrency=concurrency,
         allow_private_targets=True if dev else None,
         low_latency=True if dev else None,
+        metrics_port=metrics_port,
     )
-    configure_logging()
+    configure_logging(config)
     if processes is None:
         on_sqlite = parse_database_url(config.database_url).drivername.startswith("sqlite")
         processes = 1 if once or on_sqlite else os.cpu_count() or 1
@@ -86,6 +111,7 @@ def worker(
             raise typer.BadParameter("runs one pass in this process", param_hint="--once")
         supervise(config, processes, interval=interval, concurrency=concurrency, dev=dev)
         return
+    stop_serving_metrics = serve_metrics(config)
 
     async def dispatch(service: Service) -> PassStats | None:
         async with service.dispatcher() as dispatcher:
@@ -97,7 +123,10 @@ def worker(
             await dispatcher.run()
             return None
 
-    stats = with_service(config, dispatch)
+    try:
+        stats = with_service(config, dispatch)
+    finally:
+        stop_serving_metrics()
     if stats is not None:
         summary = {
             "claimed": stats.claimed,
@@ -130,9 +159,49 @@ def supervise(
         command.append("--dev")
     # the database URL goes in the environment: on a command line, any password would show
     env = {**os.environ, "HOTSPOT_WEBHOOKS_DATABASE_URL": config.database_url}
+    # the children's metrics meet in files; only the supervisor serves them, once, for all
+    # (set, not removed: a .env file must not give it back to them)
+    env["HOTSPOT_WEBHOOKS_METRICS_PORT"] = "off"
+    on_exit = None
+    stop_serving_metrics: Callable[[], None] = _nothing
+    directory = None
+    if config.metrics_port is not None:
+        directory = metrics.new_multiprocess_directory()
+        env[metrics.MULTIPROC_DIR] = directory
+        stop_serving_metrics = serve_metrics(config, directory)
+
+        def on_exit(pid: int) -> None:
+            metrics.forget_process(pid, directory)
+
     # a child that stops finishes its in-flight attempts first: give it an attempt's time
-    supervisor = Supervisor(command, processes, env=env, stop_timeout=config.timeout + 15)
-    asyncio.run(supervisor.run())
+    supervisor = Supervisor(
+        command, processes, env=env, stop_timeout=config.timeout + 15, on_exit=on_exit
+    )
+    try:
+        asyncio.run(supervisor.run())
+    finally:
+        stop_serving_metrics()
+        if directory is not None:
+            metrics.remove_multiprocess_directory(directory)
+
+
+def serve_metrics(config: Settings, directory: str | None = None) -> Callable[[], None]:
+    """With ``METRICS_PORT``, serve /metrics from a thread of this process (``directory``:
+    aggregating the processes that write there); return what stops it."""
+    if config.metrics_port is None:
+        return _nothing
+    try:
+        stop = metrics.serve(
+            config.host, config.metrics_port, token=config.metrics_token, directory=directory
+        )
+    except OSError as exc:
+        fail(f"cannot serve metrics on {config.host}:{config.metrics_port}: {exc}", 3)
+    log.info("metrics on http://%s:%d/metrics", config.host, config.metrics_port)
+    return stop
+
+
+def _nothing() -> None:
+    pass
 
 
 def serve(
@@ -157,11 +226,13 @@ def serve(
         allow_private_targets=True if dev else None,
         low_latency=True if dev else None,
     )
+    configure_logging(config)
     if dev:
-        err.print(
+        announce(
+            config,
             "[yellow]development mode:[/yellow] receivers on loopback/private addresses "
             f"are allowed; new events are sent at once, and a pass runs every "
-            f"{config.interval:g} s"
+            f"{config.interval:g} s",
         )
     serve_http(config, dispatch=True)
 
@@ -202,15 +273,15 @@ def serve_http(config: Settings, *, dispatch: bool) -> None:
     from ..api.app import create_app
     from ..api.server import server_config
 
-    configure_logging()
+    configure_logging(config)
 
     admin_token = with_service(config, lambda s: s.ensure_admin_token(), migrate=True)
     if admin_token:
         hand_over_admin_token(admin_token, config)
-    err.print(
+    announce(
+        config,
         f"hotspot-webhooks {__version__} on http://{config.host}:{config.port} "
         f"(database {display_url(config.database_url)}; docs at /docs)",
-        highlight=False,
     )
     app = create_app(config, dispatch=dispatch, migrate=False)
     server = uvicorn.Server(server_config(app, host=config.host, port=config.port))

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from .. import metrics
 from ..config import Settings
 from ..keys import KeyCipher
 from ..signing import DeliveryRequest, Signer, delivery_headers
@@ -84,12 +85,10 @@ class Attempts:
     async def make_and_record(self, store: Store, claimed: ClaimedDelivery, owner: str) -> None:
         """``make``, then record the attempt at once (a test send: nothing to batch with)."""
         decision = await self.make(claimed)
-        await store.record(
-            owner,
-            [decision.outcome],
-            now=datetime.now(UTC),
-            disable_webhooks=webhooks_to_disable(claimed, decision),
-        )
+        disable = webhooks_to_disable(claimed, decision)
+        now = datetime.now(UTC)
+        await store.record(owner, [decision.outcome], now=now, disable_webhooks=disable)
+        log_disabled(disable)
 
     def lost(self, lease: ExpiredLease) -> Decision:
         """The attempt of a worker that stopped while its request was on the wire, before it
@@ -151,6 +150,17 @@ def signed_headers(claimed: ClaimedDelivery, signers: Sequence[Signer]) -> dict[
 def webhooks_to_disable(claimed: ClaimedDelivery, decision: Decision) -> dict[str, str]:
     """Webhook id → reason, for ``Store.record``: the webhook a 410 just disabled."""
     return {claimed.webhook_id: decision.disable_reason} if decision.disable_reason else {}
+
+
+def log_disabled(disabled: dict[str, str]) -> None:
+    """Say, once it is written, that a receiver's 410 disabled its webhook: the operator has
+    to act (re-enable it, or delete it) before it gets deliveries again."""
+    for webhook_id, reason in disabled.items():
+        metrics.DISABLED_BY_RECEIVER.inc()
+        log.warning(
+            "webhook %s disabled: %s; it gets no deliveries until it is enabled again",
+            webhook_id, reason, extra={"webhook_id": webhook_id},
+        )  # fmt: skip
 
 
 def unsent_webhook_disabled(claimed: ClaimedDelivery) -> Outcome:

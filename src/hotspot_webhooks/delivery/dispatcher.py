@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from .. import logs, metrics
 from ..config import Settings
 from ..errors import DatabaseUnavailable
 from ..keys import KeyCipher
@@ -37,13 +38,17 @@ from ..states import DeliveryStatus
 from ..store.records import ClaimedDelivery, worker_lease_owner
 from ..store.store import Store
 from .attempt import Attempts, unsent_webhook_disabled, webhooks_to_disable
+from .backlog import measure_periodically
 from .circuit import Circuit
 from .lanes import EndpointLanes
 from .liveness import Liveness, OnWire
+from .outcome import Decision
 from .recorder import MAX_BACKOFF, PassStats, Recorder
 from .retention import erase_expired_keys, purge_daily
 
 log = logging.getLogger(__name__)
+# the outcome label of ``hotspot_webhooks_deliveries_total``
+SUCCEEDED, RETRYING, FAILED = "succeeded", "retrying", "failed"
 
 
 class Dispatcher:
@@ -55,7 +60,8 @@ class Dispatcher:
         self.attempts = Attempts(settings, cipher, on_wire=on_wire.sent)
         self.liveness = Liveness(store, settings, self.attempts, self.owner, on_wire)
         self.stats = PassStats()
-        self.recorder = Recorder(store, self.owner, self.stats)
+        self.counted = metrics.Outcomes()  # published with each batch the recorder writes
+        self.recorder = Recorder(store, self.owner, self.stats, counted=self.counted)
         self.lanes: EndpointLanes[ClaimedDelivery] = EndpointLanes(
             concurrency=settings.concurrency,
             per_endpoint=settings.per_host_concurrency,
@@ -100,6 +106,7 @@ class Dispatcher:
         if self._registered:
             await self.liveness.deregister()
             self._registered = False
+            metrics.DISPATCHERS.dec()
         await self.attempts.close()
 
     # ---- running ---------------------------------------------------------------------------
@@ -121,10 +128,13 @@ class Dispatcher:
                 if now >= next_tick:
                     next_tick = now + self.settings.interval
                 self._work.clear()
+                started = time.perf_counter()
                 try:
                     await self._claim_while_room(datetime.now(UTC))
                     backoff = 0.5
+                    metrics.PASS_SECONDS.observe(time.perf_counter() - started)
                 except DatabaseUnavailable as exc:
+                    metrics.record_database_error("claim")
                     log.warning("claiming failed (%s); trying again in %.1f s", exc, backoff)
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
@@ -161,6 +171,7 @@ class Dispatcher:
         await self.lanes.wait_idle()
         await self.recorder.drain()
         stats.seconds = time.monotonic() - clock
+        metrics.PASS_SECONDS.observe(stats.seconds)
         return stats
 
     async def _start(self, *, continuous: bool) -> None:
@@ -173,7 +184,9 @@ class Dispatcher:
             try:
                 await self.liveness.register()
                 self._registered = True
+                metrics.DISPATCHERS.inc()
             except DatabaseUnavailable as exc:
+                metrics.record_database_error("register")
                 if not continuous:
                     raise
                 log.warning("registering failed (%s); trying again in %.1f s", exc, backoff)
@@ -190,6 +203,9 @@ class Dispatcher:
         if continuous:
             erasing = erase_expired_keys(self.store, self.settings.heartbeat, self.stopping)
             self._background.append(asyncio.create_task(erasing))
+        if continuous and metrics.exported():  # someone reads the backlog gauges
+            measuring = measure_periodically(self.store, self.settings.heartbeat, self.stopping)
+            self._background.append(asyncio.create_task(measuring))
         if continuous and self.settings.retention is not None:
             purging = purge_daily(self.store, self.settings.retention, self.stopping)
             self._background.append(asyncio.create_task(purging))
@@ -255,24 +271,55 @@ class Dispatcher:
 
     async def _send(self, claimed: ClaimedDelivery) -> bool:
         """Attempt one delivery and hand its outcome to the recorder; True if the endpoint
-        could not be reached (its circuit counts that)."""
+        could not be reached (its circuit counts that). Every line logged meanwhile names the
+        webhook and the delivery (``logs.delivery``)."""
+        context = logs.delivery.set((claimed.webhook_id, claimed.id))
+        try:
+            return self._count_and_record(claimed, await self._attempt(claimed))
+        finally:
+            logs.delivery.reset(context)
+
+    async def _attempt(self, claimed: ClaimedDelivery) -> Decision | None:
+        """The attempt's decision; None for a delivery whose webhook is disabled (it fails
+        unsent)."""
         try:
             if not claimed.webhook_enabled:
                 self.recorder.add(unsent_webhook_disabled(claimed))
                 self.stats.failed += 1
-                return False
+                self.counted.add(claimed.event_type, FAILED, None)
+                return None
             decision = await self.attempts.make(claimed)
             self.liveness.on_wire.answered(claimed.id)
+            return decision
         finally:
             self._decided()
-        status = decision.outcome.status
+
+    def _count_and_record(self, claimed: ClaimedDelivery, decision: Decision | None) -> bool:
+        """Count the outcome (the pass's stats, the metrics) and hand it to the recorder."""
+        if decision is None:
+            return False
+        outcome = decision.outcome
+        status = outcome.status
         if status is DeliveryStatus.SUCCEEDED:
             self.stats.succeeded += 1
+            label = SUCCEEDED
         elif status is DeliveryStatus.PENDING:
             self.stats.retrying += 1
+            label = RETRYING
         else:
             self.stats.failed += 1
-        self.recorder.add(decision.outcome, webhooks_to_disable(claimed, decision))
+            label = FAILED
+            if decision.disable_reason is None:
+                log.info(
+                    "delivery %s failed for good after %d attempts: %s",
+                    claimed.id, outcome.attempt_count, outcome.last_error,
+                    extra={"event_type": claimed.event_type},
+                )  # fmt: skip
+        attempt = outcome.attempt
+        self.counted.add(
+            claimed.event_type, label, attempt.duration_ms / 1000 if attempt is not None else None
+        )
+        self.recorder.add(outcome, webhooks_to_disable(claimed, decision))
         return decision.unreachable
 
     def _hold(self, claimed: ClaimedDelivery, until: float | None) -> None:
@@ -282,6 +329,7 @@ class Dispatcher:
         if until is not None:
             due += timedelta(seconds=max(0.0, until - time.monotonic()))
             self.stats.held += 1
+            self.counted.held += 1
         self.recorder.release(claimed.id, due)
         self._decided()
 
@@ -297,6 +345,7 @@ class Dispatcher:
         try:
             moved = await self.store.defer_due(webhook_ids, due)
         except DatabaseUnavailable as exc:  # only a cost: claims skip them anyway
+            metrics.record_database_error("defer")
             log.warning("could not move the deliveries of an open circuit aside (%s)", exc)
             return
         if moved:

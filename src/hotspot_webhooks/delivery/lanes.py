@@ -25,8 +25,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from .. import metrics
 from .circuit import Circuit, CircuitState
 
 CLOSED = CircuitState.CLOSED
@@ -36,6 +37,7 @@ LINGER = 0.25  # seconds after which an unanswered request stops taking a global
 # a new lane sends this many at once, and one more for each answer, up to its share: an
 # endpoint that never answers holds a few requests (and global slots), not a whole share
 SLOW_START = 8  # above the default circuit threshold: the first timeouts open the circuit
+LOGGED_WEBHOOKS = 50
 log = logging.getLogger(__name__)
 
 
@@ -75,6 +77,16 @@ class Lane(Generic[Item]):
         """As many queued as it may send at once: claims skip it until it is down to that
         (then it says it has room, so claims stay batches and its workers never run dry)."""
         return self.busy >= 2 * self.allowed
+
+
+def _endpoint_fields(lane: Lane[Any]) -> dict[str, object]:
+    """A circuit line's fields: the endpoint, and the webhooks seen sending to it (the first
+    ``LOGGED_WEBHOOKS`` of them: a shared receiver may serve thousands)."""
+    return {
+        "endpoint": lane.key,
+        "webhook_ids": sorted(lane.webhooks)[:LOGGED_WEBHOOKS],
+        "webhooks": len(lane.webhooks),
+    }
 
 
 class EndpointLanes(Generic[Item]):
@@ -178,6 +190,7 @@ class EndpointLanes(Generic[Item]):
                     lane.sending -= 1
                     if lane.busy == lane.allowed:  # room for a batch again
                         self._on_room()
+                was_closed = circuit.state is CLOSED
                 changed = circuit.record(unreachable=unreachable, now=time.monotonic())
                 if not unreachable and lane.allowed < self._per_endpoint:
                     lane.allowed += 1  # it answers: one more at once, up to the share
@@ -186,13 +199,21 @@ class EndpointLanes(Generic[Item]):
                     wait = circuit.retry_at - time.monotonic()
                     asyncio.get_running_loop().call_later(wait, self._on_room)
                     self._on_open(set(lane.webhooks), circuit.retry_at)
+                    if was_closed:
+                        metrics.CIRCUITS_OPENED.inc()
+                        metrics.OPEN_CIRCUITS.inc()
                     log.warning(
                         "circuit open for %s after %d unreachable in a row: its deliveries "
                         "wait unsent; one probe in %.0f s",
                         lane.key, circuit.failures, circuit.retry_at - time.monotonic(),
+                        extra=_endpoint_fields(lane),
                     )  # fmt: skip
                 elif changed is CircuitState.CLOSED:
-                    log.info("circuit closed for %s: it answered again", lane.key)
+                    metrics.OPEN_CIRCUITS.dec()
+                    log.info(
+                        "circuit closed for %s: it answered again", lane.key,
+                        extra=_endpoint_fields(lane),
+                    )  # fmt: skip
                     self._staff(lane)
         finally:
             lane.workers -= 1
@@ -215,6 +236,8 @@ class EndpointLanes(Generic[Item]):
             self._ticker = None
 
     async def close(self) -> None:
+        # this dispatcher's circuits go with it
+        metrics.OPEN_CIRCUITS.dec(len(self.open_circuits()))
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -30,6 +30,7 @@ import socket
 import time
 from datetime import UTC, datetime, timedelta
 
+from .. import metrics
 from ..config import Settings
 from ..errors import DatabaseUnavailable
 from ..store.records import ExpiredLease, Outcome
@@ -96,6 +97,7 @@ class Liveness:
                 await self.beat()
                 await self.take_over_the_dead()
             except DatabaseUnavailable as exc:
+                metrics.record_database_error("heartbeat")
                 log.warning("heartbeat failed (%s); trying again", exc)
                 self._judge_from = time.monotonic() + self.settings.worker_timeout
             with contextlib.suppress(TimeoutError):
@@ -143,5 +145,6 @@ class Liveness:
         try:
             await self.store.mark_on_wire(self.owner, lingering)
         except DatabaseUnavailable as exc:
+            metrics.record_database_error("mark")
             log.warning("marking requests on the wire failed (%s); trying again", exc)
             self.on_wire.give_back(lingering)

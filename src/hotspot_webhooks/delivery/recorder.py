@@ -12,9 +12,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from .. import metrics
 from ..errors import DatabaseUnavailable
 from ..store.records import Outcome
 from ..store.store import Store
+from .attempt import log_disabled
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 5.0  # seconds between tries while the database is away: back soon after it is
@@ -43,6 +45,7 @@ class Recorder:
     store: Store
     owner: str
     stats: PassStats
+    counted: metrics.Outcomes | None = None  # the metrics' counts, published with each batch
     outcomes: list[Outcome] = field(default_factory=list)
     released: dict[datetime, list[str]] = field(default_factory=dict)
     disable: dict[str, str] = field(default_factory=dict)
@@ -77,6 +80,7 @@ class Recorder:
                 backoff = 0.5
             except Exception as exc:  # kept and tried again: a recorder that died would hang
                 if isinstance(exc, DatabaseUnavailable):
+                    metrics.record_database_error("record")
                     log.warning(
                         "recording attempts failed (%s); trying again in %.1f s", exc, backoff
                     )
@@ -90,6 +94,8 @@ class Recorder:
                 self.written.set()
 
     async def flush(self) -> None:
+        if self.counted is not None:
+            self.counted.publish()
         if not (self.outcomes or self.released or self.disable):
             return
         self.writing = True
@@ -117,6 +123,7 @@ class Recorder:
             self.disable = {**disable, **self.disable}
             raise
         self.stats.lost_leases += len(outcomes) - kept
+        log_disabled(disable)
         self.stats.released += sum(len(ids) for ids in released.values())
 
     async def drain(self) -> None:
