@@ -214,7 +214,7 @@ async def batched(
         started = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    assert accepted == batches * 1000
+    assert accepted == batches * 1000, f"{accepted} of {batches * 1000} accepted"
     return accepted / elapsed
 
 
