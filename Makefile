@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## serve on ./data/hotspot-webhooks.db with local-development defaults
 	$(BIN)/hotspot-webhooks serve --dev
 
-test: $(STAMP)  ## the whole test suite
-	$(BIN)/pytest
+test: $(STAMP)  ## the whole test suite, two files at a time (most tests wait on I/O)
+	$(BIN)/pytest -n 2 --dist loadfile
 
 fuzz: $(STAMP)  ## the REST API fuzzed from its OpenAPI schema: 10,000+ requests on SQLite and on PostgreSQL each
 	HW_FUZZ_EXAMPLES=250 HW_FUZZ_MIN_REQUESTS=10000 HW_FUZZ_TIMEOUT=1800 \

@@ -201,6 +201,7 @@ async def batched(
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     queue = list(bodies)
     accepted = 0
+    answers: list[tuple[int, int]] = []  # (status, results) of each request
 
     async def client(session: aiohttp.ClientSession) -> None:
         nonlocal accepted
@@ -208,13 +209,15 @@ async def batched(
             body = queue.pop()
             async with session.post("/v1/events/batch", data=body, headers=headers) as r:
                 assert r.status == 202, await r.text()
-                accepted += len((await r.json())["data"])
+                results = len((await r.json())["data"])
+                answers.append((r.status, results))
+                accepted += results
 
     async with aiohttp.ClientSession(base_url=url) as session:
         started = time.perf_counter()
         await asyncio.gather(*(client(session) for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    assert accepted == batches * 1000, f"{accepted} of {batches * 1000} accepted"
+    assert accepted == batches * 1000, f"{accepted} of {batches * 1000} accepted: {answers}"
     return accepted / elapsed
 
 

@@ -34,7 +34,7 @@ from tests.receivers import PhpReceiver, PythonReceiver
 
 BACKENDS = ("sqlite", "postgresql")
 MakeAPI = Callable[..., Any]
-GRACE = 4  # seconds: long enough for the deliveries made within it, short for the test
+GRACE = 8  # seconds: long enough for the deliveries made within it, short for the test
 
 
 async def emit(api: LiveAPI, token: str) -> None:
