@@ -17,7 +17,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from hotspot_webhooks import catalog, metrics
-from hotspot_webhooks.delivery.backlog import measure
 from hotspot_webhooks.service import Service
 from tests.live_api import LiveAPI
 from tests.postgres import POSTGRES_SECRET_KEY, admin_sql, terminate_connections
@@ -173,13 +172,13 @@ async def test_the_backlog_is_what_waits_due_and_for_how_long(
         await service.emit(EVENT, location, SAMPLE)
     await asyncio.sleep(0.1)
 
-    backlog = await measure(service.store, datetime.now(UTC))
+    backlog = await service.store.backlog(datetime.now(UTC))
     assert backlog.due == 3
     assert 0.1 <= backlog.oldest_due_age < 30
     assert backlog.disabled_webhooks == 0
 
     await service.update_webhook(webhook.id, status="disabled")
-    backlog = await measure(service.store, datetime.now(UTC))
+    backlog = await service.store.backlog(datetime.now(UTC))
     assert backlog.disabled_webhooks == 1
 
 

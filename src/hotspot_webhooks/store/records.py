@@ -46,6 +46,15 @@ class SubscribedWebhook(NamedTuple):
         return sorted({event_type for _, event_type in self.pairs})
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The due backlog, measured for the metrics."""
+
+    due: int
+    oldest_due_age: float  # seconds past its due time; 0 when nothing is due
+    disabled_webhooks: int
+
+
 @dataclass(slots=True)
 class ClaimedDelivery:
     """A leased delivery with everything needed to send it."""
