@@ -100,14 +100,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    @app.middleware("http")
-    async def know_the_registered_types(request: Request, call_next: Any) -> Any:
-        """Before the document is built (synchronously), read the registered types."""
-        if request.url.path == app.openapi_url:
-            service: Service | None = getattr(app.state, "service", None)
-            if service is not None:
-                await service.event_types.custom()
-        return await call_next(request)
+    app.add_middleware(KnowRegisteredTypes, path=app.openapi_url or "", state=app.state)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -138,6 +131,22 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
         return Response(body, media_type=content_type)
 
     return app
+
+
+class KnowRegisteredTypes:
+    """ASGI middleware: before the OpenAPI document is built (synchronously, ``openapi``),
+    read the registered event types. A plain ASGI class, not ``@app.middleware``: that one
+    would cost every request a task and a copy of its body."""
+
+    def __init__(self, app: Any, *, path: str, state: Any) -> None:
+        self.app, self.path, self.state = app, path, state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == self.path:
+            service: Service | None = getattr(self.state, "service", None)
+            if service is not None:
+                await service.event_types.custom()
+        await self.app(scope, receive, send)
 
 
 def count_database_errors(app: FastAPI) -> None:
