@@ -12,6 +12,7 @@ that may have reached its receiver from one that was merely claimed.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -24,7 +25,7 @@ from yarl import URL
 
 from .outcome import AttemptResult
 from .retry import RETRY_AFTER_STATUSES
-from .targets import GuardedResolver, literal_address_reason
+from .targets import ForbiddenTarget, GuardedResolver, literal_address_reason
 
 DRAIN_LIMIT = 64 * 1024  # read this much more to keep the connection reusable
 # the delivery whose request the current task is sending, for the connector to report
@@ -131,7 +132,7 @@ class Sender:
             error = f"timed out after {self._timeout_seconds:g} s"
             unreachable = True
         except aiohttp.ClientError as exc:
-            error = _describe(exc)
+            error = describe_failure(exc)
             unreachable = isinstance(exc, aiohttp.ClientConnectionError)
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -167,6 +168,26 @@ class Sender:
         return b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def _describe(exc: aiohttp.ClientError) -> str:
-    text = str(exc) or type(exc).__name__
+def describe_failure(exc: aiohttp.ClientError) -> str:
+    """An attempt's error in words an operator can act on. aiohttp's own text for a failed
+    connection names its TLS setting (``ssl:default``) even for an http:// URL."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause: Exception = (
+            exc.certificate_error
+            if isinstance(exc, aiohttp.ClientConnectorCertificateError)
+            else exc.os_error
+        )
+        number = getattr(cause, "errno", None)
+        reason = (
+            os.strerror(number)  # asyncio's own text for these is "Connect call failed (...)"
+            if isinstance(number, int) and number > 0
+            else getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+        )
+        text = (
+            reason  # the SSRF guard's own words say it all
+            if isinstance(cause, ForbiddenTarget)
+            else f"cannot connect to {exc.host}:{exc.port}: {reason}"
+        )
+    else:
+        text = str(exc) or type(exc).__name__
     return text if len(text) < 500 else text[:497] + "..."
