@@ -171,8 +171,8 @@ def test_operators_tokens_and_locations_are_created_and_listed(db: Database) -> 
     location = db.json(
         "locations", "create", "loc-beta", "--name", "Beta Bar", "--operator", "beta-cli"
     )
-    operators = db.json("operators", "list")
-    locations = db.json("locations", "list", "--operator", "beta-cli")
+    operators = db.json("operators", "list")["data"]
+    locations = db.json("locations", "list", "--operator", "beta-cli")["data"]
 
     assert operator["name"] == "beta-cli"
     assert operator["token"]
@@ -207,7 +207,7 @@ def test_webhooks_create_shows_the_api_key_once_then_list_and_show_hide_it(db: D
     )
     listed = db.json(
         "webhooks", "list", "--location", LOCATION, "--event", "transaction.paid.create"
-    )
+    )["data"]
     shown = db.json("webhooks", "show", created["id"])
 
     assert created["status"] == "enabled"
@@ -346,7 +346,7 @@ def test_webhooks_delete_removes_the_webhook_with_its_deliveries(db: Database) -
     )
     assert len(db.rows("SELECT id FROM deliveries WHERE webhook_id = ?", webhook)) == 1
 
-    deleted = db.json("webhooks", "delete", webhook)
+    deleted = db.json("webhooks", "delete", webhook, "--yes")
     page = db.json("deliveries", "list", "--webhook", webhook)
 
     assert deleted == {"id": webhook, "deleted": True}
@@ -601,8 +601,11 @@ def test_help_is_available_for_every_command(
 
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout
-    assert f"hotspot_webhooks {' '.join(path)}".rstrip() in result.stdout
+    assert f"hotspot-webhooks {' '.join(path)}".rstrip() in result.stdout
     assert "Traceback" not in result.stderr
+    # values are named (--url URL), flags carry none: no Typer type placeholders
+    for placeholder in ("<str>", "<bool>", "<int>", "<float>", "<list[", "<path>"):
+        assert placeholder not in result.stdout, (path, placeholder)
 
 
 # ---- verify ---------------------------------------------------------------------------------

@@ -291,7 +291,7 @@ def test_webhooks_update_disable_records_a_reason_and_enable_clears_it(
     db: Database, webhook: str
 ) -> None:
     disabled = db.json("webhooks", "update", webhook, "--disable")
-    listed = db.json("webhooks", "list", "--status", "disabled")
+    listed = db.json("webhooks", "list", "--status", "disabled")["data"]
     enabled = db.json("webhooks", "update", webhook, "--enable")
 
     assert disabled["status"] == "disabled"

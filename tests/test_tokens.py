@@ -166,8 +166,8 @@ def test_cli_tokens_list_and_revoke(tmp_path: Path) -> None:
     further = cli_json(db, "tokens", "create", "acme")
     admin = cli_json(db, "tokens", "create", "--admin")
 
-    listed = cli_json(db, "tokens", "list")
-    acme = cli_json(db, "tokens", "list", "--operator", "acme")
+    listed = cli_json(db, "tokens", "list")["data"]
+    acme = cli_json(db, "tokens", "list", "--operator", "acme")["data"]
     revoked = cli_json(db, "tokens", "revoke", further["id"])
     last_admin = run_cli("tokens", "revoke", admin["id"], db=db)
     table = run_cli("tokens", "list", db=db)
@@ -176,7 +176,7 @@ def test_cli_tokens_list_and_revoke(tmp_path: Path) -> None:
     assert all(set(t) == LISTED_FIELDS for t in listed)
     assert {t["operator_id"] for t in acme} == {operator["id"]} and len(acme) == 2
     assert revoked == {"id": further["id"], "revoked": True}
-    assert further["id"] not in {t["id"] for t in cli_json(db, "tokens", "list")}
+    assert further["id"] not in {t["id"] for t in cli_json(db, "tokens", "list")["data"]}
     assert last_admin.returncode == 1
     [line] = last_admin.stderr.strip().splitlines()
     assert "last admin token" in line

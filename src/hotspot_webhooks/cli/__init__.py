@@ -8,7 +8,8 @@ error exits 2; nothing prints a traceback unless ``HOTSPOT_WEBHOOKS_DEBUG=1``.
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from typing import Annotated, Any
 
 import typer
 
@@ -73,8 +74,62 @@ def main_options(
     """Durable, signed webhook delivery for Wi-Fi hotspot platforms."""
 
 
+# what an option's value is, where its name alone would not say (else: the name, upper-cased)
+_VALUE_NAMES = {
+    "db": "URL",
+    "url": "URL",
+    "location": "ID",
+    "webhook": "ID",
+    "operator": "ID|NAME",
+    "event": "TYPE",
+    "api_key": "KEY",
+    "older_than": "AGE",
+    "interval": "SECONDS",
+    "cursor": "CURSOR",
+    "concurrency": "N",
+    "processes": "N",
+    "limit": "N",
+    "metrics_port": "PORT",
+    "port": "PORT",
+    "host": "ADDRESS",
+}
+
+
+def _name_the_values(command: Any) -> None:
+    """Help that reads ``--url URL`` and ``--json``, not Typer's ``--url <str>`` and
+    ``--json <bool>``: each option's value gets a name, and a flag none; and paragraphs of a
+    docstring that wrap as the terminal does. (Typer carries its own copy of click, so the
+    objects are recognized by what they have.)"""
+    for param in command.params:
+        if param.param_type_name == "argument":
+            if param.metavar is None and param.name:
+                param.metavar = param.name.upper()
+            param.display_type_rich = lambda ctx: None  # the name says it; no "<str>" beside
+        elif param.param_type_name == "option" and param.metavar is None:
+            if param.is_flag:
+                param.metavar = ""
+            elif param.name:
+                param.metavar = _VALUE_NAMES.get(param.name, param.name.upper())
+    if command.help:  # each paragraph one line: Rich re-wraps it to the terminal's width
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+    make_help_option = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:  # made per invocation, so named when made
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _name_the_values(sub)
+
+
 def main() -> None:
-    app()
+    command = typer.main.get_command(app)
+    _name_the_values(command)
+    command(prog_name="hotspot-webhooks")
 
 
 __all__ = ["app", "main"]

@@ -7,13 +7,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from ..config import Settings
+from ..config import Settings, parse_duration
 from ..errors import HotspotWebhooksError
 from ..service import Service
 from ..store.records import Purged
@@ -53,15 +54,57 @@ def confirm_deletion(what: str, yes: bool) -> None:
         fail("nothing deleted", 1)
 
 
-def deleted(what_id: str, purged: Purged) -> dict[str, object]:
-    """What a deletion answers: the id, and how many events, deliveries and attempts went."""
-    return {
-        "id": what_id,
-        "deleted": True,
-        "events": purged.events,
-        "deliveries": purged.deliveries,
-        "attempts": purged.attempts,
-    }
+def deleted(what_id: str, purged: Purged | None) -> dict[str, object]:
+    """What a deletion answers: the id, and how many events, deliveries and attempts went
+    (known when the database was used directly; a server answers 204 without counts)."""
+    answer: dict[str, object] = {"id": what_id, "deleted": True}
+    if purged is not None:
+        answer |= {
+            "events": purged.events,
+            "deliveries": purged.deliveries,
+            "attempts": purged.attempts,
+        }
+    return answer
+
+
+_SPOKEN_UNITS = {
+    "second": "s",
+    "sec": "s",
+    "minute": "m",
+    "min": "m",
+    "hour": "h",
+    "day": "d",
+    "week": "w",
+}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """A moment as people write it on a command line: a UTC time (``2026-11-28``,
+    ``2026-11-28 13:00``, ISO 8601 with an offset), or an age (``1h``, ``90m``, ``2d``,
+    ``"1 hour ago"``, ``"30 minutes ago"``)."""
+    value = text.strip()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        pass
+    else:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    words = value.lower().removesuffix(" ago").split()
+    if len(words) == 2 and words[0].isdigit():
+        unit = _SPOKEN_UNITS.get(words[1].removesuffix("s"))
+        if unit is not None:
+            words = [words[0] + unit]
+    if len(words) == 1:
+        try:
+            age = parse_duration(words[0])
+        except ValueError:
+            pass
+        else:
+            return (now or datetime.now(UTC)) - age
+    raise ValueError(
+        f"{text!r} is neither a time (2026-11-28, 2026-11-28 13:00, 2026-11-28T13:00:00+01:00; "
+        'UTC unless an offset is given) nor an age (1h, 90m, 2d, "1 hour ago")'
+    )
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

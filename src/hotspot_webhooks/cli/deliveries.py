@@ -6,13 +6,12 @@ from typing import Annotated
 
 import typer
 
+from .backend import with_backend
 from .common import (
     Cursor,
     Db,
     Json,
     Limit,
-    settings,
-    with_service,
 )
 from .output import show, show_delivery, show_page
 
@@ -32,8 +31,8 @@ def deliveries_list(
     as_json: Json = False,
 ) -> None:
     """List deliveries, newest first."""
-    page = with_service(
-        settings(db),
+    page = with_backend(
+        db,
         lambda s: s.list_deliveries(
             webhook_id=webhook, event_id=event, status=status, cursor=cursor, limit=limit
         ),
@@ -58,7 +57,7 @@ def deliveries_show(
     delivery_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Show a delivery with every attempt."""
-    show_delivery(with_service(settings(db), lambda s: s.get_delivery(delivery_id)), as_json)
+    show_delivery(with_backend(db, lambda s: s.get_delivery(delivery_id)), as_json)
 
 
 @deliveries_app.command("retry")
@@ -66,4 +65,4 @@ def deliveries_retry(
     delivery_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Send a delivery again at the next pass, whatever its state."""
-    show(with_service(settings(db), lambda s: s.retry_delivery(delivery_id)), as_json)
+    show(with_backend(db, lambda s: s.retry_delivery(delivery_id)), as_json)

@@ -10,7 +10,8 @@ import typer
 
 from .. import catalog
 from ..errors import InvalidInput
-from .common import Db, Json, Yes, confirm_deletion, fail, settings, with_service
+from .backend import with_backend
+from .common import Db, Json, Yes, confirm_deletion, fail
 from .output import show
 
 event_types_app = typer.Typer(
@@ -37,7 +38,7 @@ def _json_option(value: str, option: str) -> Any:
 @event_types_app.command("list")
 def event_types_list(db: Db = None, as_json: Json = False) -> None:
     """List the event types: the six built-ins, then the registered ones."""
-    show(with_service(settings(db), lambda s: s.list_event_types()), as_json, TYPE_COLUMNS)
+    show(with_backend(db, lambda s: s.list_event_types()), as_json, TYPE_COLUMNS)
 
 
 @event_types_app.command("show")
@@ -45,7 +46,7 @@ def event_types_show(
     name: Annotated[str, typer.Argument(metavar="NAME")], db: Db = None, as_json: Json = False
 ) -> None:
     """Show one event type: fields, JSON Schema and sample."""
-    show(with_service(settings(db), lambda s: s.get_event_type(name)), as_json)
+    show(with_backend(db, lambda s: s.get_event_type(name)), as_json)
 
 
 @event_types_app.command("create")
@@ -65,8 +66,8 @@ def event_types_create(
     subscribe to it by name."""
     parsed_schema = _json_option(schema, "--schema")
     parsed_sample = _json_option(sample, "--sample")
-    created = with_service(
-        settings(db),
+    created = with_backend(
+        db,
         lambda s: s.register_event_type(name, description, parsed_schema, parsed_sample),
     )
     show(created, as_json)
@@ -81,5 +82,5 @@ def event_types_remove(
 ) -> None:
     """Remove a registered event type that no event and no webhook uses."""
     confirm_deletion(f"event type {name!r}", yes)
-    with_service(settings(db), lambda s: s.remove_event_type(name))
+    with_backend(db, lambda s: s.remove_event_type(name))
     show({"name": name, "removed": True}, as_json)

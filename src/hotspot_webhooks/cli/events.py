@@ -11,15 +11,13 @@ import typer
 from .. import catalog
 from ..errors import InvalidInput, NotFound
 from ..models import EmitResult
-from ..service import Service
+from .backend import Backend, with_backend
 from .common import (
     Cursor,
     Db,
     Json,
     Limit,
     fail,
-    settings,
-    with_service,
 )
 from .output import show, show_page
 
@@ -49,9 +47,7 @@ def emit(
     if sum(x is not None and x is not False for x in (data, file, sample)) != 1:
         fail("give exactly one of --data JSON, --file F or --sample", 2)
     if sample:
-        result = with_service(
-            settings(db), lambda s: _emit_sample(s, event_type, location, event_id)
-        )
+        result = with_backend(db, lambda s: _emit_sample(s, event_type, location, event_id))
         show(result, as_json)
         return
     try:
@@ -69,14 +65,12 @@ def emit(
         payload = catalog.parse_json(text, what=what)
     except InvalidInput as exc:
         fail(exc.message)
-    result = with_service(
-        settings(db), lambda s: s.emit(event_type, location, payload, id=event_id)
-    )
+    result = with_backend(db, lambda s: s.emit(event_type, location, payload, id=event_id))
     show(result, as_json)
 
 
 async def _emit_sample(
-    service: Service, event_type: str, location: str, event_id: str | None
+    service: Backend, event_type: str, location: str, event_id: str | None
 ) -> EmitResult:
     """The type's sample (a built-in's, or a registered type's), emitted."""
     try:
@@ -96,8 +90,8 @@ def events_list(
     as_json: Json = False,
 ) -> None:
     """List events, newest first."""
-    page = with_service(
-        settings(db),
+    page = with_backend(
+        db,
         lambda s: s.list_events(location_id=location, type=event_type, cursor=cursor, limit=limit),
     )
     show_page(page, as_json, ("id", "type", "location_id", "deliveries", "created_at"))
@@ -108,4 +102,4 @@ def events_show(
     event_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Show one event with its payload."""
-    show(with_service(settings(db), lambda s: s.get_event(event_id)), as_json)
+    show(with_backend(db, lambda s: s.get_event(event_id)), as_json)

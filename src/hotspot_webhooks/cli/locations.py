@@ -6,14 +6,14 @@ from typing import Annotated
 
 import typer
 
+from .backend import is_remote, with_backend
 from .common import (
     Db,
     Json,
     Yes,
     confirm_deletion,
     deleted,
-    settings,
-    with_service,
+    fail,
 )
 from .output import show
 
@@ -24,13 +24,22 @@ locations_app = typer.Typer(help="Locations (hotspots) of an operator.", no_args
 def locations_create(
     location_id: Annotated[str, typer.Argument(metavar="ID", help="The platform's location id.")],
     name: Annotated[str, typer.Option("--name", help="A name people recognise.")],
-    operator: Annotated[str, typer.Option("--operator", help="Owning operator (id or name).")],
+    operator: Annotated[
+        str | None,
+        typer.Option(
+            "--operator",
+            help="Owning operator (id or name): needed as the admin (and on the database); "
+            "an operator's token implies its own.",
+        ),
+    ] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Create a location owned by an operator."""
+    if operator is None and not is_remote(db):
+        fail("give --operator (id or name): on the database, commands act as the admin", 2)
     show(
-        with_service(settings(db), lambda s: s.create_location(location_id, name, operator)),
+        with_backend(db, lambda s: s.create_location(location_id, name, operator)),
         as_json,
     )
 
@@ -45,7 +54,7 @@ def locations_list(
 ) -> None:
     """List locations."""
     show(
-        with_service(settings(db), lambda s: s.list_locations(operator)),
+        with_backend(db, lambda s: s.list_locations(operator)),
         as_json,
         ("id", "name", "operator_id", "status", "created_at"),
     )
@@ -59,7 +68,7 @@ def locations_disable(location_id: LocationId, db: Db = None, as_json: Json = Fa
     """Disable a location: its webhooks are disabled (queued deliveries fail unsent; events
     there are still accepted, with no delivery)."""
     show(
-        with_service(settings(db), lambda s: s.set_location_status(location_id, "disabled")),
+        with_backend(db, lambda s: s.set_location_status(location_id, "disabled")),
         as_json,
     )
 
@@ -68,7 +77,7 @@ def locations_disable(location_id: LocationId, db: Db = None, as_json: Json = Fa
 def locations_enable(location_id: LocationId, db: Db = None, as_json: Json = False) -> None:
     """Enable a location again, and the webhooks its disabling disabled."""
     show(
-        with_service(settings(db), lambda s: s.set_location_status(location_id, "enabled")),
+        with_backend(db, lambda s: s.set_location_status(location_id, "enabled")),
         as_json,
     )
 
@@ -79,5 +88,5 @@ def locations_delete(
 ) -> None:
     """Delete a location with its webhooks and its events, their deliveries and attempts."""
     confirm_deletion(f"location {location_id!r} with its webhooks and events", yes)
-    purged = with_service(settings(db), lambda s: s.delete_location(location_id))
+    purged = with_backend(db, lambda s: s.delete_location(location_id))
     show(deleted(location_id, purged), as_json)

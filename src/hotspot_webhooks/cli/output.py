@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
+from rich.console import Console
 from rich.table import Table
 
 from ..models import DeliveryWithAttempts, Page
@@ -20,7 +21,8 @@ def show(
     columns: Sequence[str] = (),
     title: str | None = None,
 ) -> None:
-    """Print a resource (key: value lines), a list (a table) or, with --json, their JSON."""
+    """Print a resource (key: value lines), a list (a table) or, with --json, their JSON: the
+    REST API's shapes, a list as ``{"data": [...], "next_cursor": null}``."""
     if isinstance(value, BaseModel):
         data: Any = value.model_dump(mode="json")
     elif isinstance(value, dict):
@@ -28,7 +30,8 @@ def show(
     else:
         data = [v.model_dump(mode="json") for v in value]
     if as_json:
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        shaped = {"data": data, "next_cursor": None} if isinstance(data, list) else data
+        print(json.dumps(shaped, indent=2, ensure_ascii=False))
         return
     if isinstance(data, dict):
         width = max(map(len, data), default=0)
@@ -43,12 +46,29 @@ def show(
         return
     table = Table(title=title, show_lines=False)
     for column in columns:
-        table.add_column(column)
+        if _is_id(column):
+            # an id is for copying: never cut or wrapped, whatever the terminal's width
+            widest = max((len(_cell(row.get(column))) for row in data), default=len(column))
+            table.add_column(column, no_wrap=True, min_width=max(widest, len(column)))
+        else:
+            table.add_column(column, overflow="fold")
     for row in data:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    out.print(table)
+    _table_console().print(table)
     if not data:
         out.print("(none)")
+
+
+def _is_id(column: str) -> bool:
+    return column == "id" or column.endswith("_id")
+
+
+def _table_console() -> Console:
+    """The terminal's console; piped, one as wide as the table needs, so that what a script
+    reads holds every value whole (a pipe has no width, and Rich would assume 80 columns)."""
+    if out.is_terminal:
+        return out
+    return Console(width=10_000, no_color=True, highlight=False)
 
 
 def _cell(value: Any) -> str:
@@ -87,5 +107,9 @@ def show_delivery(found: DeliveryWithAttempts, as_json: bool) -> None:
         if attempt.error:
             line += f" · [red]{attempt.error}[/red]"
         out.print(line, highlight=False)
+        if attempt.request_headers:
+            out.print("  request headers:", highlight=False)
+            for name, value in attempt.request_headers.items():
+                out.print(f"    {name}: {value}", highlight=False, soft_wrap=True)
         if attempt.response_excerpt:
             out.print(f"  response: {attempt.response_excerpt[:200]!r}", highlight=False)

@@ -85,7 +85,16 @@ def worker(
         ),
     ] = None,
     interval: Interval = None,
-    concurrency: Annotated[int | None, typer.Option("--concurrency")] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help="Attempts in flight at once, per process (default 200; each endpoint gets a "
+            "bounded share of them).",
+            show_default=False,
+        ),
+    ] = None,
     dev: Annotated[
         bool, typer.Option("--dev", help="Allow loopback/private receivers; low latency.")
     ] = False,
@@ -237,9 +246,35 @@ def serve(
     serve_http(config, dispatch=True)
 
 
-def api(host: Host = None, port: Port = None, db: Db = None) -> None:
+def api(
+    host: Host = None,
+    port: Port = None,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev",
+            help="Local development: webhooks may point at 127.0.0.1 receivers, and new events "
+            "are announced to workers at once.",
+        ),
+    ] = False,
+    db: Db = None,
+) -> None:
     """Run the HTTP API alone (run `worker` processes to deliver)."""
-    serve_http(settings(db, host=host, port=port), dispatch=False)
+    config = settings(
+        db,
+        host=host,
+        port=port,
+        allow_private_targets=True if dev else None,
+        low_latency=True if dev else None,
+    )
+    if dev:
+        configure_logging(config)
+        announce(
+            config,
+            "[yellow]development mode:[/yellow] receivers on loopback/private addresses "
+            "are allowed; new events are announced to workers at once",
+        )
+    serve_http(config, dispatch=False)
 
 
 def hand_over_admin_token(token: str, config: Settings) -> None:

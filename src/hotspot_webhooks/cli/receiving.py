@@ -21,7 +21,7 @@ def listen(
         str,
         typer.Option("--api-key", help="The webhook's API key.", envvar="HOTSPOT_WEBHOOKS_API_KEY"),
     ] = ...,  # type: ignore[assignment]
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     respond: Annotated[
         int, typer.Option("--respond", help="Status to answer valid deliveries with.")
     ] = 200,

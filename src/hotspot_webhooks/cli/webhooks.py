@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from ..states import DeliveryStatus, WebhookStatus
+from .backend import with_backend
 from .common import (
     Db,
     Json,
+    Yes,
+    confirm_deletion,
     fail,
-    settings,
-    with_service,
+    parse_since,
 )
 from .output import show, show_delivery, shown_once
 
@@ -63,8 +64,8 @@ def webhooks_create(
         fail("give --location ID (repeat for several) or --all-locations", 2)
     if not event:
         fail("give --event TYPE (repeat for several), or --event '*' for all", 2)
-    created = with_service(
-        settings(db),
+    created = with_backend(
+        db,
         lambda s: s.create_webhook(
             callback_url=url, location_ids=locations, event_types=event, operator=operator
         ),
@@ -76,15 +77,19 @@ def webhooks_create(
 
 @webhooks_app.command("list")
 def webhooks_list(
-    location: Annotated[str | None, typer.Option("--location")] = None,
-    event: Annotated[str | None, typer.Option("--event")] = None,
+    location: Annotated[
+        str | None, typer.Option("--location", help="Only webhooks subscribed to this location.")
+    ] = None,
+    event: Annotated[
+        str | None, typer.Option("--event", help="Only webhooks subscribed to this event type.")
+    ] = None,
     status: Annotated[str | None, typer.Option("--status", help="enabled or disabled")] = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """List webhooks, optionally filtered."""
-    found = with_service(
-        settings(db),
+    found = with_backend(
+        db,
         lambda s: s.list_webhooks(location_id=location, event_type=event, status=status),
     )
     show(found, as_json, WEBHOOK_COLUMNS)
@@ -95,15 +100,19 @@ def webhooks_show(
     webhook_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Show one webhook."""
-    show(with_service(settings(db), lambda s: s.get_webhook(webhook_id)), as_json)
+    show(with_backend(db, lambda s: s.get_webhook(webhook_id)), as_json)
 
 
 @webhooks_app.command("delete")
 def webhooks_delete(
-    webhook_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
+    webhook_id: Annotated[str, typer.Argument(metavar="ID")],
+    yes: Yes = False,
+    db: Db = None,
+    as_json: Json = False,
 ) -> None:
-    """Delete a webhook with its deliveries and attempts."""
-    with_service(settings(db), lambda s: s.delete_webhook(webhook_id))
+    """Delete a webhook with its deliveries and attempts (asks first; --yes in scripts)."""
+    confirm_deletion(f"webhook {webhook_id} with its deliveries and attempts", yes)
+    with_backend(db, lambda s: s.delete_webhook(webhook_id))
     show({"id": webhook_id, "deleted": True}, as_json)
 
 
@@ -132,8 +141,8 @@ def webhooks_update(
     status = (
         None if enable is None else (WebhookStatus.ENABLED if enable else WebhookStatus.DISABLED)
     )
-    updated = with_service(
-        settings(db),
+    updated = with_backend(
+        db,
         lambda s: s.update_webhook(
             webhook_id,
             callback_url=url,
@@ -150,7 +159,7 @@ def webhooks_rotate_key(
     webhook_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Give a webhook a new API key (printed once); later attempts are signed with it."""
-    show(with_service(settings(db), lambda s: s.rotate_key(webhook_id)), as_json)
+    show(with_backend(db, lambda s: s.rotate_key(webhook_id)), as_json)
     if not as_json:
         shown_once("api_key", "encrypted")
 
@@ -164,14 +173,22 @@ def webhooks_test(
     location: Annotated[
         str | None, typer.Option("--location", help="From which location (default: the first).")
     ] = None,
-    dev: Annotated[bool, typer.Option("--dev", help="Allow loopback/private receivers.")] = False,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev",
+            help="Allow loopback/private receivers (a database used directly; a server "
+            "decides with its own settings).",
+        ),
+    ] = False,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Send a sample event to this webhook now and show the attempt."""
-    config = settings(db, allow_private_targets=True if dev else None)
-    delivery = with_service(
-        config, lambda s: s.test_webhook(webhook_id, event_type=event, location_id=location)
+    delivery = with_backend(
+        db,
+        lambda s: s.test_webhook(webhook_id, event_type=event, location_id=location),
+        **({"allow_private_targets": True} if dev else {}),
     )
     show_delivery(delivery, as_json)
     # scripts can tell: `webhooks test ID && ...`
@@ -182,16 +199,20 @@ def webhooks_test(
 def recover(
     webhook_id: Annotated[str, typer.Argument(metavar="WEBHOOK")],
     since: Annotated[
-        datetime,
+        str,
         typer.Option(
             "--since",
-            help="Re-queue failed deliveries created since this UTC time.",
-            formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"],
+            metavar="WHEN",
+            help="Re-queue failed deliveries created since then: a UTC time (2026-11-28, "
+            '"2026-11-28 13:00") or an age (1h, 2d, "1 hour ago").',
         ),
     ],
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Re-queue a webhook's failed deliveries since a time (after the receiver is fixed)."""
-    aware = since.replace(tzinfo=UTC) if since.tzinfo is None else since
-    show(with_service(settings(db), lambda s: s.recover(webhook_id, aware)), as_json)
+    try:
+        moment = parse_since(since)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    show(with_backend(db, lambda s: s.recover(webhook_id, moment)), as_json)

@@ -25,6 +25,7 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -45,7 +46,6 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..config import DEFAULT_DATABASE_URL
 from ..custom_types import CustomEventType
 from ..errors import Conflict, DatabaseNotReady
 from ..states import (
@@ -169,8 +169,12 @@ class Store:
         """
         path = sqlite_file(parse_database_url(database_url))
         if not migrate and path is not None and not path.exists():
-            check_sqlite_path(path, create_directory=database_url == DEFAULT_DATABASE_URL)
-            raise DatabaseNotReady(f"database {path} does not exist", missing=True)
+            if path.parent.exists():
+                check_sqlite_path(path)  # a parent that is a file says so
+            where = "" if path.is_absolute() else f" (in {Path.cwd()})"
+            if not path.parent.exists():
+                where += f": there is no directory {path.parent}"
+            raise DatabaseNotReady(f"database {path} does not exist{where}", missing=True)
         store = cls(create_engine(database_url))
         try:
             if migrate:

@@ -1,0 +1,340 @@
+"""The REST API from Python, as the service's own verbs: what the CLI's remote mode talks to.
+
+``RemoteService`` has the methods the command line calls on ``Service``, with the same
+arguments and the same resource models back, so every command prints the same thing whether
+it opened the database itself or asked a running server (``HOTSPOT_WEBHOOKS_URL`` and a token).
+The server decides who may do what: the token's operator, or the admin. An error answer becomes
+the exception the service would have raised, with the server's message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel
+
+from ._version import __version__
+from .delivery.sender import describe_failure
+from .errors import (
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    HotspotWebhooksError,
+    InvalidInput,
+    MalformedJSON,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+)
+from .models import (
+    Delivery,
+    DeliveryWithAttempts,
+    EmitResult,
+    Event,
+    EventTypeInfo,
+    Location,
+    Operator,
+    OperatorWithToken,
+    Page,
+    RecoverResult,
+    Token,
+    TokenCreated,
+    Webhook,
+    WebhookWithSecret,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Long enough for a test send to a slow receiver (the server's own timeout is 15 s by default).
+REQUEST_TIMEOUT = 60.0
+
+_ERRORS: dict[int, type[HotspotWebhooksError]] = {
+    400: MalformedJSON,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: InvalidInput,
+    415: InvalidInput,
+    422: InvalidInput,
+    429: TooManyRequests,
+    503: DatabaseUnavailable,
+}
+
+
+class ServerUnreachable(HotspotWebhooksError):
+    """The server at HOTSPOT_WEBHOOKS_URL did not answer (or not as this service does)."""
+
+    status = 503
+
+
+def _segment(value: str) -> str:
+    """One path segment, whatever characters an id holds."""
+    return quote(value, safe="")
+
+
+def _query(**values: object) -> dict[str, str]:
+    return {key: str(value) for key, value in values.items() if value is not None}
+
+
+class RemoteService:
+    """The service's verbs over REST, as the holder of ``token`` may use them."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = aiohttp.ClientSession(
+            headers={
+                "Authorization": f"Bearer {token}",
+                "User-Agent": f"hotspot-webhooks-cli/{__version__}",
+            },
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object = None,
+        query: dict[str, str] | None = None,
+    ) -> Any:
+        """One request; the answer's JSON (None for 204), or the error the answer means."""
+        url = f"{self.base_url}{path}"
+        try:
+            async with self._session.request(
+                method, url, json=body, params=query, allow_redirects=False
+            ) as response:
+                text = await response.text()
+                status = response.status
+        except aiohttp.ClientConnectorError as exc:
+            reason = describe_failure(exc).rpartition(": ")[2]
+            raise ServerUnreachable(
+                f"cannot reach the server at {self.base_url}: {reason.lower()} "
+                "(is `hotspot-webhooks serve` or `api` running there? check HOTSPOT_WEBHOOKS_URL)"
+            ) from None
+        except TimeoutError:
+            raise ServerUnreachable(
+                f"the server at {self.base_url} did not answer within {REQUEST_TIMEOUT:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ServerUnreachable(f"talking to {self.base_url} failed: {exc}") from None
+        if status == 204:
+            return None
+        try:
+            answer = json.loads(text) if text else None
+        except ValueError:
+            answer = None
+        if 200 <= status < 300 and answer is not None:
+            return answer
+        raise _error(status, answer, url)
+
+    async def _model(self, kind: type[M], method: str, path: str, **kwargs: Any) -> M:
+        return kind.model_validate(await self._call(method, path, **kwargs))
+
+    async def _list(self, kind: type[M], path: str, **query: object) -> list[M]:
+        answer = await self._call("GET", path, query=_query(**query))
+        return [kind.model_validate(item) for item in answer["data"]]
+
+    # operators and tokens
+
+    async def create_operator(self, name: str) -> OperatorWithToken:
+        return await self._model(OperatorWithToken, "POST", "/v1/operators", body={"name": name})
+
+    async def list_operators(self) -> list[Operator]:
+        return await self._list(Operator, "/v1/operators")
+
+    async def set_operator_status(self, operator: str, status: str) -> Operator:
+        path = f"/v1/operators/{_segment(operator)}"
+        return await self._model(Operator, "PATCH", path, body={"status": status})
+
+    async def delete_operator(self, operator: str) -> None:
+        await self._call("DELETE", f"/v1/operators/{_segment(operator)}")
+
+    async def create_token(self, operator: str | None) -> TokenCreated:
+        if operator is None:
+            raise InvalidInput("give the operator whose token to create (--operator)")
+        path = f"/v1/operators/{_segment(operator)}/tokens"
+        return await self._model(TokenCreated, "POST", path)
+
+    async def list_tokens(self, operator: str | None = None) -> list[Token]:
+        return await self._list(Token, "/v1/tokens", operator_id=operator)
+
+    async def revoke_token(self, token_id: str) -> None:
+        await self._call("DELETE", f"/v1/tokens/{_segment(token_id)}")
+
+    # locations
+
+    async def create_location(self, location_id: str, name: str, operator: str | None) -> Location:
+        body = {"id": location_id, "name": name, "operator_id": operator}
+        return await self._model(Location, "POST", "/v1/locations", body=_present(body))
+
+    async def list_locations(self, operator: str | None = None) -> list[Location]:
+        return await self._list(Location, "/v1/locations", operator_id=operator)
+
+    async def set_location_status(self, location_id: str, status: str) -> Location:
+        path = f"/v1/locations/{_segment(location_id)}"
+        return await self._model(Location, "PATCH", path, body={"status": status})
+
+    async def delete_location(self, location_id: str) -> None:
+        await self._call("DELETE", f"/v1/locations/{_segment(location_id)}")
+
+    # event types
+
+    async def list_event_types(self) -> list[EventTypeInfo]:
+        return await self._list(EventTypeInfo, "/v1/event-types")
+
+    async def get_event_type(self, name: str) -> EventTypeInfo:
+        return await self._model(EventTypeInfo, "GET", f"/v1/event-types/{_segment(name)}")
+
+    async def register_event_type(
+        self, name: str, description: str, json_schema: object, sample: object
+    ) -> EventTypeInfo:
+        body = {"name": name, "description": description, "schema": json_schema, "sample": sample}
+        return await self._model(EventTypeInfo, "POST", "/v1/event-types", body=body)
+
+    async def remove_event_type(self, name: str) -> None:
+        await self._call("DELETE", f"/v1/event-types/{_segment(name)}")
+
+    # webhooks
+
+    async def create_webhook(
+        self,
+        location_id: str | None = None,
+        event_type: str | None = None,
+        callback_url: str | None = None,
+        *,
+        location_ids: Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None,
+        operator: str | None = None,
+    ) -> WebhookWithSecret:
+        body = {
+            "location_id": location_id,
+            "event_type": event_type,
+            "callback_url": callback_url,
+            "location_ids": None if location_ids is None else list(location_ids),
+            "event_types": None if event_types is None else list(event_types),
+            "operator_id": operator,
+        }
+        return await self._model(WebhookWithSecret, "POST", "/v1/webhooks", body=_present(body))
+
+    async def list_webhooks(
+        self,
+        *,
+        location_id: str | None = None,
+        event_type: str | None = None,
+        status: str | None = None,
+    ) -> list[Webhook]:
+        return await self._list(
+            Webhook, "/v1/webhooks", location_id=location_id, event_type=event_type, status=status
+        )
+
+    async def get_webhook(self, webhook_id: str) -> Webhook:
+        return await self._model(Webhook, "GET", f"/v1/webhooks/{_segment(webhook_id)}")
+
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        *,
+        callback_url: str | None = None,
+        status: str | None = None,
+        location_ids: Sequence[str] | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> Webhook:
+        body = {
+            "callback_url": callback_url,
+            "status": status,
+            "location_ids": None if location_ids is None else list(location_ids),
+            "event_types": None if event_types is None else list(event_types),
+        }
+        path = f"/v1/webhooks/{_segment(webhook_id)}"
+        return await self._model(Webhook, "PATCH", path, body=_present(body))
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self._call("DELETE", f"/v1/webhooks/{_segment(webhook_id)}")
+
+    async def rotate_key(self, webhook_id: str) -> WebhookWithSecret:
+        path = f"/v1/webhooks/{_segment(webhook_id)}/rotate-key"
+        return await self._model(WebhookWithSecret, "POST", path)
+
+    async def test_webhook(
+        self, webhook_id: str, *, event_type: str | None = None, location_id: str | None = None
+    ) -> DeliveryWithAttempts:
+        path = f"/v1/webhooks/{_segment(webhook_id)}/test"
+        query = _query(event_type=event_type, location_id=location_id)
+        return await self._model(DeliveryWithAttempts, "POST", path, query=query)
+
+    async def recover(self, webhook_id: str, since: datetime) -> RecoverResult:
+        path = f"/v1/webhooks/{_segment(webhook_id)}/recover"
+        return await self._model(RecoverResult, "POST", path, body={"since": since.isoformat()})
+
+    # events and deliveries
+
+    async def emit(
+        self, type: str, location_id: str, data: Any, *, id: str | None = None
+    ) -> EmitResult:
+        body = _present({"type": type, "location_id": location_id, "data": data, "id": id})
+        return await self._model(EmitResult, "POST", "/v1/events", body=body)
+
+    async def get_event(self, event_id: str) -> Event:
+        return await self._model(Event, "GET", f"/v1/events/{_segment(event_id)}")
+
+    async def list_events(
+        self,
+        *,
+        location_id: str | None = None,
+        type: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[Event]:
+        query = _query(location_id=location_id, type=type, cursor=cursor, limit=limit)
+        return Page[Event].model_validate(await self._call("GET", "/v1/events", query=query))
+
+    async def list_deliveries(
+        self,
+        *,
+        webhook_id: str | None = None,
+        event_id: str | None = None,
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[Delivery]:
+        query = _query(
+            webhook_id=webhook_id, event_id=event_id, status=status, cursor=cursor, limit=limit
+        )
+        return Page[Delivery].model_validate(await self._call("GET", "/v1/deliveries", query=query))
+
+    async def get_delivery(self, delivery_id: str) -> DeliveryWithAttempts:
+        path = f"/v1/deliveries/{_segment(delivery_id)}"
+        return await self._model(DeliveryWithAttempts, "GET", path)
+
+    async def retry_delivery(self, delivery_id: str) -> Delivery:
+        path = f"/v1/deliveries/{_segment(delivery_id)}/retry"
+        return await self._model(Delivery, "POST", path)
+
+
+def _present(body: Mapping[str, object]) -> dict[str, object]:
+    """A request body without the fields not given (the API tells absent from null)."""
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def _error(status: int, answer: object, url: str) -> HotspotWebhooksError:
+    """The exception an error answer means, with the server's own message."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return ServerUnreachable(
+            f"{url} answered {status} without this service's error shape: "
+            "is HOTSPOT_WEBHOOKS_URL the address of a hotspot-webhooks server?"
+        )
+    details = error.get("details")
+    kind = _ERRORS.get(status, HotspotWebhooksError)
+    found = kind(error["message"], details=details if isinstance(details, list) else None)
+    found.status = status
+    return found
