@@ -15,6 +15,7 @@ import typer
 
 from .._version import __version__
 from . import (
+    conformance,
     deliveries,
     event_types,
     events,
@@ -45,6 +46,7 @@ for command in (
     webhooks.recover,
     receiving.listen,
     receiving.verify,
+    conformance.check_endpoint,
 ):
     app.command()(command)
 app.add_typer(operators.operators_app, name="operators")
