@@ -43,22 +43,25 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from hotspot_webhooks import catalog  # noqa: E402
+from hotspot_webhooks.traffic import Traffic  # noqa: E402
 
 ADMIN = "bench-admin-token-0123456789"
 TYPES = list(catalog.EVENT_TYPES)
 FANOUT_LOCATIONS = [f"loc-{n:02d}" for n in range(50)]
 FANOUT_WIDE = 10  # webhooks on every location and type
 PER_EVENT = {"none": 1, "exact": FANOUT_WIDE + 1, "wildcard": FANOUT_WIDE + 1}
+DISTINCT_EVENTS = 1000  # generated payloads, sent in turn
 
 
 def events_for(fanout: str) -> list[dict[str, object]]:
-    """The events sent, in turn: each type at the one location, or (fan-out) at each of the
-    50 locations."""
+    """The events sent, in turn: realistic, seeded traffic (``traffic.py``; the same in every
+    round and run) at the one location or, fan-out, across the 50. Without ids, so the server
+    makes one for each and an event sent again is a new event."""
     locations = ["loc-bench"] if fanout == "none" else FANOUT_LOCATIONS
+    traffic = Traffic(locations, seed=2026, operator="bench")
     return [
-        {"type": t, "location_id": loc, "data": dict(catalog.EVENT_TYPES[t].sample)}
-        for loc in locations
-        for t in TYPES
+        {"type": e.type, "location_id": e.location_id, "data": e.data}
+        for e in traffic.events(DISTINCT_EVENTS)
     ]
 
 

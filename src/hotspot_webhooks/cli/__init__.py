@@ -24,6 +24,7 @@ from . import (
     operators,
     processes,
     receiving,
+    simulate,
     webhooks,
 )
 
@@ -46,6 +47,7 @@ for command in (
     webhooks.recover,
     receiving.listen,
     receiving.verify,
+    simulate.simulate,
     conformance.check_endpoint,
 ):
     app.command()(command)
