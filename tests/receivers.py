@@ -209,7 +209,12 @@ class PhpReceiver:
             raise RuntimeError("php is not installed: `apt-get install php-cli` (.ci/run does)")
         self.port = free_port()
         self.log = log
-        env = {**os.environ, "API_KEY": api_key, "RECEIVER_LOG": str(log)}
+        env = {
+            **os.environ,
+            "API_KEY": api_key,
+            "RECEIVER_LOG": str(log),
+            "INBOX_DIR": str(log.parent / "inbox"),  # its deduplication, kept in the test's dir
+        }
         self.process = subprocess.Popen(
             [php, "-S", f"127.0.0.1:{self.port}", str(PHP_RECEIVER)],
             env=env,
