@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from .. import metrics
@@ -20,6 +20,7 @@ from .._version import __version__
 from ..config import Settings
 from ..errors import DatabaseUnavailable, HotspotWebhooksError, Unauthorized
 from ..service import Service
+from ..web import control_center
 from . import deliveries, event_types, events, locations, operators, tokens, webhooks
 from .errors import install_error_handlers
 from .limits import BodyLimit, BodyTimeout
@@ -129,6 +130,13 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
             raise Unauthorized("metrics need Authorization: Bearer <METRICS_TOKEN>")
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
+
+    # the control center: its own pages under /ui (outside the OpenAPI document), same service
+    app.mount("/ui", control_center(settings, app.state))
+
+    @app.get("/", include_in_schema=False)
+    def control_center_home() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=307)
 
     return app
 

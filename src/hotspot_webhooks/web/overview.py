@@ -1,0 +1,21 @@
+"""The overview (what needs attention first) and the event types' reference."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .pages import render, visit
+
+
+async def overview_page(request: Request) -> Response:
+    current = await visit(request)
+    overview = await current.service.overview(caller=current.caller)
+    locations = await current.service.list_locations(caller=current.caller)
+    return render(request, "overview.html", overview=overview, has_locations=bool(locations))
+
+
+async def event_types_page(request: Request) -> Response:
+    await visit(request)
+    service = request.app.state.center.service
+    return render(request, "event_types.html", event_types=await service.list_event_types())

@@ -1,0 +1,275 @@
+"""Locations and webhooks: list, create (the key shown once, with receivers to paste), edit,
+enable or disable, rotate the key, delete, send a test event, recover failed deliveries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import InvalidInput
+from ..models import WebhookWithSecret
+from ..subscription import ANY
+from ..validation import invalid
+from .pages import PREFIX, Visit, render, see_other, text, texts, visit
+from .snippets import php_receiver, python_receiver
+
+# locations
+
+
+async def locations_page(request: Request) -> Response:
+    current = await visit(request)
+    return await _locations(current)
+
+
+async def _locations(
+    current: Visit, *, error: InvalidInput | None = None, values: dict[str, str] | None = None
+) -> Response:
+    service = current.service
+    locations = await service.list_locations(caller=current.caller)
+    operators = await service.list_operators() if current.caller.is_admin else []
+    return render(
+        current.request,
+        "locations.html",
+        status=error.status if error else 200,
+        locations=locations,
+        operators=operators,
+        error=error,
+        values=values or {},
+    )
+
+
+async def create_location(request: Request) -> Response:
+    current = await visit(request)
+    form = await current.form()
+    values = {name: text(form, name) for name in ("id", "name", "operator")}
+    try:
+        await current.service.create_location(
+            values["id"],
+            values["name"],
+            values["operator"] or None,
+            caller=current.caller,
+        )
+    except InvalidInput as exc:
+        return await _locations(current, error=exc, values=values)
+    return see_other(f"{PREFIX}/locations", f"Location {values['id']} created.")
+
+
+async def set_location_status(request: Request) -> Response:
+    current = await visit(request)
+    form = await current.form()
+    location_id = request.path_params["location_id"]
+    status = text(form, "status")
+    await current.service.set_location_status(location_id, status, caller=current.caller)
+    return see_other(f"{PREFIX}/locations", f"Location {location_id} {status}.")
+
+
+# webhooks
+
+
+async def webhooks_page(request: Request) -> Response:
+    current = await visit(request)
+    return await _webhooks(current)
+
+
+async def _webhooks(
+    current: Visit, *, error: InvalidInput | None = None, values: dict[str, Any] | None = None
+) -> Response:
+    service = current.service
+    return render(
+        current.request,
+        "webhooks.html",
+        status=error.status if error else 200,
+        webhooks=await service.list_webhooks(caller=current.caller),
+        locations=await service.list_locations(caller=current.caller),
+        event_types=await service.list_event_types(),
+        error=error,
+        values=values or {"location_ids": [], "event_types": []},
+    )
+
+
+def _subscription(form: FormData) -> tuple[list[str], list[str]]:
+    """The pickers' choices; "all" wins over single choices."""
+    location_ids = texts(form, "location_ids")
+    event_types = texts(form, "event_types")
+    if ANY in location_ids:
+        location_ids = [ANY]
+    if ANY in event_types:
+        event_types = [ANY]
+    if not location_ids:
+        raise invalid("location_ids", "choose at least one location (or all)")
+    if not event_types:
+        raise invalid("event_types", "choose at least one event type (or all)")
+    return location_ids, event_types
+
+
+async def create_webhook(request: Request) -> Response:
+    current = await visit(request)
+    form = await current.form()
+    values: dict[str, Any] = {
+        "callback_url": text(form, "callback_url"),
+        "location_ids": texts(form, "location_ids"),
+        "event_types": texts(form, "event_types"),
+        "operator": text(form, "operator"),
+    }
+    try:
+        location_ids, event_types = _subscription(form)
+        created = await current.service.create_webhook(
+            callback_url=values["callback_url"],
+            location_ids=location_ids,
+            event_types=event_types,
+            operator=values["operator"] or None,
+            caller=current.caller,
+        )
+    except InvalidInput as exc:
+        return await _webhooks(current, error=exc, values=values)
+    return _secret_page(request, created, "created")
+
+
+def _secret_page(request: Request, webhook: WebhookWithSecret, what: str) -> Response:
+    """The only time the key is shown: with copy buttons and receivers that verify it."""
+    response = render(
+        request,
+        "webhook_secret.html",
+        webhook=webhook,
+        what=what,
+        php=php_receiver(webhook.api_key),
+        python=python_receiver(webhook.api_key),
+    )
+    response.headers["Cache-Control"] = "no-store"  # a secret: not kept by the browser
+    return response
+
+
+async def webhook_page(request: Request) -> Response:
+    current = await visit(request)
+    return await _webhook(current, request.path_params["webhook_id"])
+
+
+async def _webhook(
+    current: Visit,
+    webhook_id: str,
+    *,
+    error: InvalidInput | None = None,
+    values: dict[str, Any] | None = None,
+) -> Response:
+    service = current.service
+    webhook = await service.get_webhook(webhook_id, caller=current.caller)
+    recent = await service.find_deliveries(webhook_id=webhook.id, limit=10, caller=current.caller)
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    return render(
+        current.request,
+        "webhook.html",
+        status=error.status if error else 200,
+        webhook=webhook,
+        deliveries=recent.data,
+        locations=await service.list_locations(webhook.operator_id, caller=current.caller),
+        event_types=await service.list_event_types(),
+        error=error,
+        values=values
+        or {
+            "callback_url": webhook.callback_url,
+            "location_ids": webhook.location_ids,
+            "event_types": webhook.event_types,
+        },
+        recover_since=f"{yesterday:%Y-%m-%dT%H:%M}",
+    )
+
+
+async def update_webhook(request: Request) -> Response:
+    current = await visit(request)
+    form = await current.form()
+    webhook_id = request.path_params["webhook_id"]
+    values: dict[str, Any] = {
+        "callback_url": text(form, "callback_url"),
+        "location_ids": texts(form, "location_ids"),
+        "event_types": texts(form, "event_types"),
+    }
+    try:
+        location_ids, event_types = _subscription(form)
+        await current.service.update_webhook(
+            webhook_id,
+            callback_url=values["callback_url"],
+            location_ids=location_ids,
+            event_types=event_types,
+            caller=current.caller,
+        )
+    except InvalidInput as exc:
+        return await _webhook(current, webhook_id, error=exc, values=values)
+    return see_other(f"{PREFIX}/webhooks/{webhook_id}", "Webhook saved.")
+
+
+async def set_webhook_status(request: Request) -> Response:
+    current = await visit(request)
+    form = await current.form()
+    webhook_id = request.path_params["webhook_id"]
+    status = text(form, "status")
+    await current.service.update_webhook(webhook_id, status=status, caller=current.caller)
+    return see_other(f"{PREFIX}/webhooks/{webhook_id}", f"Webhook {status}.")
+
+
+async def rotate_key(request: Request) -> Response:
+    current = await visit(request)
+    await current.form()
+    rotated = await current.service.rotate_key(
+        request.path_params["webhook_id"], caller=current.caller
+    )
+    return _secret_page(request, rotated, "rotated")
+
+
+async def confirm_delete(request: Request) -> Response:
+    current = await visit(request)
+    webhook = await current.service.get_webhook(
+        request.path_params["webhook_id"], caller=current.caller
+    )
+    return render(request, "webhook_delete.html", webhook=webhook)
+
+
+async def delete_webhook(request: Request) -> Response:
+    current = await visit(request)
+    await current.form()
+    webhook_id = request.path_params["webhook_id"]
+    await current.service.delete_webhook(webhook_id, caller=current.caller)
+    return see_other(f"{PREFIX}/webhooks", f"Webhook {webhook_id} deleted.")
+
+
+async def test_webhook(request: Request) -> Response:
+    """Send a sample event now; answer the attempt's result (a fragment for htmx)."""
+    current = await visit(request)
+    form = await current.form()
+    delivery = await current.service.test_webhook(
+        request.path_params["webhook_id"],
+        event_type=text(form, "event_type") or None,
+        caller=current.caller,
+    )
+    fragment = "HX-Request" in request.headers
+    return render(
+        request,
+        "_test_result.html" if fragment else "test_result.html",
+        delivery=delivery,
+        attempt=delivery.attempts[-1] if delivery.attempts else None,
+    )
+
+
+async def recover(request: Request) -> Response:
+    current = await visit(request)
+    form = await current.form()
+    webhook_id = request.path_params["webhook_id"]
+    since_text = text(form, "since")
+    try:
+        since = datetime.fromisoformat(since_text)
+    except ValueError:
+        raise invalid(
+            "since",
+            "a date and time, like 2026-11-29T08:00",
+            headline=f"since: {since_text!r} is not a date and time (like 2026-11-29T08:00)",
+        ) from None
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)  # the form's times are UTC, as every time shown
+    result = await current.service.recover(webhook_id, since, caller=current.caller)
+    return see_other(
+        f"{PREFIX}/webhooks/{webhook_id}",
+        f"{result.requeued} failed deliveries since {since:%Y-%m-%d %H:%M} UTC queued again.",
+    )
