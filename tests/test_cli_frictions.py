@@ -224,3 +224,38 @@ def test_webhooks_delete_asks_first(world: dict[str, str]) -> None:
     assert "add --yes" in unasked.stderr
     assert still_there["id"] == extra["id"]
     assert confirmed == {"id": extra["id"], "deleted": True}
+
+
+async def test_listen_says_why_a_delivery_under_another_key_is_refused() -> None:
+    import io
+
+    import aiohttp
+    from aiohttp import web
+    from rich.console import Console
+
+    from hotspot_webhooks.listen import make_app
+    from hotspot_webhooks.receiver import compute_signature
+
+    output = io.StringIO()
+    runner = web.AppRunner(make_app("this-listeners-key", Console(file=output, width=300)))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    body = b'{"id": "1"}'
+    try:
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(
+                f"http://127.0.0.1:{port}/hook",
+                data=body,
+                headers={
+                    "X-Hotspotsystem-Hmac-Sha256": compute_signature(body, "another-webhooks-key"),
+                    "X-Hotspotsystem-Delivery": "dlv_01TESTDELIVERY",
+                },
+            )
+    finally:
+        await runner.cleanup()
+
+    said = output.getvalue()
+    assert response.status == 401
+    assert "dlv_01TESTDELIVERY" in said
+    assert "started with the key of the webhook that sent it" in said

@@ -32,7 +32,15 @@ def make_app(
         try:
             event = parse(request.headers, body, api_key)
         except InvalidSignature as exc:
-            console.print(f"[red]✗ rejected {request.method} {request.path}: {exc}[/red]")
+            sender = request.headers.get("X-Hotspotsystem-Delivery", "")
+            console.print(
+                f"[red]✗ rejected {request.method} {request.path}"
+                f"{f' ({sender})' if sender else ''}: {exc}[/red] — answered 401, so it will "
+                "be retried. Each webhook signs with its own API key: was this listener "
+                "started with the key of the webhook that sent it?",
+                highlight=False,
+                soft_wrap=True,
+            )
             return web.json_response({"ok": False, "error": str(exc)}, status=401)
         title = (
             f"[green]✓ verified[/green] {event.type} · location {event.location_id} · "

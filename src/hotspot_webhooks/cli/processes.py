@@ -316,7 +316,8 @@ def serve_http(config: Settings, *, dispatch: bool) -> None:
     announce(
         config,
         f"hotspot-webhooks {__version__} on http://{config.host}:{config.port} "
-        f"(database {display_url(config.database_url)}; docs at /docs)",
+        f"(database {display_url(config.database_url)}; control center at "
+        f"http://{config.host}:{config.port}/ui/, API docs at /docs)",
     )
     app = create_app(config, dispatch=dispatch, migrate=False)
     server = uvicorn.Server(server_config(app, host=config.host, port=config.port))
