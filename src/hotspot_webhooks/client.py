@@ -47,6 +47,7 @@ from .models import (
     Webhook,
     WebhookWithSecret,
 )
+from .service import EmitRequest
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -176,6 +177,9 @@ class RemoteService:
         body = {"id": location_id, "name": name, "operator_id": operator}
         return await self._model(Location, "POST", "/v1/locations", body=_present(body))
 
+    async def get_location(self, location_id: str) -> Location:
+        return await self._model(Location, "GET", f"/v1/locations/{_segment(location_id)}")
+
     async def list_locations(self, operator: str | None = None) -> list[Location]:
         return await self._list(Location, "/v1/locations", operator_id=operator)
 
@@ -282,6 +286,17 @@ class RemoteService:
     ) -> EmitResult:
         body = _present({"type": type, "location_id": location_id, "data": data, "id": id})
         return await self._model(EmitResult, "POST", "/v1/events", body=body)
+
+    async def emit_many(self, requests: Sequence[EmitRequest]) -> list[EmitResult]:
+        """Up to 1,000 events in one request, stored together or not at all."""
+        body = {
+            "events": [
+                _present({"type": r.type, "location_id": r.location_id, "data": r.data, "id": r.id})
+                for r in requests
+            ]
+        }
+        answer = await self._call("POST", "/v1/events/batch", body=body)
+        return [EmitResult.model_validate(result) for result in answer["data"]]
 
     async def get_event(self, event_id: str) -> Event:
         return await self._model(Event, "GET", f"/v1/events/{_segment(event_id)}")

@@ -17,27 +17,27 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
-import aiohttp
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..client import RemoteService
 from ..config import parse_duration
-from ..errors import HotspotWebhooksError, NotFound
+from ..errors import Conflict, Forbidden, HotspotWebhooksError, NotFound
 from ..ids import new_id
 from ..models import EmitResult
 from ..service import EmitRequest, Service
 from ..store.database import display_url
 from ..traffic import DEFAULT_WEIGHTS, SimulatedEvent, Traffic, weights_for
+from .backend import Backend
 from .common import Db, Json, err, fail, out, run, settings
 from .output import show
 
 MAX_IN_FLIGHT = 8  # requests (or database batches) waiting for their answer at once
 TICK = 0.1  # seconds: what falls due within a tick goes out together
 DEFAULT_OPERATOR = "simulator"
-REQUEST_TIMEOUT = 30.0
 
 
 class SimulationError(HotspotWebhooksError):
@@ -48,156 +48,62 @@ class SimulationError(HotspotWebhooksError):
 # ---- where events go ----------------------------------------------------------------------
 
 
-class Sink(Protocol):
-    """Where the simulated events are emitted: a running server, or the database."""
+class Emitter:
+    """Where the simulated events go: the verbs of a running server (REST) or of the
+    database (acting as the admin), the same ``Backend`` every resource command uses."""
 
-    target: str
+    def __init__(self, backend: Backend, target: str) -> None:
+        self.backend = backend
+        self.target = target
 
     async def prepare(
         self, create: Sequence[str], existing: Sequence[str], operator: str | None
     ) -> str:
-        """Make sure the locations are there (creating ``create``); return the operator's
-        name for the payloads."""
-
-    async def emit(self, events: Sequence[SimulatedEvent]) -> list[EmitResult]: ...
-
-    async def close(self) -> None: ...
-
-
-class RestSink:
-    """``POST /v1/events/batch`` to a running server, with an operator's or the admin's
-    token."""
-
-    def __init__(self, url: str, token: str) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise SimulationError(f"--url {url!r} must start with http:// or https://")
-        self.base = url.rstrip("/")
-        self.target = self.base
-        self._session = aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-        )
-
-    async def _call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Make sure the locations are there (creating ``create``, for ``operator`` when the
+        caller is the admin); return the operator's name for the payloads."""
         try:
-            async with self._session.request(method, self.base + path, json=body) as response:
-                text = await response.text()
-                try:
-                    answer = await response.json(content_type=None) if text else None
-                except ValueError:
-                    answer = text
-                return response.status, answer
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise SimulationError(f"cannot reach {self.base}: {reason}") from None
-
-    async def _ok(self, method: str, path: str, body: Any = None) -> Any:
-        status, answer = await self._call(method, path, body)
-        if status >= 300:
-            raise SimulationError(f"{method} {path}: {_server_error(status, answer)}")
-        return answer
-
-    async def prepare(
-        self, create: Sequence[str], existing: Sequence[str], operator: str | None
-    ) -> str:
-        status, answer = await self._call("GET", "/v1/operators")
-        if status == 200:  # the admin's token: locations go to --operator, made if missing
-            name = operator or DEFAULT_OPERATOR
-            found = [o for o in answer["data"] if name in (o["id"], o["name"])]
-            owner = found[0] if found else await self._ok("POST", "/v1/operators", {"name": name})
-            owner_id, label = str(owner["id"]), str(owner["name"])
-        elif status == 403:  # an operator's token: its own locations
+            operators = await self.backend.list_operators()
+        except Forbidden:  # an operator's token: its own locations
             if operator is not None:
                 raise SimulationError(
                     "--operator is for the admin's token; an operator's token simulates at "
                     "that operator's own locations: leave --operator out"
-                )
-            owner_id = label = ""
-        else:
-            raise SimulationError(f"GET /v1/operators: {_server_error(status, answer)}")
+                ) from None
+            owner = None
+        else:  # the admin: locations go to --operator, made if missing
+            name = operator or DEFAULT_OPERATOR
+            found = [o for o in operators if name in (o.id, o.name)]
+            owner = found[0] if found else await self.backend.create_operator(name)
+        label = "" if owner is None else owner.name
         for location_id in [*create, *existing]:
-            status, answer = await self._call("GET", f"/v1/locations/{location_id}")
-            if status == 404 and location_id in create:
-                body = {"id": location_id, "name": _location_name(location_id)}
-                if owner_id:
-                    body["operator_id"] = owner_id
-                status, answer = await self._call("POST", "/v1/locations", body)
-                if status == 409:
+            try:
+                location = await self.backend.get_location(location_id)
+            except NotFound:
+                if location_id not in create:
+                    raise SimulationError(f"--location {location_id}: no such location") from None
+                try:
+                    location = await self.backend.create_location(
+                        location_id,
+                        _location_name(location_id),
+                        None if owner is None else owner.id,
+                    )
+                except Conflict:
                     raise SimulationError(
                         f"location {location_id} exists already, and not for this token (a "
                         "location id is one for the whole server): simulate at your own with "
                         "--location ID, or with the admin's token and --operator OWNER"
-                    )
-                if status != 201:
-                    raise SimulationError(f"POST /v1/locations: {_server_error(status, answer)}")
-            elif status == 404:
-                raise SimulationError(f"--location {location_id}: no such location")
-            elif status != 200:
+                    ) from None
+            if owner is not None and location_id in create and location.operator_id != owner.id:
                 raise SimulationError(
-                    f"GET /v1/locations/{location_id}: {_server_error(status, answer)}"
+                    f"location {location_id} belongs to operator {location.operator_id}, not "
+                    f"{owner.name}: name it with --operator, or pick others with --location"
                 )
-            elif owner_id and answer["operator_id"] != owner_id and location_id in create:
-                raise SimulationError(
-                    f"location {location_id} belongs to operator {answer['operator_id']}, not "
-                    f"{label}: name it with --operator, or pick others with --location"
-                )
-            label = label or str(answer["operator_id"])
+            label = label or location.operator_id
         return label
 
     async def emit(self, events: Sequence[SimulatedEvent]) -> list[EmitResult]:
-        body = {"events": [e.as_request() for e in events]}
-        status, answer = await self._call("POST", "/v1/events/batch", body)
-        if status != 202:
-            raise SimulationError(_server_error(status, answer))
-        return [EmitResult.model_validate(result) for result in answer["data"]]
-
-    async def close(self) -> None:
-        await self._session.close()
-
-
-class DatabaseSink:
-    """``Service.emit_many`` on the database, as ``emit`` does (acting as the admin)."""
-
-    def __init__(self, service: Service, database_url: str) -> None:
-        self.service = service
-        self.target = display_url(database_url)
-
-    async def prepare(
-        self, create: Sequence[str], existing: Sequence[str], operator: str | None
-    ) -> str:
-        name = operator or DEFAULT_OPERATOR
-        owners = [o for o in await self.service.list_operators() if name in (o.id, o.name)]
-        owner = owners[0] if owners else await self.service.create_operator(name)
-        for location_id in [*create, *existing]:
-            try:
-                found = await self.service.get_location(location_id)
-            except NotFound:
-                if location_id not in create:
-                    raise SimulationError(f"--location {location_id}: no such location") from None
-                await self.service.create_location(
-                    location_id, _location_name(location_id), owner.id
-                )
-                continue
-            if location_id in create and found.operator_id != owner.id:
-                raise SimulationError(
-                    f"location {location_id} belongs to operator {found.operator_id}, not "
-                    f"{owner.name}: name it with --operator, or pick others with --location"
-                )
-        return owner.name
-
-    async def emit(self, events: Sequence[SimulatedEvent]) -> list[EmitResult]:
         requests = [EmitRequest(e.type, e.location_id, e.data, e.id) for e in events]
-        return await self.service.emit_many(requests)
-
-    async def close(self) -> None:
-        await self.service.close()
-
-
-def _server_error(status: int, answer: Any) -> str:
-    """The server's own message (its error shape), else what it said."""
-    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
-        return f"HTTP {status}: {answer['error'].get('message')}"
-    return f"HTTP {status}: {str(answer)[:200] if answer else '(empty answer)'}"
+        return await self.backend.emit_many(requests)
 
 
 def _location_name(location_id: str) -> str:
@@ -282,9 +188,9 @@ class Simulation:
     goes out in batches of at most ``plan.batch``, with at most ``MAX_IN_FLIGHT`` unanswered;
     ``interrupt`` stops the schedule (and, the second time, the wait for answers)."""
 
-    def __init__(self, traffic: Traffic, sink: Sink, plan: Plan) -> None:
+    def __init__(self, traffic: Traffic, emitter: Emitter, plan: Plan) -> None:
         self.traffic = traffic
-        self.sink = sink
+        self.emitter = emitter
         self.plan = plan
         self.tally = Tally()
         self.interrupted = False
@@ -308,7 +214,7 @@ class Simulation:
         async def send(events: list[SimulatedEvent]) -> None:
             began = loop.time()
             try:
-                results = await self.sink.emit(events)
+                results = await self.emitter.emit(events)
             except HotspotWebhooksError as exc:
                 tally.refused(events, exc.message, loop.time() - began)
             except asyncio.CancelledError:
@@ -508,20 +414,24 @@ def simulate(
     plan = Plan(rate=rate, total=total, batch=batch)
 
     async def work() -> tuple[dict[str, Any], bool]:
-        sink: Sink
+        backend: RemoteService | Service
         if url is not None and db is None:
-            sink = RestSink(url, str(token))
+            if not url.startswith(("http://", "https://")):
+                raise SimulationError(f"--url {url!r} must start with http:// or https://")
+            backend, target = RemoteService(url, str(token)), url.rstrip("/")
         else:
             config = settings(db)
-            sink = DatabaseSink(await Service.open(config), config.database_url)
+            backend = await Service.open(config)
+            target = display_url(config.database_url)
         try:
-            label = await sink.prepare(create, existing, operator)
+            emitter = Emitter(backend, target)
+            label = await emitter.prepare(create, existing, operator)
             traffic = Traffic(
                 [*create, *existing], seed=seed, types=weights, operator=label, run=new_id("sim")
             )
-            return await _run(traffic, sink, plan, as_json)
+            return await _run(traffic, emitter, plan, as_json)
         finally:
-            await sink.close()
+            await backend.close()
 
     summary, interrupted = run(work)
     if as_json:
@@ -535,11 +445,11 @@ def simulate(
 
 
 async def _run(
-    traffic: Traffic, sink: Sink, plan: Plan, as_json: bool
+    traffic: Traffic, emitter: Emitter, plan: Plan, as_json: bool
 ) -> tuple[dict[str, Any], bool]:
     """The simulation under a progress bar (on a terminal), Ctrl-C and SIGTERM stopping it."""
     loop = asyncio.get_running_loop()
-    simulation = Simulation(traffic, sink, plan)
+    simulation = Simulation(traffic, emitter, plan)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, simulation.interrupt)
     columns = (
@@ -570,7 +480,7 @@ async def _run(
     summary = simulation.tally.summary(
         elapsed,
         plan.rate,
-        target=sink.target,
+        target=emitter.target,
         run=traffic.run,
         locations=[loc.id for loc in traffic.locations],
         interrupted=simulation.interrupted,
