@@ -73,6 +73,12 @@ MetricsPort = Annotated[
 ]
 
 
+def development(dev: bool) -> dict[str, bool]:
+    """What ``--dev`` sets for ``serve``, ``api`` and ``worker``: receivers on loopback and
+    private addresses allowed, new events announced (and sent) at once."""
+    return {"allow_private_targets": True, "low_latency": True} if dev else {}
+
+
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Run one pass, then exit.")] = False,
     processes: Annotated[
@@ -107,8 +113,7 @@ def worker(
         db,
         interval=interval,
         concurrency=concurrency,
-        allow_private_targets=True if dev else None,
-        low_latency=True if dev else None,
+        **development(dev),
         metrics_port=metrics_port,
     )
     configure_logging(config)
@@ -232,8 +237,7 @@ def serve(
         host=host,
         port=port,
         interval=interval if interval is not None else (2.0 if dev else None),
-        allow_private_targets=True if dev else None,
-        low_latency=True if dev else None,
+        **development(dev),
     )
     configure_logging(config)
     if dev:
@@ -264,8 +268,7 @@ def api(
         db,
         host=host,
         port=port,
-        allow_private_targets=True if dev else None,
-        low_latency=True if dev else None,
+        **development(dev),
     )
     if dev:
         configure_logging(config)

@@ -3,12 +3,14 @@ admin's)."""
 
 from __future__ import annotations
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import Forbidden, TooManyRequests, Unauthorized
 from .pages import (
     PREFIX,
+    Center,
     CsrfRefused,
     center_of,
     render,
@@ -64,14 +66,20 @@ def _next(wanted: str | None) -> str:
     return f"{PREFIX}/"
 
 
-async def sign_in(request: Request) -> Response:
+async def _form_of_this_browser(request: Request) -> tuple[Center, Session, FormData]:
+    """A form posted before (or without) signing in: its CSRF token must be the one the
+    browser's cookie holds."""
     center = center_of(request)
     session = center.sessions.open(request.cookies.get(COOKIE))
     form = await request.form()
     given = form.get(CSRF_FIELD)
-    if not csrf_matches(given if isinstance(given, str) else None, session):
+    if session is None or not csrf_matches(given if isinstance(given, str) else None, session):
         raise CsrfRefused()
-    assert session is not None
+    return center, session, form
+
+
+async def sign_in(request: Request) -> Response:
+    center, session, form = await _form_of_this_browser(request)
     limit = center.app_state.failed_auth
     address = request.client.host if request.client else ""
     wait = limit.retry_after(address)
@@ -96,12 +104,7 @@ async def sign_in(request: Request) -> Response:
 
 
 async def sign_out(request: Request) -> Response:
-    center = center_of(request)
-    session = center.sessions.open(request.cookies.get(COOKIE))
-    form = await request.form()
-    given = form.get(CSRF_FIELD)
-    if not csrf_matches(given if isinstance(given, str) else None, session):
-        raise CsrfRefused()
+    await _form_of_this_browser(request)
     response = see_other(f"{PREFIX}/sign-in?why={SIGNED_OUT}")
     forget(response, request)
     return response
