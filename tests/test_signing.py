@@ -325,3 +325,28 @@ def test_receiver_imports_without_any_server_side_dependency() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# --- parse on a whole delivery: Standard Webhooks first, the original header without it -------
+
+
+def test_parse_refuses_a_whole_delivery_replayed_after_the_tolerance_saying_why() -> None:
+    replayed = headers_for([API_KEY], ts=int(time.time()) - 600)  # the original header matches
+
+    with pytest.raises(InvalidSignature, match=r"webhook-timestamp is 6\d\d s old"):
+        parse(replayed, REFERENCE_BODY, API_KEY)
+
+
+def test_parse_verifies_a_receiver_still_holding_the_previous_key_during_a_rotation() -> None:
+    rotating = headers_for(["the-new-key-000000000000", API_KEY], ts=int(time.time()))
+
+    assert parse(rotating, REFERENCE_BODY, API_KEY).id == "evt_1"  # the previous key
+    assert parse(rotating, REFERENCE_BODY, "the-new-key-000000000000").id == "evt_1"
+    with pytest.raises(InvalidSignature, match="does not match this API key"):
+        parse(rotating, REFERENCE_BODY, "a-key-of-another-webhook")
+
+
+def test_parse_without_standard_headers_checks_the_original_one_and_says_what_is_missing() -> None:
+    assert parse({"X-Hotspotsystem-Hmac-Sha256": REFERENCE_SIGNATURE}, REFERENCE_BODY, API_KEY)
+    with pytest.raises(InvalidSignature, match="neither X-Hotspotsystem-Hmac-Sha256 nor"):
+        parse({}, REFERENCE_BODY, API_KEY)

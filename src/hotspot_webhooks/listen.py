@@ -44,10 +44,16 @@ def make_app(
             return web.json_response({"ok": False, "error": str(exc)}, status=401)
         title = (
             f"[green]✓ verified[/green] {event.type} · location {event.location_id} · "
-            f"attempt {event.attempt} · {event.delivery_id}"
+            f"attempt {event.attempt}"
         )
         pretty = json.dumps(event.data, indent=2, ensure_ascii=False)
-        console.print(Panel(Syntax(pretty, "json", word_wrap=True), title=title, expand=False))
+        panel = Panel(
+            Syntax(pretty, "json", word_wrap=True),
+            title=title,
+            subtitle=event.delivery_id,  # below, where a long id is not cut by the title
+            expand=False,
+        )
+        console.print(panel)
         if on_event is not None:
             on_event(event)
         return web.json_response({"ok": respond == 200}, status=respond)

@@ -109,17 +109,25 @@ def parse(
 ) -> ReceivedEvent:
     """Verify a delivery and return its event; raise ``InvalidSignature`` otherwise.
 
-    Accepts the original ``X-Hotspotsystem-Hmac-Sha256`` signature or, failing that, a Standard
-    Webhooks signature. Header names are matched case-insensitively.
+    Every delivery carries two signatures. The Standard Webhooks one is checked when present:
+    it signs the attempt's time as well (a request captured and replayed later than
+    ``tolerance`` seconds is refused), and during a key rotation it carries a signature under
+    each key, so a receiver still holding the previous key keeps verifying. Without it, the
+    original ``X-Hotspotsystem-Hmac-Sha256`` signature is checked. Header names are matched
+    case-insensitively.
     """
     found = _lower(headers)
-    original = found.get(ORIGINAL_HEADER.lower()) or found.get(ORIGINAL_HEADER_LITERAL.lower())
-    if original is not None:
-        valid = verify_signature(body, original, api_key)
+    if found.get("webhook-signature"):
+        if not verify_standard_signature(headers, body, api_key, tolerance=tolerance):
+            raise InvalidSignature(_why_standard_failed(found, tolerance))
     else:
-        valid = verify_standard_signature(headers, body, api_key, tolerance=tolerance)
-    if not valid:
-        raise InvalidSignature("signature does not match this API key")
+        original = found.get(ORIGINAL_HEADER.lower()) or found.get(ORIGINAL_HEADER_LITERAL.lower())
+        if original is None:
+            raise InvalidSignature(
+                f"no signature: neither {ORIGINAL_HEADER} nor webhook-signature is present"
+            )
+        if not verify_signature(body, original, api_key):
+            raise InvalidSignature("signature does not match this API key")
     try:
         data = json.loads(body)
     except ValueError as exc:
@@ -133,6 +141,23 @@ def parse(
         attempt=int(attempt) if attempt and attempt.isdigit() else None,
         data=data,
     )
+
+
+def _why_standard_failed(found: Mapping[str, str], tolerance: int) -> str:
+    """Which part of a Standard Webhooks check failed, in words a receiver's author acts on."""
+    stamp = found.get("webhook-timestamp", "")
+    if not found.get("webhook-id") or not stamp:
+        return "webhook-signature without webhook-id and webhook-timestamp"
+    if not stamp.isdigit():
+        return f"webhook-timestamp {stamp!r} is not Unix seconds"
+    age = int(time.time()) - int(stamp)
+    if abs(age) > tolerance:
+        when = f"{age} s old" if age > 0 else f"{-age} s in the future"
+        return (
+            f"webhook-timestamp is {when}, beyond the {tolerance} s tolerance (a replayed "
+            "request, or this machine's clock is wrong)"
+        )
+    return "signature does not match this API key"
 
 
 def _lower(headers: Mapping[str, str]) -> dict[str, str]:

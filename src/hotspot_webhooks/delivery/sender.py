@@ -178,16 +178,15 @@ def describe_failure(exc: aiohttp.ClientError) -> str:
             else exc.os_error
         )
         number = getattr(cause, "errno", None)
-        reason = (
-            os.strerror(number)  # asyncio's own text for these is "Connect call failed (...)"
-            if isinstance(number, int) and number > 0
-            else getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
-        )
-        text = (
-            reason  # the SSRF guard's own words say it all
-            if isinstance(cause, ForbiddenTarget)
-            else f"cannot connect to {exc.host}:{exc.port}: {reason}"
-        )
+        if isinstance(cause, ForbiddenTarget):
+            text = cause.strerror or str(cause)  # the SSRF guard's own words say it all
+        else:
+            reason = (
+                os.strerror(number)  # asyncio's own text for these is "Connect call failed (...)"
+                if isinstance(number, int) and number > 0
+                else getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+            )
+            text = f"cannot connect to {exc.host}:{exc.port}: {reason}"
     else:
         text = str(exc) or type(exc).__name__
     return text if len(text) < 500 else text[:497] + "..."

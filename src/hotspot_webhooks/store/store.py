@@ -50,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ..config import DEFAULT_DATABASE_URL
 from ..custom_types import CustomEventType
 from ..errors import Conflict, DatabaseNotReady
 from ..states import (
@@ -184,11 +185,9 @@ class Store:
         """
         path = sqlite_file(parse_database_url(database_url))
         if not migrate and path is not None and not path.exists():
-            if path.parent.exists():
-                check_sqlite_path(path)  # a parent that is a file says so
+            if path.parent.exists() or database_url != DEFAULT_DATABASE_URL:
+                check_sqlite_path(path)  # a directory named but missing (or a file) says so
             where = "" if path.is_absolute() else f" (in {Path.cwd()})"
-            if not path.parent.exists():
-                where += f": there is no directory {path.parent}"
             raise DatabaseNotReady(f"database {path} does not exist{where}", missing=True)
         store = cls(create_engine(database_url))
         try:
