@@ -16,6 +16,6 @@ async def overview_page(request: Request) -> Response:
 
 
 async def event_types_page(request: Request) -> Response:
-    await visit(request)
-    service = request.app.state.center.service
-    return render(request, "event_types.html", event_types=await service.list_event_types())
+    current = await visit(request)
+    event_types = await current.service.list_event_types()
+    return render(request, "event_types.html", event_types=event_types)
