@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
+import pycurl
 import pytest
-from aiohttp.abc import AbstractResolver, ResolveResult
 
-from hotspot_webhooks.delivery.targets import (
-    ForbiddenTarget,
-    GuardedResolver,
-    check_callback_url,
-    forbidden_reason,
-    literal_address_reason,
-)
+from hotspot_webhooks.delivery.sender import Sender, _Exchange
+from hotspot_webhooks.delivery.targets import check_callback_url, forbidden_reason
 from hotspot_webhooks.errors import InvalidInput
 from hotspot_webhooks.validation import MAX_URL_LENGTH
 
@@ -201,79 +197,50 @@ def test_names_are_not_judged_by_forbidden_reason() -> None:
     assert forbidden_reason("example.com") is None
 
 
-def test_literal_address_reason_checks_ip_literals_and_ignores_missing_host() -> None:
-    assert literal_address_reason("127.0.0.1") == "127.0.0.1 is a loopback address"
-    assert literal_address_reason(PUBLIC_V4) is None
-    assert literal_address_reason(None) is None
-    assert literal_address_reason("") is None
+# --- at connect time: the guard on the very address curl opens a socket to ----------------
 
 
-# --- GuardedResolver -----------------------------------------------------------------------
+def opened(address: str, port: int = 443, *, allow_private: bool = False) -> tuple[Any, list[str]]:
+    exchange = _Exchange(Sender(timeout=1, allow_private=allow_private))
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    got = exchange._open_socket(0, (family, socket.SOCK_STREAM, 6, (address, port)))
+    if isinstance(got, socket.socket):
+        got.close()
+    exchange.curl.close()
+    return got, exchange.refused
 
 
-def entry(host: str, family: socket.AddressFamily = socket.AF_INET) -> ResolveResult:
-    return {
-        "hostname": "hooks.example.com",
-        "host": host,
-        "port": 443,
-        "family": family,
-        "proto": 0,
-        "flags": socket.AI_NUMERICHOST,
-    }
+@pytest.mark.parametrize("address", [PUBLIC_V4, PUBLIC_V6])
+def test_a_socket_to_a_public_address_is_opened(address: str) -> None:
+    got, refused = opened(address)
+    assert isinstance(got, socket.socket) and refused == []
 
 
-class FixedResolver(AbstractResolver):
-    """A resolver that answers every name with a fixed list of addresses."""
-
-    def __init__(self, addresses: list[ResolveResult]) -> None:
-        self.addresses = addresses
-        self.asked: list[tuple[str, int, socket.AddressFamily]] = []
-        self.closed = False
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.asked.append((host, port, family))
-        return list(self.addresses)
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-async def test_guarded_resolver_passes_public_addresses_through() -> None:
-    inner = FixedResolver([entry(PUBLIC_V4), entry(PUBLIC_V6, socket.AF_INET6)])
-    resolved = await GuardedResolver(inner).resolve("hooks.example.com", 443, socket.AF_UNSPEC)
-    assert resolved == [entry(PUBLIC_V4), entry(PUBLIC_V6, socket.AF_INET6)]
-    assert inner.asked == [("hooks.example.com", 443, socket.AF_UNSPEC)]
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1", "127.0.0.1 is a loopback address"),
+        ("10.0.0.5", "10.0.0.5 is a private address"),
+        ("169.254.169.254", "169.254.169.254 is a link-local address"),
+        ("::1", "::1 is a loopback address"),
+        ("::ffff:127.0.0.1", "::ffff:127.0.0.1 is a loopback address"),
+    ],
+)
+def test_a_socket_to_a_forbidden_address_is_refused_with_its_reason(
+    address: str, reason: str
+) -> None:
+    got, refused = opened(address)
+    assert got == pycurl.SOCKET_BAD and refused == [reason]
 
 
-async def test_guarded_resolver_drops_private_results_and_keeps_public_ones() -> None:
-    inner = FixedResolver(
-        [entry("10.0.0.5"), entry(PUBLIC_V4), entry("169.254.169.254"),
-         entry("::1", socket.AF_INET6)]
-    )  # fmt: skip
-    resolved = await GuardedResolver(inner).resolve("hooks.example.com", 443)
-    assert [r["host"] for r in resolved] == [PUBLIC_V4]
+def test_port_0_is_refused_at_connect_time_too() -> None:
+    got, refused = opened(PUBLIC_V4, 0)
+    assert got == pycurl.SOCKET_BAD and refused == ["port 0"]
 
 
-async def test_guarded_resolver_raises_forbidden_target_when_all_results_are_private() -> None:
-    inner = FixedResolver([entry("127.0.0.1"), entry("169.254.169.254")])
-    with pytest.raises(ForbiddenTarget) as info:
-        await GuardedResolver(inner).resolve("rebound.example.com", 80)
-    message = str(info.value)
-    assert "rebound.example.com" in message
-    assert "loopback" in message
-    assert "link-local" in message
-
-
-def test_forbidden_target_is_an_os_error_so_aiohttp_reports_a_connection_error() -> None:
-    assert issubclass(ForbiddenTarget, OSError)
-
-
-async def test_guarded_resolver_close_closes_the_inner_resolver() -> None:
-    inner = FixedResolver([])
-    await GuardedResolver(inner).close()
-    assert inner.closed
+def test_private_addresses_are_connected_when_allowed() -> None:
+    got, refused = opened("127.0.0.1", 8080, allow_private=True)
+    assert isinstance(got, socket.socket) and refused == []
 
 
 # --- IPv6 addresses that carry an IPv4 one, and ranges Python's tables may miss ---------------
@@ -327,10 +294,3 @@ def test_port_0_is_refused_whatever_allow_private_says() -> None:
 )
 def test_an_internationalized_url_is_stored_in_ascii(url: str, stored: str) -> None:
     assert check_callback_url(url, allow_private=True) == stored
-
-
-async def test_the_guarded_resolver_refuses_port_0() -> None:
-    inner = FixedResolver([entry(PUBLIC_V4)])
-    with pytest.raises(ForbiddenTarget):
-        await GuardedResolver(inner).resolve("hooks.example.com", 0)
-    assert inner.asked == []

@@ -10,6 +10,7 @@ the exception the service would have raised, with the server's message.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,7 +20,6 @@ import aiohttp
 from pydantic import BaseModel
 
 from ._version import __version__
-from .delivery.sender import describe_failure
 from .errors import (
     Conflict,
     DatabaseUnavailable,
@@ -116,7 +116,7 @@ class RemoteService:
                 text = await response.text()
                 status = response.status
         except aiohttp.ClientConnectorError as exc:
-            reason = describe_failure(exc).rpartition(": ")[2]
+            reason = _connect_failure(exc)
             raise ServerUnreachable(
                 f"cannot reach the server at {self.base_url}: {reason.lower()} "
                 "(is `hotspot-webhooks serve` or `api` running there? check HOTSPOT_WEBHOOKS_URL)"
@@ -353,3 +353,12 @@ def _error(status: int, answer: object, url: str) -> HotspotWebhooksError:
     found = kind(error["message"], details=details if isinstance(details, list) else None)
     found.status = status
     return found
+
+
+def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """Why a connection failed, in the operating system's words: aiohttp's own text names its
+    TLS setting (``ssl:default``) even for an http:// URL."""
+    number = exc.os_error.errno
+    if isinstance(number, int) and number > 0:
+        return os.strerror(number)
+    return exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__

@@ -15,7 +15,12 @@ _CANNOT_CONNECT = re.compile(r"^cannot connect to (?P<where>\S+): (?P<why>.*)$",
 _CAUSES = (
     (("connection refused",), "connection refused: nothing listens there"),
     (
-        ("name or service not known", "nodename nor servname", "no address associated"),
+        (
+            "cannot resolve host name",
+            "name or service not known",
+            "nodename nor servname",
+            "no address associated",
+        ),
         "the host name does not resolve (check its spelling and DNS)",
     ),
     (("temporary failure in name resolution",), "the host name could not be resolved now (DNS)"),

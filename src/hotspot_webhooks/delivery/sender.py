@@ -1,59 +1,184 @@
 """The HTTP side of delivery: one signed POST per attempt, bounded in every direction.
 
-aiohttp sends the headers in the case we give them, which the literal
-``HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256`` name needs. The connector itself is unbounded: the
-dispatcher's lanes bound concurrency, so a request's timeout only runs once it is really sent.
-Redirects are not followed, the response is read up to a small excerpt, and connections go
-through the SSRF guard. Once a request's connection is open its bytes go out at once, so that
-moment is reported (``on_wire``): the dispatcher needs it to tell, after a crash, a delivery
-that may have reached its receiver from one that was merely claimed.
+Requests go through libcurl's multi interface, driven by the running asyncio loop
+(``pycurl.AsyncCurlMulti``): on our request it costs about half the CPU of aiohttp, which the
+sender used before (``bench/senders.py`` has the comparison). What the sender promises:
+
+* the headers go out in the case we give them (the literal ``HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256``
+  that the original platform's receivers read), over HTTP/1.1, and curl adds only ``Host`` and
+  ``Content-Length`` (no ``Accept``, no ``Expect: 100-continue``);
+* the SSRF guard judges every address at the moment curl opens a socket to it, so a name that
+  resolves, or later rebinds, to an internal address is refused (``_Exchange._open_socket``);
+* one total timeout; redirects are not followed; only http and https; no proxy taken from the
+  environment; TLS verified against this system's CA bundle (``SSL_CERT_FILE`` honoured);
+* the answer is read up to an excerpt, and a little more so the connection stays reusable;
+  past that the connection is dropped, the status kept;
+* once a request has its connection its bytes go out at once, so that moment is reported
+  (``on_wire``): the dispatcher needs it to tell, after a crash, a delivery that may have
+  reached its receiver from one that was merely claimed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
+import socket
+import ssl
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp.resolver import DefaultResolver
-from yarl import URL
+import pycurl
 
 from .outcome import AttemptResult
 from .retry import RETRY_AFTER_STATUSES
-from .targets import ForbiddenTarget, GuardedResolver, literal_address_reason
+from .targets import forbidden_reason
 
 DRAIN_LIMIT = 64 * 1024  # read this much more to keep the connection reusable
-# the delivery whose request the current task is sending, for the connector to report
-_sending: ContextVar[str | None] = ContextVar("sending", default=None)
-
-
-class _ReportingConnector(aiohttp.TCPConnector):
-    """Reports each delivery whose request got a connection: its bytes go out next."""
-
-    def __init__(self, on_wire: Callable[[str], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._on_wire = on_wire
-
-    async def connect(self, *args: Any, **kwargs: Any) -> Any:
-        connection = await super().connect(*args, **kwargs)
-        delivery_id = _sending.get()
-        if delivery_id is not None:
-            self._on_wire(delivery_id)
-        return connection
+# curl's errors that say the endpoint could not be reached (or vanished mid-request): they feed
+# the circuit breaker. A malformed answer or a refused certificate is the endpoint's fault too,
+# but it answered: those are plain failures.
+_UNREACHABLE = frozenset(
+    {
+        pycurl.E_COULDNT_RESOLVE_HOST,
+        pycurl.E_COULDNT_CONNECT,
+        pycurl.E_OPERATION_TIMEDOUT,
+        pycurl.E_SSL_CONNECT_ERROR,
+        pycurl.E_GOT_NOTHING,
+        pycurl.E_SEND_ERROR,
+        pycurl.E_RECV_ERROR,
+    }
+)
 
 
 @functools.lru_cache(maxsize=10_000)
-def _parsed(url: str) -> URL:
-    """A callback URL parsed once per process, not once per attempt."""
-    return URL(url, encoded=True)
+def _host_port(url: str) -> tuple[str, int]:
+    """The host and port a callback URL names, for error messages (parsed once per URL)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.hostname or "?", port or (443 if parts.scheme == "https" else 80)
+
+
+class _Exchange:
+    """One reusable curl handle (its connection stays alive in the multi's pool) and what the
+    request it is carrying has received so far."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.excerpt_limit = sender.excerpt_bytes
+        self.guarded = not sender.allow_private
+        self.on_wire = sender.on_wire
+        self.delivery_id: str | None = None
+        self.kept: list[bytes] = []
+        self.received = 0
+        self.capped = False
+        self.header_lines: list[bytes] = []
+        self.refused: list[str] = []  # the SSRF guard's reasons, for this request's error
+        curl = self.curl = pycurl.Curl()
+        curl.setopt(pycurl.NOSIGNAL, 1)
+        curl.setopt(pycurl.TIMEOUT_MS, round(sender.timeout * 1000))
+        curl.setopt(pycurl.FOLLOWLOCATION, 0)
+        curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+        curl.setopt(pycurl.PROXY, "")  # never a proxy from http_proxy & co.
+        curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)  # names keep their case
+        cafile, capath = _ca_locations()
+        if cafile:
+            curl.setopt(pycurl.CAINFO, cafile)
+        if capath:
+            curl.setopt(pycurl.CAPATH, capath)
+        curl.setopt(pycurl.OPENSOCKETFUNCTION, self._open_socket)
+        curl.setopt(pycurl.PREREQFUNCTION, self._prerequest)
+        curl.setopt(pycurl.WRITEFUNCTION, self._write)
+        curl.setopt(pycurl.HEADERFUNCTION, self.header_lines.append)
+
+    def prepare(
+        self, url: str, body: bytes, headers: dict[str, str], delivery_id: str | None
+    ) -> None:
+        self.delivery_id = delivery_id
+        self.kept.clear()
+        self.header_lines.clear()
+        self.refused.clear()
+        self.received = 0
+        self.capped = False
+        curl = self.curl
+        curl.setopt(pycurl.URL, url)
+        curl.setopt(pycurl.POSTFIELDS, body)
+        # an empty "Expect:" and "Accept:" keep curl from adding them (100-continue would stall
+        # every body over 1 KiB a round trip)
+        curl.setopt(
+            pycurl.HTTPHEADER,
+            [f"{name}: {value}" for name, value in headers.items()] + ["Expect:", "Accept:"],
+        )
+
+    def _open_socket(self, purpose: int, address: Any) -> Any:
+        """The SSRF guard, on the very address curl is about to connect to."""
+        family, kind, protocol, sockaddr = address
+        if self.guarded:
+            reason = forbidden_reason(str(sockaddr[0]))
+            if reason is None and sockaddr[1] == 0:
+                reason = "port 0"
+            if reason is not None:
+                self.refused.append(reason)
+                return pycurl.SOCKET_BAD
+        return socket.socket(family, kind, protocol)
+
+    def _prerequest(self, *_: Any) -> int:
+        """The connection is open (or reused) and the request goes out now."""
+        if self.on_wire is not None and self.delivery_id is not None:
+            self.on_wire(self.delivery_id)
+        return pycurl.PREREQFUNC_OK
+
+    def _write(self, chunk: bytes) -> int | None:
+        received = self.received
+        if received < self.excerpt_limit:
+            self.kept.append(chunk[: self.excerpt_limit - received])
+        self.received = received = received + len(chunk)
+        if received > self.excerpt_limit + DRAIN_LIMIT:
+            self.capped = True
+            return 0  # curl stops reading and closes this connection; the status stands
+        return None
+
+    def excerpt(self) -> str:
+        return b"".join(self.kept).decode("utf-8", errors="replace")
+
+    def header(self, name: bytes) -> str | None:
+        """A header of the last response received (curl hands over every response's lines,
+        an interim 1xx's included), or None."""
+        found = None
+        prefix = name.lower() + b":"
+        for line in self.header_lines:
+            if line.startswith(b"HTTP/"):
+                found = None  # a new response begins
+            elif line.lower().startswith(prefix):
+                found = line[len(prefix) :].strip().decode("latin-1")
+        return found
+
+
+def _curl_error(exc: pycurl.error) -> tuple[int, str]:
+    """(curl's error number, its message); an error raised before a transfer has no number."""
+    if len(exc.args) == 2:
+        return exc.args[0], exc.args[1]
+    return -1, str(exc.args[0])
+
+
+@functools.cache
+def _ca_locations() -> tuple[str | None, str | None]:
+    """The CA bundle and directory this system's OpenSSL uses (``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR`` first): the curl bundled with pycurl was built elsewhere, and its own
+    default may not exist here."""
+    paths = ssl.get_default_verify_paths()
+    return paths.cafile, paths.capath
 
 
 class Sender:
+    """Sends attempts on the running loop; open one per process side and ``close`` it."""
+
     def __init__(
         self,
         *,
@@ -62,82 +187,65 @@ class Sender:
         excerpt_bytes: int = 4096,
         on_wire: Callable[[str], None] | None = None,
     ) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._timeout_seconds = timeout
-        self._allow_private = allow_private
-        self._excerpt_bytes = excerpt_bytes
-        self._session: aiohttp.ClientSession | None = None
-        self._on_wire = on_wire
-
-    def _open(self) -> aiohttp.ClientSession:
-        resolver = DefaultResolver() if self._allow_private else GuardedResolver(DefaultResolver())
-        options: dict[str, Any] = {
-            "limit": 0,
-            "limit_per_host": 0,
-            "resolver": resolver,
-            "ttl_dns_cache": 60,
-        }
-        connector = (
-            aiohttp.TCPConnector(**options)
-            if self._on_wire is None
-            else _ReportingConnector(self._on_wire, **options)
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            auto_decompress=False,
-            skip_auto_headers=("Accept", "Accept-Encoding"),
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        self.timeout = timeout
+        self.allow_private = allow_private
+        self.excerpt_bytes = excerpt_bytes
+        self.on_wire = on_wire
+        self._multi: pycurl.AsyncCurlMulti | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: list[_Exchange] = []
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._multi is not None:
+            await self._multi.aclose()
+            self._multi = None
+        for exchange in self._idle:
+            exchange.curl.close()
+        self._idle.clear()
+
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> pycurl.AsyncCurlMulti:
+        """A multi handle for ``loop``: a sender used from a new loop starts anew (handles and
+        their sockets belong to one loop)."""
+        if self._multi is not None:
+            await self.close()
+        self._multi, self._loop = pycurl.AsyncCurlMulti(), loop
+        return self._multi
 
     async def send(
         self, url: str, body: bytes, headers: dict[str, str], delivery_id: str | None = None
     ) -> AttemptResult:
-        """POST once; every outcome, including exceptions, becomes an ``AttemptResult``."""
-        if self._session is None:
-            self._session = self._open()
+        """POST once; every outcome, including errors, becomes an ``AttemptResult``."""
+        multi = self._multi
+        if multi is None or self._loop is not asyncio.get_running_loop():
+            multi = await self._bind(asyncio.get_running_loop())
+        exchange = self._idle.pop() if self._idle else _Exchange(self)
         started_at = datetime.now(UTC)
         clock = time.perf_counter()
         status: int | None = None
-        excerpt: str | None = None
         retry_after: str | None = None
         error: str | None = None
         unreachable = False
-        token = _sending.set(delivery_id)
         try:
-            target = _parsed(url)
-            reason = None if self._allow_private else literal_address_reason(target.host)
-            if reason:
-                raise aiohttp.ClientConnectionError(f"refused to connect: {reason}")
-            async with self._session.post(
-                target, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                status = response.status
-                if status in RETRY_AFTER_STATUSES:
-                    retry_after = response.headers.get("Retry-After")
-                length = response.content_length
-                if length is not None and length <= self._excerpt_bytes:
-                    excerpt = (await response.read()).decode("utf-8", errors="replace")
-                else:
-                    excerpt = await self._read_excerpt(response)
-                if 300 <= status < 400:
-                    location = response.headers.get("Location", "?")
-                    error = f"redirect to {location} not followed"
-        except TimeoutError:
-            error = f"timed out after {self._timeout_seconds:g} s"
-            unreachable = True
-        except aiohttp.ClientError as exc:
-            error = describe_failure(exc)
-            unreachable = isinstance(exc, aiohttp.ClientConnectionError)
-        except (OSError, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            _sending.reset(token)
+            exchange.prepare(url, body, headers, delivery_id)
+            await multi.perform(exchange.curl)
+        except pycurl.error as exc:
+            number, message = _curl_error(exc)
+            if exchange.capped and number == pycurl.E_WRITE_ERROR:
+                pass  # cut on purpose after the excerpt: the answer's status stands
+            else:
+                error = self._describe(exchange, url, number, message)
+                unreachable = number in _UNREACHABLE
+        except BaseException:
+            exchange.curl.close()  # cancelled mid-request: the handle is not reused
+            raise
+        if error is None:
+            status = exchange.curl.getinfo(pycurl.RESPONSE_CODE)
+            if status in RETRY_AFTER_STATUSES:
+                retry_after = exchange.header(b"Retry-After")
+            elif 300 <= status < 400:
+                error = f"redirect to {exchange.header(b'Location') or '?'} not followed"
+        excerpt = exchange.excerpt() if status is not None else None
+        self._idle.append(exchange)
         return AttemptResult(
             started_at=started_at,
             duration_ms=round((time.perf_counter() - clock) * 1000),
@@ -148,45 +256,21 @@ class Sender:
             unreachable=unreachable,
         )
 
-    async def _read_excerpt(self, response: aiohttp.ClientResponse) -> str:
-        """The first bytes of a long or unsized body; a little more is drained so the
-        connection can be reused, the rest is dropped with it."""
-        chunks: list[bytes] = []
-        size = 0
-        while size < self._excerpt_bytes:
-            chunk = await response.content.read(self._excerpt_bytes - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        drained = 0
-        while drained < DRAIN_LIMIT and not response.content.at_eof():
-            more = await response.content.read(DRAIN_LIMIT - drained)
-            if not more:
-                break
-            drained += len(more)
-        return b"".join(chunks).decode("utf-8", errors="replace")
-
-
-def describe_failure(exc: aiohttp.ClientError) -> str:
-    """An attempt's error in words an operator can act on. aiohttp's own text for a failed
-    connection names its TLS setting (``ssl:default``) even for an http:// URL."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        cause: Exception = (
-            exc.certificate_error
-            if isinstance(exc, aiohttp.ClientConnectorCertificateError)
-            else exc.os_error
-        )
-        number = getattr(cause, "errno", None)
-        if isinstance(cause, ForbiddenTarget):
-            text = cause.strerror or str(cause)  # the SSRF guard's own words say it all
-        else:
-            reason = (
-                os.strerror(number)  # asyncio's own text for these is "Connect call failed (...)"
-                if isinstance(number, int) and number > 0
-                else getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
-            )
-            text = f"cannot connect to {exc.host}:{exc.port}: {reason}"
-    else:
-        text = str(exc) or type(exc).__name__
-    return text if len(text) < 500 else text[:497] + "..."
+    def _describe(self, exchange: _Exchange, url: str, number: int, message: str) -> str:
+        """An attempt's error in words an operator can act on, not curl's own."""
+        host, port = _host_port(url)
+        if number == pycurl.E_OPERATION_TIMEDOUT:
+            return f"timed out after {self.timeout:g} s"
+        if number == pycurl.E_COULDNT_CONNECT and exchange.refused:
+            reasons = ", ".join(dict.fromkeys(exchange.refused))
+            return f"refused to connect to {host}: {reasons}"
+        if number == pycurl.E_COULDNT_CONNECT:
+            errno = exchange.curl.getinfo(pycurl.OS_ERRNO)
+            reason = os.strerror(errno) if errno else message
+            return f"cannot connect to {host}:{port}: {reason}"
+        if number == pycurl.E_COULDNT_RESOLVE_HOST:
+            return f"cannot connect to {host}:{port}: cannot resolve host name {host}"
+        if number == pycurl.E_GOT_NOTHING:
+            return "the server closed the connection without answering"
+        text = message or f"curl error {number}"
+        return text if len(text) < 500 else text[:497] + "..."

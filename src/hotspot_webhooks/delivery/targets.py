@@ -10,23 +10,11 @@ internal address is refused too.
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-
 from ..validation import check_callback_url_shape, invalid
-
-
-class ForbiddenTarget(OSError):
-    """The receiver's address is one we refuse to connect to."""
-
-    def __init__(self, message: str) -> None:
-        # errno + strerror, so aiohttp's connection error shows our message
-        super().__init__(errno.EACCES, message)
-
 
 # Ranges refused whatever this Python's ``ipaddress`` tables say (they differ by version):
 # IANA's special-purpose registries, and relics that reach or spoof internal hosts.
@@ -147,30 +135,3 @@ def _resolved_reason(host: str, port: int) -> str | None:
         if reason:
             return f"{host} resolves to a refused address ({reason})"
     return None
-
-
-class GuardedResolver(AbstractResolver):
-    """Wraps aiohttp's resolver and drops forbidden addresses; none left is an error."""
-
-    def __init__(self, inner: AbstractResolver) -> None:
-        self._inner = inner
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if port == 0:  # never a receiver: refused at creation too
-            raise ForbiddenTarget(f"refused to connect to {host}: port 0")
-        results = await self._inner.resolve(host, port, family)
-        allowed = [r for r in results if forbidden_reason(r["host"]) is None]
-        if not allowed:
-            reasons = {forbidden_reason(r["host"]) for r in results}
-            raise ForbiddenTarget(f"refused to connect to {host}: {', '.join(map(str, reasons))}")
-        return allowed
-
-    async def close(self) -> None:
-        await self._inner.close()
-
-
-def literal_address_reason(host: str | None) -> str | None:
-    """aiohttp does not resolve IP literals, so they are checked here before connecting."""
-    return forbidden_reason(host) if host else None
