@@ -33,6 +33,9 @@ from types import TracebackType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# the code measured: this tree's, or another revision's that bench/versus.py names (a script
+# run from this tree still measures that revision's code, in this process and in its children)
+SRC = Path(os.environ.get("HW_BENCH_SRC") or ROOT / "src")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from tests.postgres import POSTGRES, admin_sql  # noqa: E402  (the machine's server, as tests use it)
@@ -406,8 +409,8 @@ class Probe:
 
 def worker_env(database_url: str, **settings: object) -> dict[str, str]:
     """The environment of a ``hotspot-webhooks worker`` for the bench: ``HOTSPOT_WEBHOOKS_*``
-    settings, and this tree's ``src`` first on the path."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    settings, and the measured ``src`` (``SRC``) first on the path."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     values: dict[str, object] = {
         "database_url": database_url,
         "secret_key": SECRET_KEY,

@@ -69,7 +69,7 @@ from typing import Any
 import _rig
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(_rig.SRC))
 
 from hotspot_webhooks import catalog  # noqa: E402
 from hotspot_webhooks.config import Settings  # noqa: E402

@@ -40,7 +40,7 @@ import aiohttp
 from fastapi import FastAPI, Request, Response
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, os.environ.get("HW_BENCH_SRC") or str(ROOT / "src"))  # bench/versus.py
 
 from hotspot_webhooks import catalog  # noqa: E402
 from hotspot_webhooks.traffic import Traffic  # noqa: E402

@@ -91,7 +91,7 @@ from multidict import CIMultiDict
 import _rig
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(_rig.SRC))
 
 from hotspot_webhooks import catalog  # noqa: E402
 from hotspot_webhooks.delivery.sender import DRAIN_LIMIT, Sender  # noqa: E402

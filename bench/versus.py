@@ -32,7 +32,8 @@ def run_round(
 ) -> list[str]:
     """One round of ``bench`` with ``tree``'s code (and script, or ``script_tree``'s); its
     output lines."""
-    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    # both: the scripts put HW_BENCH_SRC first on their path, children inherit PYTHONPATH
+    env = {**os.environ, "PYTHONPATH": str(tree / "src"), "HW_BENCH_SRC": str(tree / "src")}
     script = (script_tree or tree) / "bench" / f"{bench}.py"
     done = subprocess.run(
         [sys.executable, str(script), "--rounds", "1", *extra],
