@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
@@ -61,7 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ from hotspot_webhooks.config import Settings  # noqa: E402
 from hotspot_webhooks.service import EmitRequest, Service  # noqa: E402
 
 EVENT = "transaction.paid.create"
+CURL_LOOP = "hotspot_webhooks/delivery/curl_loop.py"  # bare curl-epoll runs where it exists
 BODY = catalog.serialize(catalog.EVENT_TYPES[EVENT].sample)
 POLL = 0.02  # seconds between the bench's looks at the database
 
@@ -90,10 +92,12 @@ def serve_receiver(port: int) -> None:
 _use_uvloop = _rig.use_uvloop
 
 
-# ---- the baseline: a bare aiohttp loop -------------------------------------------------------
+# ---- the baselines: bare client loops (aiohttp here, libcurl's multi in _rig) -----------------
+
+BARE_CLIENTS = ("aiohttp", "curl", "curl-epoll")  # the fastest of a round is its ceiling
 
 
-async def bare_loop(url: str, count: int, concurrency: int) -> float:
+async def bare_aiohttp_loop(url: str, body: bytes, count: int, concurrency: int) -> float:
     import aiohttp
 
     remaining = count
@@ -103,7 +107,7 @@ async def bare_loop(url: str, count: int, concurrency: int) -> float:
         while remaining > 0:
             remaining -= 1
             async with session.post(
-                url, data=BODY, headers={"Content-Type": "application/json"}
+                url, data=body, headers={"Content-Type": "application/json"}
             ) as response:
                 await response.read()
                 assert response.status == 200
@@ -267,13 +271,17 @@ class Rig:
         env: dict[str, str],
         counted: Sequence[str] | None = None,
         deadline: float = 600.0,
+        processes: int = 1,
     ) -> Drained:
         """Workers on a fresh copy of ``template``: release, and measure until every
         delivery of the ``counted`` webhooks (None: all) succeeded, or ``deadline`` s."""
         url = await self.databases.create(template)
         probe = await _rig.Probe.open(url)
         workers = _rig.Workers(
-            self.args.workers, {**env, "HOTSPOT_WEBHOOKS_DATABASE_URL": url}, self.tmp / "logs"
+            self.args.workers,
+            {**env, "HOTSPOT_WEBHOOKS_DATABASE_URL": url},
+            self.tmp / "logs",
+            processes,
         )
         try:
             total = await probe.count("pending", counted)
@@ -310,11 +318,27 @@ class Rig:
         return Drained(total, succeeded, seconds, worker_cpu, rss, *pg)
 
 
-def bare(url: str, args: argparse.Namespace) -> dict[str, float]:
-    return in_subprocess(
-        "--step", "bare", "--url", url,
-        "--deliveries", str(args.deliveries), "--concurrency", str(args.concurrency),
-    )  # fmt: skip
+def bare(url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Each bare client's rate and CPU per request, measured now (client -> figures)."""
+    sizes = ("--deliveries", str(args.deliveries), "--concurrency", str(args.concurrency))
+    return {
+        client: in_subprocess("--step", "bare", "--client", client, "--url", url, *sizes)
+        for client in BARE_CLIENTS
+    }
+
+
+def ceiling(measured: dict[str, dict[str, float]]) -> tuple[str, dict[str, float]]:
+    """The fastest bare client of a round: the ceiling its figures are compared with."""
+    ran = {client: m for client, m in measured.items() if not math.isnan(m["rate"])}
+    return max(ran.items(), key=lambda item: item[1]["rate"])
+
+
+def describe_bare(measured: dict[str, dict[str, float]]) -> str:
+    return " · ".join(
+        f"bare {client} {m['rate']:6.0f}/s ({m['cpu_us']:.0f} us CPU each)"
+        for client, m in measured.items()
+        if not math.isnan(m["rate"])
+    )
 
 
 def describe_workers(args: argparse.Namespace) -> str:
@@ -326,36 +350,57 @@ def describe_workers(args: argparse.Namespace) -> str:
 
 
 async def run_workers(rig: Rig, port: int) -> None:
-    """--db postgresql / --workers N: N worker processes draining one database."""
+    """--db postgresql / --workers N / --processes P,Q: worker commands draining one database,
+    each round beside the bare clients, the fastest of which is the ceiling."""
     args = rig.args
+    counts = args.processes or [1]
     url = f"http://127.0.0.1:{port}/hook"
     template, _ = await rig.template([url], args.deliveries)
     env = rig.worker_env(template, per_host_concurrency=args.concurrency)
     print(
         f"{args.deliveries} deliveries from {args.db} to one local receiver (own process, "
-        f"uvloop), {describe_workers(args)}; each round runs the bare loop, then the workers"
+        f"uvloop), {describe_workers(args)}; each round runs the bare clients, then the "
+        "dispatcher with each --processes; ratios are to the round's fastest bare client"
     )
-    ratios, pg_database, pg_server = [], [], []
+    ratios: dict[int, list[float]] = {n: [] for n in counts}
+    cpu_ratios: dict[int, list[float]] = {n: [] for n in counts}
+    cpus: dict[int, list[float]] = {n: [] for n in counts}
+    pg_database, pg_server, bare_cpu = [], [], []
     for number in range(1, args.rounds + 1):
-        baseline = bare(url, args)
-        ours = await rig.drain(template, env)
-        ratios.append(ours.rate / baseline["rate"])
-        pg_database.append(ours.per_delivery_us(ours.pg_database))
-        pg_server.append(ours.per_delivery_us(ours.pg_server))
+        measured = bare(url, args)
+        best, top = ceiling(measured)
+        bare_cpu.append(top["cpu_us"])
+        print(f"  round {number}: {describe_bare(measured)} · ceiling: {best}", flush=True)
+        for processes in counts:
+            ours = await rig.drain(template, env, processes=processes)
+            cpu = ours.per_delivery_us(ours.worker_cpu)
+            ratios[processes].append(ours.rate / top["rate"])
+            cpus[processes].append(cpu)
+            cpu_ratios[processes].append(cpu / top["cpu_us"])
+            pg_database.append(ours.per_delivery_us(ours.pg_database))
+            pg_server.append(ours.per_delivery_us(ours.pg_server))
+            print(
+                f"    --processes {processes}: {ours.rate:6.0f}/s · ratio "
+                f"{ratios[processes][-1]:.2f} · {cpu:.0f} us CPU each, "
+                f"{cpu_ratios[processes][-1]:.2f} x the ceiling client's · peak RSS "
+                f"{ours.peak_rss_mb:.0f} MB{ours.postgres()}",
+                flush=True,
+            )
+    print(f"medians of {args.rounds} rounds (ceiling client: {statistics.median(bare_cpu):.0f} us "
+          "CPU per request):")  # fmt: skip
+    for processes in counts:
         print(
-            f"  round {number}: bare loop {baseline['rate']:6.0f}/s "
-            f"({baseline['cpu_us']:.0f} us CPU each) · {args.workers} worker"
-            f"{'s' if args.workers > 1 else ''} {ours.rate:6.0f}/s "
-            f"({ours.per_delivery_us(ours.worker_cpu):.0f} us CPU each, peak RSS "
-            f"{ours.peak_rss_mb:.0f} MB){ours.postgres()} · ratio {ratios[-1]:.2f}",
-            flush=True,
+            f"  --processes {processes}: ratio to the ceiling "
+            f"{statistics.median(ratios[processes]):.2f} (target >= 0.7) · "
+            f"{statistics.median(cpus[processes]):.0f} us CPU per delivery, "
+            f"{statistics.median(cpu_ratios[processes]):.2f} x the bare request's "
+            "(target <= 1.4)"
         )
-    print(f"  ratio to the bare loop (median of {args.rounds}): {statistics.median(ratios):.2f}")
     if rig.postgresql:
         print(
-            f"  postgres CPU per delivery (median of {args.rounds}): "
-            f"{statistics.median(pg_database):.0f} us on this database's backends, "
-            f"{statistics.median(pg_server):.0f} us the whole server   (target <= 50 us)"
+            f"  postgres CPU per delivery: {statistics.median(pg_database):.0f} us on this "
+            f"database's backends, {statistics.median(pg_server):.0f} us the whole server   "
+            "(target <= 50 us)"
         )
 
 
@@ -381,7 +426,7 @@ async def run_hanging(rig: Rig, healthy_ports: list[int], hanging_ports: list[in
     )
     ratios = []
     for number in range(1, args.rounds + 1):
-        baseline = bare(answering[0], args)
+        _, baseline = ceiling(bare(answering[0], args))
         all_up = await rig.drain(calm, env, calm_hooks, args.deadline)
         some_down = await rig.drain(storm, env, storm_hooks[stuck:], args.deadline)
         ratios.append(some_down.rate / all_up.rate)
@@ -561,7 +606,7 @@ async def run_latency(
     )
     p99s = []
     for number in range(1, args.rounds + 1):
-        baseline = bare(f"http://127.0.0.1:{port}/hook", args)
+        _, baseline = ceiling(bare(f"http://127.0.0.1:{port}/hook", args))
         _rig.take_arrivals(receiver, record_file)
         sent = await bare_latency(record_url, args.rate, args.seconds)
         arrivals = _rig.take_arrivals(receiver, record_file)
@@ -606,26 +651,26 @@ def run_default(args: argparse.Namespace, url: str) -> None:
         )
         for loop in args.loops.split(",") if args.rounds else []:
             os.environ["BENCH_LOOP"] = loop  # read by the step subprocesses
-            ratios = []
+            ratios, cpu_ratios = [], []
             print(f"client event loop: {loop}")
             for round_number in range(1, args.rounds + 1):
                 db = Path(tmp) / f"{loop}-{round_number}.db"
                 shutil.copy(template, db)
-                bare = in_subprocess(
-                    "--step", "bare", "--deliveries", str(args.deliveries), *common
-                )
+                measured = bare(url, args)
+                best, top = ceiling(measured)
                 ours = in_subprocess("--step", "drain", "--database-url", sqlite_url(db), *common)
-                ratios.append(ours["rate"] / bare["rate"])
+                ratios.append(ours["rate"] / top["rate"])
+                cpu_ratios.append(ours["cpu_us"] / top["cpu_us"])
                 print(
-                    f"  round {round_number}: bare loop {bare['rate']:6.0f}/s "
-                    f"({bare['cpu_us']:.0f} us CPU each) · dispatcher "
+                    f"  round {round_number}: {describe_bare(measured)} · dispatcher "
                     f"{ours['rate']:6.0f}/s ({ours['cpu_us']:.0f} us CPU each, "
                     f"{ours['main_thread_cpu_us']:.0f} on the event loop) · "
-                    f"ratio {ratios[-1]:.2f}"
+                    f"ratio {ratios[-1]:.2f} to bare {best}, CPU {cpu_ratios[-1]:.2f} x its"
                 )
             print(
-                f"  ratio on {loop} (median of {args.rounds}): "
-                f"{statistics.median(ratios):.2f}   (target >= 0.5)"
+                f"  on {loop} (median of {args.rounds}): ratio {statistics.median(ratios):.2f} "
+                f"(target >= 0.7), CPU {statistics.median(cpu_ratios):.2f} x the fastest bare "
+                "client's (target <= 1.4)"
             )
         os.environ.pop("BENCH_LOOP", None)
         rss: dict[int, float] = {}
@@ -678,8 +723,16 @@ def run_step(args: argparse.Namespace) -> None:
         print(json.dumps(asyncio.run(drain(args.database_url, args.concurrency))))
     elif args.step == "bare":
         _use_uvloop()
+        if args.client == "curl-epoll" and not Path(_rig.SRC, CURL_LOOP).exists():
+            print(json.dumps({"rate": math.nan, "cpu_us": math.nan}))  # an older revision
+            return
+        loop: Callable[[str, bytes, int, int], Coroutine[Any, Any, float]] = bare_aiohttp_loop
+        if args.client == "curl":
+            loop = _rig.bare_curl_loop
+        elif args.client == "curl-epoll":
+            loop = functools.partial(_rig.bare_curl_loop, epoll=True)
         started = time.process_time()
-        rate = asyncio.run(bare_loop(args.url, args.deliveries, args.concurrency))
+        rate = asyncio.run(loop(args.url, BODY, args.deliveries, args.concurrency))
         cpu = (time.process_time() - started) / args.deliveries * 1e6
         print(json.dumps({"rate": rate, "cpu_us": cpu}))
 
@@ -721,6 +774,12 @@ def main() -> None:
         "with 1 on SQLite (and no other mode) the default in-process pass runs",
     )
     parser.add_argument(
+        "--processes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        help="each round, drain with `worker --processes N` for each N given (e.g. 1,2): "
+        "one supervisor and N dispatcher processes per worker command",
+    )
+    parser.add_argument(
         "--hanging",
         type=float,
         metavar="FRACTION",
@@ -749,6 +808,7 @@ def main() -> None:
     parser.add_argument(
         "--step", choices=["receiver", "receivers", "fill", "drain", "bare"], help=argparse.SUPPRESS
     )
+    parser.add_argument("--client", choices=BARE_CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
@@ -798,7 +858,8 @@ def main() -> None:
     try:
         for listens in listening:
             wait_for_port(listens)
-        if args.db == "sqlite" and args.workers == 1 and not args.latency and args.hanging is None:
+        default = args.db == "sqlite" and args.workers == 1 and args.processes is None
+        if default and not args.latency and args.hanging is None:
             run_default(args, f"http://127.0.0.1:{port}/hook")
         else:
             asyncio.run(run_measured(args, port, **extra))

@@ -1,7 +1,7 @@
 """The HTTP side of delivery: one signed POST per attempt, bounded in every direction.
 
 Requests go through libcurl's multi interface, driven by the running asyncio loop
-(``pycurl.AsyncCurlMulti``): on our request it costs about half the CPU of aiohttp, which the
+(``curl_loop.py``): on our request it costs about half the CPU of aiohttp, which the
 sender used before (``bench/senders.py`` has the comparison). What the sender promises:
 
 * the headers go out in the case we give them (the literal ``HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256``
@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import pycurl
 
+from .curl_loop import CurlLoop, open_curl_loop
 from .outcome import AttemptResult
 from .retry import RETRY_AFTER_STATUSES
 from .targets import forbidden_reason
@@ -191,7 +192,7 @@ class Sender:
         self.allow_private = allow_private
         self.excerpt_bytes = excerpt_bytes
         self.on_wire = on_wire
-        self._multi: pycurl.AsyncCurlMulti | None = None
+        self._multi: CurlLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[_Exchange] = []
 
@@ -203,12 +204,12 @@ class Sender:
             exchange.curl.close()
         self._idle.clear()
 
-    async def _bind(self, loop: asyncio.AbstractEventLoop) -> pycurl.AsyncCurlMulti:
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> CurlLoop:
         """A multi handle for ``loop``: a sender used from a new loop starts anew (handles and
         their sockets belong to one loop)."""
         if self._multi is not None:
             await self.close()
-        self._multi, self._loop = pycurl.AsyncCurlMulti(), loop
+        self._multi, self._loop = open_curl_loop(loop), loop
         return self._multi
 
     async def send(
