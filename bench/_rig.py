@@ -445,6 +445,12 @@ class Probe:
         else:
             await self.pg.execute(sql)
 
+    async def wal_position(self) -> int | None:
+        """Bytes of WAL the PostgreSQL server has written so far (the whole server's)."""
+        if self.pg is None:
+            return None
+        return int(await self.pg.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+
     async def sessions(self) -> set[int]:
         """The PostgreSQL backends serving this database now, the probe's own left out."""
         if self.pg is None:

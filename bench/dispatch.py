@@ -1,20 +1,32 @@
-"""Delivery throughput: the dispatcher against a bare aiohttp loop, to the same receiver.
+"""Delivery throughput: the dispatcher against the fastest bare client, to the same receiver.
 
     .venv/bin/python bench/dispatch.py [--deliveries 20000] [--pending 10000,100000] [--rounds 3]
+    .venv/bin/python bench/dispatch.py --processes 1,2 [--db postgresql] [--rounds 3]
     .venv/bin/python bench/dispatch.py --db postgresql [--workers 2]
     .venv/bin/python bench/dispatch.py --hanging 0.25 [--db postgresql] [--workers N]
     .venv/bin/python bench/dispatch.py --latency [--db postgresql] [--rate 200] [--seconds 10]
 
+Every round first runs three bare client loops (no database, no signing, one header, each in
+its own process): aiohttp; libcurl's multi interface through pycurl's own ``AsyncCurlMulti``
+(``curl``); and through the sender's ``EpollCurlLoop`` (``curl-epoll``, on revisions that have
+it). The fastest of the round is its ceiling: the dispatcher's rate is given as a ratio to it,
+and its CPU per delivery beside the ceiling client's CPU per request (the stable figure on a
+noisy machine). Targets (issue 14): ratio >= 0.7, CPU <= 1.4 x.
+
 By default (SQLite, one dispatcher) prints, from one run on this machine, in interleaved rounds
 (machines are noisy):
-  * the bare client loop's rate (aiohttp, no database, no signing): the ceiling here;
+  * the bare clients' rates and CPU per request;
   * the dispatcher's rate delivering N pending deliveries from a real SQLite file (claim under
-    a lease, sign, send, record every attempt), its CPU per delivery, and its ratio to the bare
-    loop: on the standard asyncio event loop, then with both clients on uvloop;
+    a lease, sign, send, record every attempt), its CPU per delivery, and both ratios: on the
+    standard asyncio event loop, then with every client on uvloop;
   * the dispatcher process's peak RSS while delivering each of the ``--pending`` backlogs,
     and the largest's over the smallest's (flat: the backlog is streamed).
 The receiver runs in its own process (a minimal keep-alive HTTP server answering 200, always on
 uvloop), so receiver and sender each get a core, as they would on two machines.
+
+``--processes 1,2`` drains, in each round after the bare clients, with ``hotspot-webhooks
+worker --processes N`` for each N given (one supervisor and N dispatcher processes; CPU and
+RSS read over the whole process tree), on SQLite or ``--db postgresql``.
 
 The other modes run the dispatcher as ``--workers`` processes of ``hotspot-webhooks worker``
 (standard asyncio loop; settings from ``HOTSPOT_WEBHOOKS_*``, a pass every ``--interval``),
@@ -22,7 +34,8 @@ filled the same way (the Service Python API), and measure from outside: the deli
 held back (due in the year 2999) until every worker has started and idles, then released in
 one commit (due at their creation again); the clock runs until the database says every one
 is ``succeeded`` (polled every 20 ms; the workers may take up to one ``--interval`` to notice
-the release). Each round runs the bare loop first, and every figure is printed beside it.
+the release). Each round runs the bare clients first, and every figure is printed beside the
+fastest.
   * ``--db postgresql`` / ``--workers N`` (N > 1): N workers draining one database (SQLite
     file, or a PostgreSQL database ``hw_bench_<hex>`` on 127.0.0.1:5432, dropped at the end):
     rate, the workers' summed CPU per delivery (``/proc/<pid>/stat``), their peak RSS, and on
@@ -31,7 +44,8 @@ the release). Each round runs the bare loop first, and every figure is printed b
     the whole server (its postmaster and every child: WAL writer, checkpointer, autovacuum,
     and anyone else's load on the shared server; exited backends counted through the
     postmaster's reaped-children time). The bench's own probing connection is left out of
-    both. Target: <= 50 us per delivery.
+    both. Target: <= 50 us per delivery. Also the WAL the server wrote per delivery
+    (``pg_current_wal_lsn()`` after the release and at the end: the whole server's).
   * ``--hanging F``: the deliveries spread round-robin over ``--endpoints`` webhooks (one
     location each, a receiver port each); a fraction F of the endpoints accept connections and
     never answer. Attempts time out after ``--timeout`` s. Reports the healthy deliveries'
@@ -208,6 +222,7 @@ class Drained:
     peak_rss_mb: float  # the largest worker's
     pg_database: float | None  # seconds of the backends serving the bench's database
     pg_server: float | None  # seconds of every postgres process on the machine
+    wal_bytes: int | None = None  # WAL the server wrote meanwhile (release excluded)
 
     @property
     def complete(self) -> bool:
@@ -223,11 +238,16 @@ class Drained:
     def postgres(self) -> str:
         if self.pg_database is None:
             return ""
+        wal = "" if self.wal_bytes is None else f", {self.wal_per_delivery:.0f} B of WAL"
         return (
             f" · postgres {self.per_delivery_us(self.pg_database):.0f} us CPU each on this "
             f"database's backends ({self.per_delivery_us(self.pg_server):.0f} the whole "
-            "server)"
+            f"server){wal}"
         )
+
+    @property
+    def wal_per_delivery(self) -> float:
+        return math.nan if self.wal_bytes is None else self.wal_bytes / max(self.succeeded, 1)
 
 
 @dataclass
@@ -291,6 +311,7 @@ class Rig:
                 raise SystemExit("the deliveries were not held back: workers took some early")
             meter = _rig.PostgresCpu(probe.backend_pid) if probe.backend_pid is not None else None
             await probe.release()
+            wal_before = await probe.wal_position()
             started, ticks = time.perf_counter(), workers.ticks()
             if meter is not None:
                 meter.start(await probe.sessions())
@@ -305,6 +326,7 @@ class Rig:
             seconds = time.perf_counter() - started
             worker_cpu = (workers.ticks() - ticks) * _rig.TICK
             pg = meter.stop(await probe.sessions()) if meter is not None else (None, None)
+            wal_after = await probe.wal_position()
             succeeded = await probe.count("succeeded", counted)
             rss = workers.peak_rss_mb()
         finally:
@@ -315,7 +337,8 @@ class Rig:
             raise SystemExit(
                 f"{total - succeeded} deliveries did not succeed:\n{workers.log_tails()}"
             )
-        return Drained(total, succeeded, seconds, worker_cpu, rss, *pg)
+        wal = None if wal_before is None or wal_after is None else wal_after - wal_before
+        return Drained(total, succeeded, seconds, worker_cpu, rss, *pg, wal_bytes=wal)
 
 
 def bare(url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -365,7 +388,7 @@ async def run_workers(rig: Rig, port: int) -> None:
     ratios: dict[int, list[float]] = {n: [] for n in counts}
     cpu_ratios: dict[int, list[float]] = {n: [] for n in counts}
     cpus: dict[int, list[float]] = {n: [] for n in counts}
-    pg_database, pg_server, bare_cpu = [], [], []
+    pg_database, pg_server, bare_cpu, wal = [], [], [], []
     for number in range(1, args.rounds + 1):
         measured = bare(url, args)
         best, top = ceiling(measured)
@@ -379,6 +402,7 @@ async def run_workers(rig: Rig, port: int) -> None:
             cpu_ratios[processes].append(cpu / top["cpu_us"])
             pg_database.append(ours.per_delivery_us(ours.pg_database))
             pg_server.append(ours.per_delivery_us(ours.pg_server))
+            wal.append(ours.wal_per_delivery)
             print(
                 f"    --processes {processes}: {ours.rate:6.0f}/s · ratio "
                 f"{ratios[processes][-1]:.2f} · {cpu:.0f} us CPU each, "
@@ -400,7 +424,7 @@ async def run_workers(rig: Rig, port: int) -> None:
         print(
             f"  postgres CPU per delivery: {statistics.median(pg_database):.0f} us on this "
             f"database's backends, {statistics.median(pg_server):.0f} us the whole server   "
-            "(target <= 50 us)"
+            f"(target <= 50 us); {statistics.median(wal):.0f} bytes of WAL"
         )
 
 
