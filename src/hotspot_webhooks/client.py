@@ -358,6 +358,8 @@ def _error(status: int, answer: object, url: str) -> HotspotWebhooksError:
 def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
     """Why a connection failed, in the operating system's words: aiohttp's own text names its
     TLS setting (``ssl:default``) even for an http:// URL."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return str(exc.certificate_error)  # it carries no os_error
     number = exc.os_error.errno
     if isinstance(number, int) and number > 0:
         return os.strerror(number)
