@@ -670,8 +670,8 @@ def run_default(args: argparse.Namespace, url: str) -> None:
                       "--deliveries", str(args.deliveries), *common)  # fmt: skip
         print(
             f"{args.deliveries} deliveries to one local receiver (own process, uvloop), "
-            f"concurrency {args.concurrency}; each round runs the bare loop, then the "
-            "dispatcher, on the same event loop kind"
+            f"concurrency {args.concurrency}; each round runs the bare clients, then the "
+            "dispatcher, on the same event loop kind; ratios are to the round's fastest bare client"
         )
         for loop in args.loops.split(",") if args.rounds else []:
             os.environ["BENCH_LOOP"] = loop  # read by the step subprocesses
