@@ -132,6 +132,18 @@ async def test_a_refused_connection_is_said_in_plain_words(sender: Sender) -> No
     assert result.unreachable and result.status is None
 
 
+async def test_https_to_a_plain_http_receiver_is_said_plainly(sender: Sender) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(text="plain")
+
+    async with serving(handle) as port:
+        result = await sender.send(f"https://127.0.0.1:{port}/", BODY, {})
+    assert result.status is None and result.unreachable
+    assert result.error == (
+        f"TLS handshake with 127.0.0.1:{port} failed: it answers plain http, not https"
+    )
+
+
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::ffff:127.0.0.1]"])
 async def test_the_ssrf_guard_refuses_at_connect_time_and_nothing_arrives(host: str) -> None:
     arrived: list[str] = []

@@ -273,5 +273,7 @@ class Sender:
             return f"cannot connect to {host}:{port}: cannot resolve host name {host}"
         if number == pycurl.E_GOT_NOTHING:
             return "the server closed the connection without answering"
+        if number == pycurl.E_SSL_CONNECT_ERROR and "wrong version number" in message:
+            return f"TLS handshake with {host}:{port} failed: it answers plain http, not https"
         text = message or f"curl error {number}"
         return text if len(text) < 500 else text[:497] + "..."
