@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -87,13 +88,17 @@ web.Request.raw_headers_str = _raw_headers_str  # type: ignore[attr-defined]
 @contextlib.asynccontextmanager
 async def serving(
     handle: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    *,
+    method: str = "POST",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[int]:
-    """Serve ``handle`` for every POST on 127.0.0.1; yields the port."""
+    """Serve ``handle`` for every ``method`` request on 127.0.0.1 (over TLS with
+    ``ssl_context``); yields the port."""
     app = web.Application()
-    app.router.add_post("/{tail:.*}", handle)
+    app.router.add_route(method, "/{tail:.*}", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     try:
         yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

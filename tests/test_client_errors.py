@@ -9,22 +9,26 @@ import pytest
 from aiohttp import web
 
 from hotspot_webhooks.client import RemoteService, ServerUnreachable
-from tests.receivers import free_port
+from tests.receivers import free_port, serving
 from tests.test_sender import certificate_authority
 
 
-async def test_a_refused_connection_is_named_without_aiohttp_wording() -> None:
-    port = free_port()
-    client = RemoteService(f"http://127.0.0.1:{port}", "token")
+async def unreachable(base_url: str) -> str:
+    """What the client says when asked for the operators of ``base_url``."""
+    client = RemoteService(base_url, "token")
     try:
         with pytest.raises(ServerUnreachable) as info:
             await client.list_operators()
     finally:
         await client.close()
-    assert f"cannot reach the server at http://127.0.0.1:{port}: connection refused" in str(
-        info.value
-    )
-    assert "ssl:default" not in str(info.value)
+    return str(info.value)
+
+
+async def test_a_refused_connection_is_named_without_aiohttp_wording() -> None:
+    port = free_port()
+    said = await unreachable(f"http://127.0.0.1:{port}")
+    assert f"cannot reach the server at http://127.0.0.1:{port}: connection refused" in said
+    assert "ssl:default" not in said
 
 
 async def test_an_untrusted_certificate_is_named(tmp_path: Path) -> None:
@@ -33,18 +37,6 @@ async def test_an_untrusted_certificate_is_named(tmp_path: Path) -> None:
     async def handle(request: web.Request) -> web.Response:
         return web.json_response([])
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    client = RemoteService(f"https://127.0.0.1:{port}", "token")
-    try:
-        with pytest.raises(ServerUnreachable) as info:
-            await client.list_operators()
-    finally:
-        await client.close()
-        await runner.cleanup()
-    assert "certificate verify failed" in str(info.value)
+    async with serving(handle, method="GET", ssl_context=context) as port:
+        said = await unreachable(f"https://127.0.0.1:{port}")
+    assert "certificate verify failed" in said

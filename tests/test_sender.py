@@ -267,19 +267,12 @@ async def https_status(context: ssl.SSLContext) -> tuple[int | None, str | None,
     async def handle(request: web.Request) -> web.Response:
         return web.Response(text="over tls")
 
-    app = web.Application()
-    app.router.add_post("/", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     sender = Sender(timeout=2.0, allow_private=True)
     try:
-        result = await sender.send(f"https://127.0.0.1:{port}/", BODY, {})
+        async with serving(handle, ssl_context=context) as port:
+            result = await sender.send(f"https://127.0.0.1:{port}/", BODY, {})
     finally:
         await sender.close()
-        await runner.cleanup()
     return result.status, result.error, result.unreachable
 
 
