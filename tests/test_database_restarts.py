@@ -39,8 +39,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import text
 
 from hotspot_webhooks import catalog
+from hotspot_webhooks.store.database import create_engine, transaction
 from tests.live_api import ADMIN_TOKEN
 from tests.pg_cluster import PgCluster, pg_cluster_fixture  # noqa: F401  (the pg_cluster fixture)
 from tests.postgres import POSTGRES_SECRET_KEY
@@ -630,3 +632,21 @@ async def test_the_api_alone_answers_503_while_the_database_is_down_and_recovers
     assert events.status_code == 200, events.text
     # nothing was half-written while it was down
     assert [e["id"] for e in events.json()["data"]] == ["evt-after", "evt-before"]
+
+
+async def test_a_restart_leaves_no_closed_connection_to_hand_out(pg_cluster: PgCluster) -> None:
+    """The pool holds connections the restart closed; the first transaction after it must get
+    a live one (the checkout knows without asking the server), not fail as an outage."""
+    engine = create_engine(pg_cluster.database_url())
+    try:
+        held = [await engine.connect() for _ in range(3)]  # three pooled connections
+        for conn in held:
+            await conn.close()
+        await asyncio.to_thread(pg_cluster.stop)
+        await asyncio.to_thread(pg_cluster.start)
+        await asyncio.sleep(0.2)  # the loop reads the closed sockets' end
+        for _ in range(4):  # each checkout, the closed ones included, gets a live one
+            async with transaction(engine, write=True) as conn:
+                assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await engine.dispose()
