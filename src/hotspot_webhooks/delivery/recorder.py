@@ -1,13 +1,24 @@
 """Writing outcomes in batches: each write takes all that piled up since the last.
 
 While one batch is being written the next piles up, so recording costs a few statements per
-batch, never one per attempt. A write that fails (the database is away) is kept and written
-again, with backoff: these attempts happened and must not be lost from the audit trail.
+batch, never one per attempt. A write has a fixed cost (its transaction, two statements, four
+round trips: about 0.9 ms of the worker's CPU on PostgreSQL) beside its cost per outcome, so
+an outcome waits up to ``RECORD_LINGER`` for others to share its write, unless
+``RECORD_BATCH`` are already waiting or everything must be written now (``drain``). Without
+the wait a fast database made small batches: 47 outcomes per write on the throughput bench,
+a third of the worker's CPU per delivery spent on writes' fixed cost.
+
+The wait does not delay any request: it only adds to the moment between an answer and its
+record, during which a worker that dies has its delivery sent again with the same attempt
+number (``liveness.py``), a duplicate the receiver dedupes. A write that fails (the database
+is away) is kept and written again, with backoff: these attempts happened and must not be
+lost from the audit trail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +31,8 @@ from .attempt import log_disabled
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 5.0  # seconds between tries while the database is away: back soon after it is
+RECORD_BATCH = 256  # outcomes waiting that are written at once
+RECORD_LINGER = 0.025  # seconds an outcome may wait for others to share its write
 
 
 @dataclass
@@ -50,6 +63,7 @@ class Recorder:
     released: dict[datetime, list[str]] = field(default_factory=dict)
     disable: dict[str, str] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    hurry: asyncio.Event = field(default_factory=asyncio.Event)  # write without lingering
     written: asyncio.Event = field(default_factory=asyncio.Event)
     writing: bool = False
 
@@ -58,6 +72,8 @@ class Recorder:
         if disable:
             self.disable.update(disable)
         self.wake.set()
+        if len(self.outcomes) >= RECORD_BATCH:
+            self.hurry.set()
 
     def release(self, delivery_id: str, due: datetime) -> None:
         """Hand a claimed delivery back to the queue unsent, due at ``due``."""
@@ -74,7 +90,11 @@ class Recorder:
         backoff = 0.5
         while True:
             await self.wake.wait()
+            if not self.hurry.is_set():  # let a batch gather
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.hurry.wait(), RECORD_LINGER)
             self.wake.clear()
+            self.hurry.clear()
             try:
                 await self.flush()
                 backoff = 0.5
@@ -131,4 +151,5 @@ class Recorder:
         while self.pending:
             self.written.clear()
             self.wake.set()
+            self.hurry.set()
             await self.written.wait()
