@@ -224,6 +224,11 @@ def cpu_ticks(pid: int) -> int | None:
     return None if stat is None else int(stat[1][11]) + int(stat[1][12])
 
 
+def tree_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` and every process below it, in clock ticks."""
+    return sum(cpu_ticks(member) or 0 for member in process_tree(pid))
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and every process below it (a supervisor and its children)."""
     found, index = [pid], 0
@@ -517,7 +522,7 @@ class Workers:
         deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
             self.check()
-            history.append([self._tree_ticks(p.pid) for p in self.processes])
+            history.append([tree_ticks(p.pid) for p in self.processes])
             if len(history) > int(window / 0.1):
                 pairs = zip(history[-1], history[0], strict=True)
                 used = [(now - then) * TICK for now, then in pairs]
@@ -531,12 +536,8 @@ class Workers:
             await asyncio.sleep(0.1)
         raise SystemExit(f"the workers did not settle within {patience:.0f} s:\n{self.log_tails()}")
 
-    @staticmethod
-    def _tree_ticks(pid: int) -> int:
-        return sum(cpu_ticks(member) or 0 for member in process_tree(pid))
-
     def ticks(self) -> int:
-        return sum(self._tree_ticks(p.pid) for p in self.processes)
+        return sum(tree_ticks(p.pid) for p in self.processes)
 
     def peak_rss_mb(self) -> float:
         """The largest dispatcher process's peak RSS (a supervisor's children each count

@@ -257,6 +257,7 @@ class Rig:
     args: argparse.Namespace
     databases: _rig.Databases
     tmp: Path
+    receiver: int | None = None  # the receiver's process, whose CPU is read too
 
     @property
     def postgresql(self) -> bool:
@@ -341,13 +342,21 @@ class Rig:
         return Drained(total, succeeded, seconds, worker_cpu, rss, *pg, wal_bytes=wal)
 
 
-def bare(url: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """Each bare client's rate and CPU per request, measured now (client -> figures)."""
+def bare(
+    url: str, args: argparse.Namespace, receiver: int | None = None
+) -> dict[str, dict[str, float]]:
+    """Each bare client's rate and CPU per request, measured now (client -> figures); with the
+    ``receiver``'s process, what it spent per request too."""
     sizes = ("--deliveries", str(args.deliveries), "--concurrency", str(args.concurrency))
-    return {
-        client: in_subprocess("--step", "bare", "--client", client, "--url", url, *sizes)
-        for client in BARE_CLIENTS
-    }
+    measured = {}
+    for client in BARE_CLIENTS:
+        before = _rig.tree_ticks(receiver) if receiver is not None else 0
+        figures = in_subprocess("--step", "bare", "--client", client, "--url", url, *sizes)
+        if receiver is not None:
+            spent = (_rig.tree_ticks(receiver) - before) * _rig.TICK
+            figures["receiver_us"] = spent / args.deliveries * 1e6
+        measured[client] = figures
+    return measured
 
 
 def ceiling(measured: dict[str, dict[str, float]]) -> tuple[str, dict[str, float]]:
@@ -389,13 +398,21 @@ async def run_workers(rig: Rig, port: int) -> None:
     cpu_ratios: dict[int, list[float]] = {n: [] for n in counts}
     cpus: dict[int, list[float]] = {n: [] for n in counts}
     pg_database, pg_server, bare_cpu, wal = [], [], [], []
+    bounds: dict[int, list[float]] = {n: [] for n in counts}
+    cores = os.cpu_count() or 1
     for number in range(1, args.rounds + 1):
-        measured = bare(url, args)
+        measured = bare(url, args, rig.receiver)
         best, top = ceiling(measured)
         bare_cpu.append(top["cpu_us"])
         print(f"  round {number}: {describe_bare(measured)} · ceiling: {best}", flush=True)
         for processes in counts:
+            before = _rig.tree_ticks(rig.receiver) if rig.receiver is not None else 0
             ours = await rig.drain(template, env, processes=processes)
+            receiving = (
+                ours.per_delivery_us((_rig.tree_ticks(rig.receiver) - before) * _rig.TICK)
+                if rig.receiver is not None
+                else math.nan
+            )
             cpu = ours.per_delivery_us(ours.worker_cpu)
             ratios[processes].append(ours.rate / top["rate"])
             cpus[processes].append(cpu)
@@ -403,11 +420,19 @@ async def run_workers(rig: Rig, port: int) -> None:
             pg_database.append(ours.per_delivery_us(ours.pg_database))
             pg_server.append(ours.per_delivery_us(ours.pg_server))
             wal.append(ours.wal_per_delivery)
+            # the most these CPU costs allow here: each process fills at most one core, and
+            # the workers, PostgreSQL and the receiver share this machine's cores
+            shared = cpu + (pg_server[-1] if rig.postgresql else 0) + receiving
+            most = min(min(processes, cores) / cpu, cores / shared) * 1e6
+            bounds[processes].append(most / top["rate"])
             print(
                 f"    --processes {processes}: {ours.rate:6.0f}/s · ratio "
                 f"{ratios[processes][-1]:.2f} · {cpu:.0f} us CPU each, "
                 f"{cpu_ratios[processes][-1]:.2f} x the ceiling client's · peak RSS "
-                f"{ours.peak_rss_mb:.0f} MB{ours.postgres()}",
+                f"{ours.peak_rss_mb:.0f} MB{ours.postgres()} · receiver {receiving:.0f} us "
+                f"each (for the ceiling client {top.get('receiver_us', math.nan):.0f}) · "
+                f"these costs allow at most a ratio of {bounds[processes][-1]:.2f} on "
+                f"{cores} cores",
                 flush=True,
             )
     print(f"medians of {args.rounds} rounds (ceiling client: {statistics.median(bare_cpu):.0f} us "
@@ -418,7 +443,8 @@ async def run_workers(rig: Rig, port: int) -> None:
             f"{statistics.median(ratios[processes]):.2f} (target >= 0.7) · "
             f"{statistics.median(cpus[processes]):.0f} us CPU per delivery, "
             f"{statistics.median(cpu_ratios[processes]):.2f} x the bare request's "
-            "(target <= 1.4)"
+            "(target <= 1.4) · at these CPU costs this machine allows a ratio of "
+            f"{statistics.median(bounds[processes]):.2f} at most"
         )
     if rig.postgresql:
         print(
@@ -718,11 +744,13 @@ def run_default(args: argparse.Namespace, url: str) -> None:
             )
 
 
-async def run_measured(args: argparse.Namespace, port: int, **ports: Any) -> None:
+async def run_measured(
+    args: argparse.Namespace, port: int, receiver_pid: int, **ports: Any
+) -> None:
     """The modes measured from outside, with the bench's databases dropped at the end."""
     with tempfile.TemporaryDirectory(prefix="hw-bench-") as tmp:
         async with _rig.Databases(args.db, Path(tmp)) as databases:
-            rig = Rig(args, databases, Path(tmp))
+            rig = Rig(args, databases, Path(tmp), receiver_pid)
             if args.latency:
                 await run_latency(rig, port, **ports)
             elif args.hanging is not None:
@@ -886,7 +914,7 @@ def main() -> None:
         if default and not args.latency and args.hanging is None:
             run_default(args, f"http://127.0.0.1:{port}/hook")
         else:
-            asyncio.run(run_measured(args, port, **extra))
+            asyncio.run(run_measured(args, port, receiver.pid, **extra))
     finally:
         receiver.terminate()
         receiver.wait()
