@@ -224,6 +224,17 @@ def cpu_ticks(pid: int) -> int | None:
     return None if stat is None else int(stat[1][11]) + int(stat[1][12])
 
 
+def run_step(script: str, *args: str) -> dict[str, Any]:
+    """Run a bench ``script``'s step in a fresh interpreter (its CPU and peak RSS its own)
+    and return the JSON its last line printed; stop with its stderr if it failed."""
+    done = subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def tree_ticks(pid: int) -> int:
     """utime + stime of ``pid`` and every process below it, in clock ticks."""
     return sum(cpu_ticks(member) or 0 for member in process_tree(pid))

@@ -195,12 +195,7 @@ async def drain(database_url: str, concurrency: int) -> dict[str, float]:
 
 def in_subprocess(*args: str) -> dict[str, Any]:
     """Run one step in a fresh interpreter, so its peak RSS is its own."""
-    done = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return _rig.run_step(__file__, *args)
 
 
 def sqlite_url(path: Path) -> str:

@@ -23,13 +23,11 @@ import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import _rig
 
@@ -109,23 +107,11 @@ async def measure(database_url: str, batch: int) -> dict[str, float]:
     }
 
 
-def in_subprocess(*args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(done.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
 def fill(database_url: str, deliveries: int) -> None:
     """``deliveries`` pending deliveries, as ``bench/dispatch.py`` fills its databases."""
-    subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("dispatch.py")), "--step", "fill",
-         "--database-url", database_url, "--urls", "http://127.0.0.1:9/hook",
-         "--deliveries", str(deliveries), "--concurrency", "100"],
-        check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    _rig.run_step(str(Path(__file__).with_name("dispatch.py")), "--step", "fill",
+                  "--database-url", database_url, "--urls", "http://127.0.0.1:9/hook",
+                  "--deliveries", str(deliveries), "--concurrency", "100")  # fmt: skip
 
 
 def fit(batches: list[int], costs: list[float]) -> tuple[float, float]:
@@ -153,8 +139,8 @@ async def run(args: argparse.Namespace) -> None:
             for number in range(1, args.rounds + 1):
                 for batch in batches:
                     url = await databases.create(template)
-                    measured = in_subprocess("--step", "measure", "--database-url", url,
-                                             "--batch", str(batch))  # fmt: skip
+                    measured = _rig.run_step(__file__, "--step", "measure", "--database-url",
+                                             url, "--batch", str(batch))  # fmt: skip
                     await databases.drop(url)
                     figures[batch].append(measured)
                     print(

@@ -4,10 +4,10 @@ writes are in test_store.py, the dispatcher's in test_delivery.py)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
@@ -19,22 +19,13 @@ from hotspot_webhooks.store.store import Store
 
 
 class Writes:
-    """Stands in for ``Store.record``: notes the size of each batch and when it came."""
+    """Stands in for ``Store.record``: notes the size of each batch."""
 
     def __init__(self) -> None:
         self.batches: list[int] = []
-        self.at: list[float] = []
 
-    async def record(
-        self,
-        owner: str,
-        outcomes: Sequence[Outcome],
-        released: Mapping[datetime, Collection[str]] | None = None,
-        now: datetime | None = None,
-        disable_webhooks: dict[str, str] | None = None,
-    ) -> int:
+    async def record(self, owner: str, outcomes: Sequence[Outcome], **_: object) -> int:
         self.batches.append(len(outcomes))
-        self.at.append(time.monotonic())
         await asyncio.sleep(0)
         return len(outcomes)
 
@@ -52,35 +43,32 @@ def outcome(number: int) -> Outcome:
     )
 
 
-async def running(writes: Writes) -> tuple[Recorder, asyncio.Task[Any]]:
+@asynccontextmanager
+async def running() -> AsyncIterator[tuple[Recorder, Writes]]:
+    """A recorder writing to a ``Writes``, running until the block ends."""
+    writes = Writes()
     recorder = Recorder(cast(Store, writes), "owner", PassStats())
-    return recorder, asyncio.create_task(recorder.run())
-
-
-async def stop(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    task = asyncio.create_task(recorder.run())
+    try:
+        yield recorder, writes
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_outcomes_that_come_one_by_one_share_a_write() -> None:
-    writes = Writes()
-    recorder, task = await running(writes)
-    try:
+    async with running() as (recorder, writes):
         for number in range(40):  # answers trickling in, each in its own turn of the loop
             recorder.add(outcome(number))
             await asyncio.sleep(0)
         await asyncio.sleep(recording.RECORD_LINGER * 4)
         assert sum(writes.batches) == 40
         assert len(writes.batches) <= 2, writes.batches  # without waiting: a write per turn
-    finally:
-        await stop(task)
 
 
 async def test_a_full_batch_is_written_without_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recording, "RECORD_LINGER", 30.0)
-    writes = Writes()
-    recorder, task = await running(writes)
-    try:
+    async with running() as (recorder, writes):
         recorder.add(outcome(0))
         await asyncio.sleep(0.05)
         assert writes.batches == []  # one alone waits for company
@@ -91,19 +79,13 @@ async def test_a_full_batch_is_written_without_waiting(monkeypatch: pytest.Monke
                 break
             await asyncio.sleep(0.01)
         assert writes.batches == [RECORD_BATCH]
-    finally:
-        await stop(task)
 
 
 async def test_drain_writes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recording, "RECORD_LINGER", 30.0)
-    writes = Writes()
-    recorder, task = await running(writes)
-    try:
+    async with running() as (recorder, writes):
         recorder.add(outcome(0))
         recorder.add(outcome(1))
         await asyncio.wait_for(recorder.drain(), 2)
         assert writes.batches == [2]
         assert not recorder.pending
-    finally:
-        await stop(task)
