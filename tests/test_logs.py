@@ -23,6 +23,7 @@ import httpx
 
 from hotspot_webhooks import catalog, logs
 from hotspot_webhooks.api.request_ids import incoming_id
+from hotspot_webhooks.redaction import redact
 from tests.receivers import PythonReceiver, free_port
 
 EVENT = "customer.create"
@@ -188,6 +189,13 @@ def test_a_secret_in_a_message_is_cut_out_and_cannot_forge_a_line() -> None:
     line = logs.JsonLines().format(record)
     assert key not in line
     assert "\n" not in line and json.loads(line)["message"].startswith("key [redacted] then")
+
+
+def test_a_signing_secret_is_cut_out_whole_in_base64_and_base64url() -> None:
+    # a "-" or "_" right after the prefix once left a base64url secret whole in the log,
+    # and one further in left its tail
+    for secret in ("whsec_-uJoavB-mi9HbiwjOaBGQs6UlgICwLG9", "whsec_ab+c/d=_e-fGh", "whsec_x%2By"):
+        assert redact(f"/v1/deliveries?x={secret}&y=1") == "/v1/deliveries?x=[redacted]&y=1"
 
 
 def test_only_a_sane_request_id_is_taken_from_the_client() -> None:

@@ -25,7 +25,8 @@ _PATTERNS = (
     re.compile(rf"(?i)(?<=[?&;])((?:{_SECRET_NAMES})=)[^&;#\s]*"),
     # our token and signing secret formats, wherever they stand (percent-encoded too)
     re.compile(r"hwt_[A-Za-z0-9_%-]+"),
-    re.compile(r"whsec_[A-Za-z0-9+/=%]+"),
+    # (a secret of another Standard Webhooks sender may be base64url: its "-" and "_" too)
+    re.compile(r"whsec_[A-Za-z0-9+/=%_-]+"),
     # a long random-looking run: an API key, or a token of another format
     re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{40,}(?![A-Za-z0-9_-])"),
 )
