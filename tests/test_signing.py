@@ -75,6 +75,16 @@ def test_original_signature_signs_the_body_bytes_exactly_as_given() -> None:
     assert compute_signature(body, "k") != compute_signature(body + b" ", "k")
 
 
+def test_a_keyed_signer_signs_each_message_anew_whichever_hmac_object_it_copies() -> None:
+    signer = Signer(API_KEY)
+    wrapped = Signer(API_KEY)
+    wrapped._keyed = hmac.new(API_KEY.encode(), digestmod="sha256")  # the fallback: the wrapper
+    for _ in range(2):  # the keyed state is copied, never consumed by a signature
+        for body in (REFERENCE_BODY, b"", "Caf\u00e9".encode() * 500):
+            assert signer.sign(body) == wrapped.sign(body) == expected_original(body, API_KEY)
+    assert Signer("clé-ünïcode").sign(b"{}") == expected_original(b"{}", "clé-ünïcode")
+
+
 def test_api_key_is_used_as_utf8_bytes() -> None:
     key = "clé-ünïcode"
     assert compute_signature(b"{}", key) == expected_original(b"{}", key)

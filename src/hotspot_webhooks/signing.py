@@ -9,9 +9,11 @@ Webhooks headers let any Standard Webhooks library verify us with the same key.
 from __future__ import annotations
 
 import base64
+import binascii
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ._version import __version__
 from .receiver import (
@@ -55,19 +57,22 @@ class Signer:
 
     Keying an HMAC (OpenSSL looks the algorithm up and hashes the key) costs more than signing
     a small body; a dispatcher keeps one ``Signer`` per webhook key and copies its keyed state
-    for every signature.
+    for every signature. It copies OpenSSL's own HMAC object where ``hmac.HMAC`` wraps one:
+    the wrapper's three Python-level calls cost half as much again as the signing (0.75 µs of
+    2.2, twice per delivery); the wrapper, whose methods are the same, where it does not.
     """
 
     __slots__ = ("_keyed",)
 
     def __init__(self, api_key: str) -> None:
-        self._keyed = hmac.new(api_key.encode(), digestmod="sha256")
+        mac = hmac.new(api_key.encode(), digestmod="sha256")
+        self._keyed: Any = getattr(mac, "_hmac", None) or mac
 
     def sign(self, message: bytes) -> str:
         """base64 of HMAC-SHA256(api_key, message)."""
         mac = self._keyed.copy()
         mac.update(message)
-        return base64.b64encode(mac.digest()).decode()
+        return binascii.b2a_base64(mac.digest(), newline=False).decode()
 
 
 def delivery_headers(

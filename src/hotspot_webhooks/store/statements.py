@@ -45,7 +45,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..states import DeliveryStatus, WebhookStatus
 from ..subscription import ANY
-from .records import AttemptRecord
+from .records import AttemptRecord, ClaimedDelivery
 from .schema import (
     UTCDateTime,
     attempts,
@@ -182,7 +182,8 @@ class DriverStatement(Generic[Params]):
 
 class DriverQuery(DriverStatement[Params], Generic[Params, Record]):
     """A select whose rows come back as the ``NamedTuple`` ``record``, whose fields must be
-    the selected columns in order (checked once, here)."""
+    the selected columns in order (checked once, here). ``trailing`` names columns selected
+    after them that the record leaves out (``fetch_rows`` reads them)."""
 
     def __init__(
         self,
@@ -190,21 +191,31 @@ class DriverQuery(DriverStatement[Params], Generic[Params, Record]):
         params: type[Params],
         record: type[Record],
         *,
+        trailing: Sequence[str] = (),
         datetimes: Sequence[str] = (),
         bind_prefix: str = "",
     ) -> None:
         super().__init__(statement, params, datetimes=datetimes, bind_prefix=bind_prefix)
         columns = list(statement.selected_columns.keys())
-        fields = list(record._fields)  # type: ignore[attr-defined]
+        fields = [*record._fields, *trailing]  # type: ignore[attr-defined]
         if columns != fields:
             raise ValueError(f"{record.__name__} has fields {fields}; the query selects {columns}")
         self._record = record
+        self._make: Callable[[Iterable[Any]], Record] = record._make  # type: ignore[attr-defined]
+        self._width = len(record._fields)  # type: ignore[attr-defined]
+
+    async def fetch_rows(self, conn: AsyncConnection, params: Params) -> Sequence[Any]:
+        """The rows as the driver returns them: ``make`` turns one into a record."""
+        compiled = self._compile(conn.dialect)
+        return (await conn.exec_driver_sql(compiled.sql, compiled.params(params))).all()
+
+    def make(self, row: Sequence[Any]) -> Record:
+        """The record of a row of ``fetch_rows`` (its trailing columns left out)."""
+        return self._make(row[: self._width] if len(row) != self._width else row)
 
     async def fetchall(self, conn: AsyncConnection, params: Params) -> list[Record]:
-        compiled = self._compile(conn.dialect)
-        result = await conn.exec_driver_sql(compiled.sql, compiled.params(params))
-        make = self._record._make  # type: ignore[attr-defined]
-        return [make(row) for row in result.all()]
+        make = self.make
+        return [make(row) for row in await self.fetch_rows(conn, params)]
 
 
 class ArrayStatement(Generic[Params]):
@@ -363,31 +374,21 @@ class LeaseParams(NamedTuple):
     lease_until: datetime
 
 
-class LeasedRow(NamedTuple):
-    id: str
-    event_id: str
-    webhook_id: str
-    attempt_count: int
-    type: str
-    location_id: str
-    body: bytes
-    callback_url: str
-    api_key_encrypted: str
-    previous_api_key_encrypted: str | None  # while its grace lasts
-    status: str  # the webhook's
-
-
 LEASED_DELIVERY_COLUMNS = ("id", "event_id", "webhook_id", "attempt_count")
 
 
 def leased_rows(leased: Any) -> Select[Any]:
     """What sending needs of the leased deliveries in ``leased`` (the deliveries table, or a
-    claim's ``UPDATE ... RETURNING`` of ``LEASED_DELIVERY_COLUMNS``), as ``LeasedRow``s."""
+    claim's ``UPDATE ... RETURNING`` of ``LEASED_DELIVERY_COLUMNS``): the columns of a
+    ``ClaimedDelivery``, in order."""
     return (
         select(
-            *(leased.c[name] for name in LEASED_DELIVERY_COLUMNS),
-            events.c.type,
+            leased.c.id,
+            leased.c.event_id,
+            events.c.type.label("event_type"),
             events.c.location_id,
+            leased.c.webhook_id,
+            (leased.c.attempt_count + 1).label("attempt_number"),
             events.c.body,
             webhooks.c.callback_url,
             webhooks.c.api_key_encrypted,
@@ -399,7 +400,7 @@ def leased_rows(leased: Any) -> Select[Any]:
                 ),
                 else_=null(),
             ).label("previous_api_key_encrypted"),
-            webhooks.c.status,
+            (webhooks.c.status == WebhookStatus.ENABLED.value).label("webhook_enabled"),
         )
         .join(events, events.c.id == leased.c.event_id)
         .join(webhooks, webhooks.c.id == leased.c.webhook_id)
@@ -478,24 +479,6 @@ CLAIM_SQLITE = DriverStatement(
 )
 
 
-class ClaimedRow(NamedTuple):
-    """A row of a PostgreSQL claim: how many it chose, and one it leased (None where it
-    leased none: the one row then only says how many were chosen)."""
-
-    wanted: int
-    id: str | None
-    event_id: str
-    webhook_id: str
-    attempt_count: int
-    type: str
-    location_id: str
-    body: bytes
-    callback_url: str
-    api_key_encrypted: str
-    previous_api_key_encrypted: str | None
-    status: str
-
-
 def _claim_postgresql() -> Select[Any]:
     """Lease what ``_chosen`` picks, but only rows still waiting and not locked by another
     worker's claim in progress (``SKIP LOCKED``), and return them with what sending needs.
@@ -517,11 +500,11 @@ def _claim_postgresql() -> Select[Any]:
         .returning(*(deliveries.c[name] for name in LEASED_DELIVERY_COLUMNS))
         .cte("leased")
     )
-    # one row even when nothing was leased, to say how many were chosen
+    # one row even when nothing was leased, to say how many were chosen (its last column)
     wanted = select(func.count().label("wanted")).select_from(chosen).subquery()
     found = leased_rows(leased).subquery()
     return (
-        select(wanted.c.wanted, *found.c)
+        select(*found.c, wanted.c.wanted)
         .select_from(wanted.outerjoin(found, literal(True)))
         .order_by(found.c.id)
     )
@@ -530,7 +513,8 @@ def _claim_postgresql() -> Select[Any]:
 CLAIM_POSTGRESQL = DriverQuery(
     _claim_postgresql(),
     ClaimParams,
-    ClaimedRow,
+    ClaimedDelivery,
+    trailing=["wanted"],  # how many the claim chose: SKIP LOCKED may have skipped some
     datetimes=["lease_until", "due_by"],
     bind_prefix="b_",
 )
@@ -546,7 +530,7 @@ SELECT_LEASED = DriverQuery(
     )
     .order_by(deliveries.c.id),
     LeaseParams,
-    LeasedRow,
+    ClaimedDelivery,
     datetimes=["lease_until"],
 )
 
