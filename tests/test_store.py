@@ -32,6 +32,7 @@ from hotspot_webhooks.states import DeliveryStatus
 from hotspot_webhooks.store.records import AttemptRecord, ExpiredLease, NewEvent, Outcome
 from hotspot_webhooks.store.schema import attempts, deliveries, events, metadata
 from hotspot_webhooks.store.sqlite_writer import SqliteWriter
+from hotspot_webhooks.store.statements import ATTEMPT_ROW, OUTCOME_ROW
 from hotspot_webhooks.store.store import CLAIM_WINDOW
 
 BACKENDS = ("sqlite", "postgresql")  # every test with a database runs on both
@@ -106,6 +107,19 @@ async def test_migrated_schema_matches_the_table_definitions(service: Service) -
 
     async with service.store.read() as conn:
         assert await conn.run_sync(differences) == []
+
+
+@pytest.mark.postgresql_only
+async def test_migrated_row_types_are_what_the_record_statements_bind(service: Service) -> None:
+    async with service.store.read() as conn:
+        for row_type in (ATTEMPT_ROW, OUTCOME_ROW):
+            found = await conn.exec_driver_sql(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped "
+                "ORDER BY attnum",
+                (row_type.name,),
+            )
+            assert [tuple(row) for row in found] == list(row_type.attributes.items())
 
 
 @pytest.mark.sqlite_only
