@@ -23,8 +23,9 @@ fuzz: $(STAMP)  ## the REST API fuzzed from its OpenAPI schema: 10,000+ requests
 	HW_FUZZ_PHASES_ON_POSTGRESQL=examples,coverage,fuzzing,stateful HW_TEST_POSTGRES=required \
 	$(BIN)/pytest -s -q tests/test_api_fuzz.py
 
-lint: $(STAMP)  ## ruff, mypy --strict and the layering contracts (docs/architecture.md)
+lint: $(STAMP)  ## ruff (checks and formatting), mypy --strict and the layering contracts (docs/architecture.md)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

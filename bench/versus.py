@@ -71,9 +71,7 @@ def figures(bench: str, lines: list[str]) -> dict[str, list[float]]:
     }
 
 
-def summary(
-    before: list[dict[str, list[float]]], after: list[dict[str, list[float]]]
-) -> list[str]:
+def summary(before: list[dict[str, list[float]]], after: list[dict[str, list[float]]]) -> list[str]:
     """Per figure: every round's values on each side, the medians, and in how many pairs
     this tree's was the lower."""
     lines = []

@@ -1187,9 +1187,7 @@ class WebhookHealth:
                 f"answer; its circuit is open and {self.pending} deliveries wait"
             )
         if self.failed:
-            return (
-                f"{self.failed} deliveries failed for good: fix the endpoint, then recover them"
-            )
+            return f"{self.failed} deliveries failed for good: fix the endpoint, then recover them"
         if self.webhook.status == WebhookStatus.DISABLED:
             return f"disabled: {self.webhook.disabled_reason or 'by request'}"
         rate = self.success_rate

@@ -62,7 +62,7 @@ def subscription_from(
         raise _invalid(
             "location_ids",
             f"{len(subscription.location_ids)} locations x {len(subscription.event_types)} "
-            f"types is over {MAX_PAIRS:,} pairs; subscribe to \"*\" instead",
+            f'types is over {MAX_PAIRS:,} pairs; subscribe to "*" instead',
         )
     return subscription
 
@@ -85,7 +85,7 @@ def _one_form(
     if listed is None:
         raise _invalid(
             single_field,
-            f"required: give {single_field} (one) or {list_field} (a list, or [\"*\"])",
+            f'required: give {single_field} (one) or {list_field} (a list, or ["*"])',
         )
     if not listed:
         raise _invalid(list_field, f'must name at least one, or be ["*"] for all {what}')

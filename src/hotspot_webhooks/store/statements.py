@@ -357,9 +357,7 @@ class EmitLookups(NamedTuple):
     subscriptions: Select[Any]  # the pairs of enabled webhooks its events may match
 
 
-def emit_lookups(
-    event_ids: set[str], location_ids: set[str], event_types: set[str]
-) -> EmitLookups:
+def emit_lookups(event_ids: set[str], location_ids: set[str], event_types: set[str]) -> EmitLookups:
     owners_of_its_locations = select(locations.c.operator_id).where(
         locations.c.id.in_(location_ids)
     )

@@ -131,7 +131,6 @@ CLAIM_TRIES = 3
 PURGE_BATCH = 1000  # rows a purge deletes per transaction
 
 
-
 class HealthRows(NamedTuple):
     """The overview's reads (``Store.webhook_health``), each a list of rows per webhook."""
 
@@ -434,9 +433,7 @@ class Store:
         purged = Purged()
         while True:
             async with self.read() as conn:
-                its_locations = select(locations.c.id).where(
-                    locations.c.operator_id == operator_id
-                )
+                its_locations = select(locations.c.id).where(locations.c.operator_id == operator_id)
                 location_ids = (await conn.execute(its_locations)).scalars().all()
             if not location_ids:
                 break
@@ -449,9 +446,7 @@ class Store:
             await conn.execute(
                 delete(operators).where(
                     operators.c.id == operator_id,
-                    ~select(locations.c.id)
-                    .where(locations.c.operator_id == operator_id)
-                    .exists(),
+                    ~select(locations.c.id).where(locations.c.operator_id == operator_id).exists(),
                 )
             )
         return purged
@@ -618,9 +613,7 @@ class Store:
             used = select(events.c.id).where(events.c.type == name)
             for query, what in ((named, "a webhook subscribes to it"), (used, "events of it")):
                 if (await conn.execute(query.limit(1))).first() is not None:
-                    raise Conflict(
-                        f"event type {name!r} is in use ({what}); it cannot be removed"
-                    )
+                    raise Conflict(f"event type {name!r} is in use ({what}); it cannot be removed")
             gone = await conn.execute(delete(event_types).where(event_types.c.name == name))
             return bool(gone.rowcount)
 
@@ -1161,10 +1154,12 @@ class Store:
             ranked.c.webhook_id,
             func.count().label("attempts"),
             func.sum(ranked.c.succeeded).label("succeeded"),
-            func.min(case((ranked.c.rank * 100 >= ranked.c.total * 50, ranked.c.duration_ms)))
-            .label("p50_ms"),
-            func.min(case((ranked.c.rank * 100 >= ranked.c.total * 95, ranked.c.duration_ms)))
-            .label("p95_ms"),
+            func.min(
+                case((ranked.c.rank * 100 >= ranked.c.total * 50, ranked.c.duration_ms))
+            ).label("p50_ms"),
+            func.min(
+                case((ranked.c.rank * 100 >= ranked.c.total * 95, ranked.c.duration_ms))
+            ).label("p95_ms"),
         ).group_by(ranked.c.webhook_id)
 
         seconds = extract("epoch", attempts.c.started_at) - int(since.timestamp())
@@ -1216,14 +1211,18 @@ class Store:
             .where(attempts.c.id.in_(last_failed))
         )
 
-        answered = of_webhooks(
-            select(
-                deliveries.c.webhook_id.label("webhook_id"),
-                func.max(attempts.c.started_at).label("at"),
+        answered = (
+            of_webhooks(
+                select(
+                    deliveries.c.webhook_id.label("webhook_id"),
+                    func.max(attempts.c.started_at).label("at"),
+                )
+                .select_from(attempts)
+                .where(attempts.c.status.is_not(None))
             )
-            .select_from(attempts)
-            .where(attempts.c.status.is_not(None))
-        ).group_by(deliveries.c.webhook_id).subquery()
+            .group_by(deliveries.c.webhook_id)
+            .subquery()
+        )
         unreachable = (
             of_webhooks(
                 select(
@@ -1419,9 +1418,7 @@ def _subscribed_only_to(location_id: str) -> Select[Any]:
         )
         .where(
             subscriptions.c.webhook_id.in_(
-                select(subscriptions.c.webhook_id).where(
-                    subscriptions.c.location_id == location_id
-                )
+                select(subscriptions.c.webhook_id).where(subscriptions.c.location_id == location_id)
             )
         )
     )

@@ -40,9 +40,7 @@ def upgrade() -> None:
             name="fk_subscriptions_webhook_id_webhooks",
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint(
-            "webhook_id", "location_id", "event_type", name="pk_subscriptions"
-        ),
+        sa.PrimaryKeyConstraint("webhook_id", "location_id", "event_type", name="pk_subscriptions"),
     )
     op.create_index(
         "ix_subscriptions_match", "subscriptions", ["operator_id", "location_id", "event_type"]
@@ -88,12 +86,16 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Back to one location and one type per webhook: a webhook subscribed to anything else
     ("*", or several) cannot be expressed, so the downgrade refuses while one exists."""
-    wider = op.get_bind().execute(
-        sa.text(
-            "SELECT webhook_id FROM subscriptions GROUP BY webhook_id "
-            "HAVING COUNT(*) > 1 OR MAX(location_id) = '*' OR MAX(event_type) = '*' LIMIT 1"
+    wider = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT webhook_id FROM subscriptions GROUP BY webhook_id "
+                "HAVING COUNT(*) > 1 OR MAX(location_id) = '*' OR MAX(event_type) = '*' LIMIT 1"
+            )
         )
-    ).first()
+        .first()
+    )
     if wider is not None:
         raise RuntimeError(
             f"webhook {wider[0]} subscribes to more than one location and type; "
