@@ -6,10 +6,13 @@
 Fills a database on the machine's PostgreSQL with pending deliveries (as ``bench/dispatch.py``
 does), then, in a fresh process per measurement, claims them as a worker does (250 at a time)
 and records a successful attempt for each (its eleven signed headers, as sent), in batches of
-each size given. Only this process's CPU is timed: the database's is its own. Rounds
-interleave the sizes, on a fresh copy of the filled database each.
+each size given. This process's CPU is timed around each call to the store, and, apart, the
+CPU of the PostgreSQL backends serving the database (read from ``/proc`` before and after
+each call, outside the timed windows). Rounds interleave the sizes, on a fresh copy of the
+filled database each.
 
-Prints µs of CPU per delivery for claiming and for recording at each batch size, then the
+Prints µs of CPU per delivery for claiming and for recording at each batch size (the server's
+beside each), then the
 least-squares fit of ``record = per outcome + per write / batch``: what one write costs
 whatever its size (its transaction and round trips), and what each outcome adds. That fixed
 cost is why the recorder lets a batch gather (``delivery/recorder.py``).
@@ -47,11 +50,13 @@ async def measure(database_url: str, batch: int) -> dict[str, float]:
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)  # as the dispatcher runs (tune_process_for_throughput)
     store = await Store.open(database_url)
+    probe = await _rig.Probe.open(database_url)
     signers = [Signer("k" * 40)]
-    claiming = recording = 0.0
+    claiming = recording = claiming_server = recording_server = 0.0
     claimed = 0
     try:
         while True:
+            before = await backend_ticks(probe)
             started = time.process_time()
             now = datetime.now(UTC)
             got = await store.claim_due(
@@ -62,6 +67,7 @@ async def measure(database_url: str, batch: int) -> dict[str, float]:
                 per_webhook=CLAIM,
             )
             claiming += time.process_time() - started
+            claiming_server += ticks_since(before, await backend_ticks(probe))
             if not got:
                 break
             claimed += len(got)
@@ -93,18 +99,35 @@ async def measure(database_url: str, batch: int) -> dict[str, float]:
                     )
                 )
             for start in range(0, len(outcomes), batch):
+                before = await backend_ticks(probe)
                 started = time.process_time()
                 kept = await store.record(OWNER, outcomes[start : start + batch], now=now)
                 recording += time.process_time() - started
+                recording_server += ticks_since(before, await backend_ticks(probe))
                 if kept != len(outcomes[start : start + batch]):
                     raise SystemExit(f"only {kept} of a batch were still leased")
     finally:
         await store.close()
+        await probe.close()
     return {
         "claimed": claimed,
         "claim_us": claiming / claimed * 1e6,
         "record_us": recording / claimed * 1e6,
+        "claim_server_us": claiming_server * _rig.TICK / claimed * 1e6,
+        "record_server_us": recording_server * _rig.TICK / claimed * 1e6,
     }
+
+
+async def backend_ticks(probe: _rig.Probe) -> dict[int, int]:
+    """CPU so far, in clock ticks, of each PostgreSQL backend serving the database (the
+    probe's own left out)."""
+    ticks = {pid: _rig.cpu_ticks(pid) for pid in await probe.sessions()}
+    return {pid: t for pid, t in ticks.items() if t is not None}
+
+
+def ticks_since(before: dict[int, int], after: dict[int, int]) -> int:
+    """The backends' CPU between two readings; one that started between them counts whole."""
+    return sum(t - before.get(pid, 0) for pid, t in after.items())
 
 
 def fill(database_url: str, deliveries: int) -> None:
@@ -133,7 +156,8 @@ async def run(args: argparse.Namespace) -> None:
             fill(template, args.deliveries)
             print(
                 f"{args.deliveries} deliveries on PostgreSQL, claimed {CLAIM} at a time and "
-                f"recorded in writes of {args.batches} outcomes; this process's CPU per delivery"
+                f"recorded in writes of {args.batches} outcomes; this process's CPU per delivery "
+                "(and the database backends' beside it)"
             )
             figures: dict[int, list[dict[str, float]]] = {b: [] for b in batches}
             for number in range(1, args.rounds + 1):
@@ -145,15 +169,26 @@ async def run(args: argparse.Namespace) -> None:
                     figures[batch].append(measured)
                     print(
                         f"  round {number}, writes of {batch:4d}: claim "
-                        f"{measured['claim_us']:5.1f} us · record {measured['record_us']:5.1f} us",
+                        f"{measured['claim_us']:5.1f} us (server "
+                        f"{measured['claim_server_us']:5.1f} us) · record "
+                        f"{measured['record_us']:5.1f} us (server "
+                        f"{measured['record_server_us']:5.1f} us)",
                         flush=True,
                     )
     medians = {b: statistics.median(m["record_us"] for m in figures[b]) for b in batches}
     claims = [m["claim_us"] for b in batches for m in figures[b]]
     print(f"medians of {args.rounds} rounds:")
     for batch in batches:
-        print(f"  writes of {batch:4d}: record {medians[batch]:5.1f} us per delivery")
-    print(f"  claim ({CLAIM} at a time): {statistics.median(claims):5.1f} us per delivery")
+        server = statistics.median(m["record_server_us"] for m in figures[batch])
+        print(
+            f"  writes of {batch:4d}: record {medians[batch]:5.1f} us per delivery "
+            f"(server {server:5.1f} us)"
+        )
+    server = statistics.median(m["claim_server_us"] for b in batches for m in figures[b])
+    print(
+        f"  claim ({CLAIM} at a time): {statistics.median(claims):5.1f} us per delivery "
+        f"(server {server:5.1f} us)"
+    )
     if len(batches) > 1:
         per_outcome, per_write = fit(batches, [medians[b] for b in batches])
         print(

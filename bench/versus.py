@@ -38,6 +38,8 @@ FIGURES = {
     "record": {
         "claim us": re.compile(r"round \d+, .*claim +([0-9.]+) us"),
         "record us": re.compile(r"round \d+, .*record +([0-9.]+) us"),
+        "claim server us": re.compile(r"round \d+, .*claim .*?\(server +([0-9.]+) us\)"),
+        "record server us": re.compile(r"round \d+, .*record .*?\(server +([0-9.]+) us\)"),
     },
 }
 
