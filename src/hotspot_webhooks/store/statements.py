@@ -91,13 +91,18 @@ class _Compiled:
 
     def params(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         if self.converters:
-            values = list(row)
-            for index, convert in self.converters:
-                values[index] = convert(values[index])
-            row = tuple(values)
+            row = _converted(row, self.converters)
         if self.identity:
             return tuple(row)
         return tuple([row[i] if isinstance(i, int) else i[0] for i in self.order])
+
+
+def _converted(row: tuple[Any, ...], converters: list[tuple[int, Converter]]) -> tuple[Any, ...]:
+    """``row`` with the value at each converter's index converted."""
+    values = list(row)
+    for index, convert in converters:
+        values[index] = convert(values[index])
+    return tuple(values)
 
 
 def driver_sql(statement: ClauseElement, dialect: Dialect) -> tuple[str, tuple[Any, ...]]:
@@ -250,7 +255,9 @@ class RowsStatement(Generic[Params]):
     ) -> None:
         self._statement = statement
         fields: tuple[str, ...] = params._fields  # type: ignore[attr-defined]
-        self._jsons = [fields.index(name) for name in jsons]
+        self._converters: list[tuple[int, Converter]] = [
+            (fields.index(name), _json_text) for name in jsons
+        ]
         self._sql: str | None = None
 
     def _compile(self, dialect: Dialect) -> str:
@@ -265,17 +272,10 @@ class RowsStatement(Generic[Params]):
     async def execute(self, conn: AsyncConnection, rows: Sequence[Params]) -> int:
         """Run the statement once for ``rows``; return the rows it changed."""
         sql = self._compile(conn.dialect)
-        bound: Sequence[tuple[Any, ...]] = rows
-        if self._jsons:
-            bound = [self._with_json_text(row) for row in rows]
+        converters = self._converters
+        bound = [_converted(row, converters) for row in rows] if converters else rows
         result = await conn.exec_driver_sql(sql, (bound,))
         return int(result.rowcount)
-
-    def _with_json_text(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        values = list(row)
-        for index in self._jsons:
-            values[index] = _json_text(values[index])
-        return tuple(values)
 
 
 def _unnest_rows(row_type: RowType) -> Any:
