@@ -33,6 +33,7 @@ FIGURES = {
         "ratio": re.compile(r"(?:round \d+|--processes \d+): .*?ratio ([0-9]+\.[0-9]+)"),
         "worker us": re.compile(r"--processes (?:\d+): .*? ([0-9.]+) us CPU each"),
         "x bare": re.compile(r"--processes (?:\d+): .*? ([0-9.]+) x the ceiling"),
+        "postgres us": re.compile(r"postgres ([0-9.]+) us (?:CPU each )?on this database's"),
     },
     "ingest": {"ratio": re.compile(r"round \d+: .*?ratio ([0-9]+\.[0-9]+)")},
     "record": {
