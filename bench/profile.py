@@ -130,12 +130,11 @@ def profile(args: argparse.Namespace, raw: Path) -> float | None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0 or not raw.exists():
         sys.exit(f"py-spy or the bench failed:\n{done.stdout}\n{done.stderr}")
-    measured = re.search(r"--processes 1: .*? (\d+(?:\.\d+)?) us CPU each", done.stdout)
-    for line in done.stdout.splitlines():
-        if line.strip().startswith("--processes 1:") and " us CPU each" in line:
-            print(line.strip())
-            break
-    return float(measured.group(1)) if measured else None
+    measured = re.search(r"--processes 1: .*? (\d+(?:\.\d+)?) us CPU each.*", done.stdout)
+    if measured is None:
+        return None
+    print(measured.group(0))  # the round's line: rate, CPU, PostgreSQL's share
+    return float(measured.group(1))
 
 
 def main() -> None:
