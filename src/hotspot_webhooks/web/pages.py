@@ -184,13 +184,21 @@ def _pretty_json(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+def _json_text(value: object) -> str:
+    """Jinja's ``tojson`` replaced: its answer is marked safe, and its double quotes then end
+    a double-quoted attribute (S6 of issue 25). Plain text here, escaped where it lands."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 environment = Environment(
     loader=FileSystemLoader(HERE / "templates"),
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
 )
-environment.filters.update(when=_when, ago=_ago, due=_due, pretty_json=_pretty_json)
+environment.filters.update(
+    when=_when, ago=_ago, due=_due, pretty_json=_pretty_json, tojson=_json_text
+)
 environment.globals.update(prefix=PREFIX, version=__version__, csrf_field=CSRF_FIELD)
 
 
