@@ -314,3 +314,31 @@ def test_no_template_marks_a_value_safe_or_turns_escaping_off() -> None:
         source = template.read_text()
         for opt_out in ("|safe", "| safe", "autoescape false", "Markup", "tojson"):
             assert opt_out not in source, f"{template.name} uses {opt_out}"
+
+
+# where the tests above render each template: a template added later is added here too
+RENDERED_BY = {
+    "base.html": "every page",
+    "_macros.html": "every page with a form",
+    "overview.html": "/ui/",
+    "sign_in.html": "/ui/sign-in?next=…&why=…",
+    "locations.html": "/ui/locations, and its form refused",
+    "webhooks.html": "/ui/webhooks, and its form refused",
+    "webhook.html": "/ui/webhooks/{id}",
+    "webhook_delete.html": "/ui/webhooks/{id}/delete",
+    "webhook_secret.html": "a webhook created, its key rotated",
+    "_test_result.html": "a test event sent with htmx",
+    "deliveries.html": "/ui/deliveries",
+    "_delivery_table.html": "/ui/deliveries, /ui/webhooks/{id}",
+    "_delivery_rows.html": "/ui/deliveries/rows",
+    "delivery.html": "/ui/deliveries/{id}, a test event sent without htmx",
+    "event_types.html": "/ui/event-types",
+    "tokens.html": "/ui/tokens, a token created",
+    "operators.html": "/ui/operators, an operator created",
+    "error.html": "a path that does not exist, a bad filter, a bad recover form",
+    "_error.html": "a bad filter asked for by htmx",
+}
+
+
+def test_every_template_is_rendered_with_hostile_values_above() -> None:
+    assert {t.name for t in TEMPLATES.glob("*.html")} == set(RENDERED_BY)
