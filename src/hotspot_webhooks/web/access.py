@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import Forbidden, TooManyRequests, Unauthorized
+from .once import Shown, spent
 from .pages import (
     PREFIX,
     Center,
@@ -113,24 +114,23 @@ async def sign_out(request: Request) -> Response:
 # tokens
 
 
+TOKEN = "token"
+
+
 async def tokens_page(request: Request) -> Response:
     current = await visit(request)
     tokens = await current.service.list_tokens(caller=current.caller)
-    return render(request, "tokens.html", tokens=tokens, created=None)
+    shown = current.take_once(TOKEN)
+    created = {"token": shown.values.get("token", "")} if shown else None
+    page = render(request, "tokens.html", tokens=tokens, created=created)
+    return spent(page, request) if shown else page
 
 
 async def create_token(request: Request) -> Response:
     current = await visit(request)
     await current.form()
     created = await current.service.create_own_token(caller=current.caller)
-    tokens = await current.service.list_tokens(caller=current.caller)
-    return _secret(render(request, "tokens.html", tokens=tokens, created=created))
-
-
-def _secret(response: Response) -> Response:
-    """A page showing a token once: not to be kept by the browser's cache."""
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return current.show_once(f"{PREFIX}/tokens", Shown(TOKEN, created.id, {"token": created.token}))
 
 
 async def revoke_token(request: Request) -> Response:
@@ -148,7 +148,16 @@ async def operators_page(request: Request) -> Response:
     current = await visit(request)
     current.require_admin()
     operators = await current.service.list_operators(caller=current.caller)
-    return render(request, "operators.html", operators=operators, created=None, error="")
+    shown = current.take_once(TOKEN)
+    page = render(
+        request,
+        "operators.html",
+        operators=operators,
+        created=shown.values.get("token", "") if shown else None,
+        created_for=shown.subject if shown else "",
+        error="",
+    )
+    return spent(page, request) if shown else page
 
 
 async def create_operator(request: Request) -> Response:
@@ -156,17 +165,8 @@ async def create_operator(request: Request) -> Response:
     current.require_admin()
     form = await current.form()
     created = await current.service.create_operator(text(form, "name"), caller=current.caller)
-    operators = await current.service.list_operators(caller=current.caller)
-    return _secret(
-        render(
-            request,
-            "operators.html",
-            operators=operators,
-            created=created.token,
-            created_for=created.name,
-            error="",
-        )
-    )
+    shown = Shown(TOKEN, created.name, {"token": created.token})
+    return current.show_once(f"{PREFIX}/operators", shown, f"Operator {created.name} created.")
 
 
 async def create_operator_token(request: Request) -> Response:
@@ -175,17 +175,8 @@ async def create_operator_token(request: Request) -> Response:
     await current.form()
     operator_id = request.path_params["operator_id"]
     created = await current.service.create_token(operator_id, caller=current.caller)
-    operators = await current.service.list_operators(caller=current.caller)
-    return _secret(
-        render(
-            request,
-            "operators.html",
-            operators=operators,
-            created=created.token,
-            created_for=operator_id,
-            error="",
-        )
-    )
+    shown = Shown(TOKEN, operator_id, {"token": created.token})
+    return current.show_once(f"{PREFIX}/operators", shown)
 
 
 async def set_operator_status(request: Request) -> Response:

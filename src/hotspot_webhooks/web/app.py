@@ -41,6 +41,7 @@ def control_center(settings: Settings, app_state: Any) -> ASGIApp:
         Route("/webhooks/{webhook_id}", webhooks.update_webhook, methods=post),
         Route("/webhooks/{webhook_id}/status", webhooks.set_webhook_status, methods=post),
         Route("/webhooks/{webhook_id}/rotate-key", webhooks.rotate_key, methods=post),
+        Route("/webhooks/{webhook_id}/key", webhooks.secret_page),
         Route("/webhooks/{webhook_id}/delete", webhooks.confirm_delete),
         Route("/webhooks/{webhook_id}/delete", webhooks.delete_webhook, methods=post),
         Route("/webhooks/{webhook_id}/test", webhooks.test_webhook, methods=post),

@@ -24,6 +24,7 @@ from ..config import Settings
 from ..errors import Forbidden, Unauthorized
 from ..keys import load_secret_keys
 from ..service import Caller, Service, key_file_for
+from .once import Once, Shown
 from .sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions, csrf_matches
 
 HERE = Path(__file__).parent
@@ -52,6 +53,7 @@ class Center:
     settings: Settings
     app_state: Any
     _sessions: Sessions | None = field(default=None, init=False)
+    _once: Once | None = field(default=None, init=False)
 
     @property
     def service(self) -> Service:
@@ -64,6 +66,13 @@ class Center:
             keys = load_secret_keys(self.settings.secret_key, key_file_for(self.settings))
             self._sessions = Sessions(keys)
         return self._sessions
+
+    @property
+    def once(self) -> Once:
+        if self._once is None:
+            keys = load_secret_keys(self.settings.secret_key, key_file_for(self.settings))
+            self._once = Once(keys)
+        return self._once
 
 
 def center_of(request: Request) -> Center:
@@ -96,6 +105,16 @@ class Visit:
 
     def require_admin(self) -> None:
         self.caller.require_admin()
+
+    def show_once(self, path: str, shown: Shown, notice: str | None = None) -> Response:
+        """After a form that made a secret: a redirect to the page that shows it, once."""
+        response = see_other(path, notice)
+        self.center.once.keep(response, self.request, self.session, shown)
+        return response
+
+    def take_once(self, *kinds: str) -> Shown | None:
+        """The secret a form left for this page (then ``spent`` on the answer), if any."""
+        return self.center.once.take(self.request, self.session, kinds)
 
 
 async def visit(request: Request) -> Visit:
@@ -184,13 +203,21 @@ def _pretty_json(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+def _json_text(value: object) -> str:
+    """Jinja's ``tojson`` replaced: its answer is marked safe, and its double quotes then end
+    a double-quoted attribute (S6 of issue 25). Plain text here, escaped where it lands."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 environment = Environment(
     loader=FileSystemLoader(HERE / "templates"),
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,
 )
-environment.filters.update(when=_when, ago=_ago, due=_due, pretty_json=_pretty_json)
+environment.filters.update(
+    when=_when, ago=_ago, due=_due, pretty_json=_pretty_json, tojson=_json_text
+)
 environment.globals.update(prefix=PREFIX, version=__version__, csrf_field=CSRF_FIELD)
 
 

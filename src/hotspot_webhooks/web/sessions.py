@@ -26,6 +26,7 @@ PATH = "/ui"
 LIFETIME_SECONDS = 12 * 3600  # then sign in again, even if the token still works
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+INFO = b"hotspot-webhooks control center sessions"  # what the cookie's key is derived for
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Sessions:
     """Seals sessions into cookie values and opens them again."""
 
     def __init__(self, secret_keys: list[str]) -> None:
-        self._fernet = MultiFernet([_fernet(key) for key in secret_keys])
+        self._fernet = MultiFernet([derived_fernet(key, INFO) for key in secret_keys])
 
     def seal(self, session: Session) -> str:
         text = json.dumps({"c": session.csrf, "t": session.token})
@@ -91,11 +92,9 @@ def csrf_matches(given: str | None, session: Session | None) -> bool:
     return hmac.compare_digest(given.encode(), session.csrf.encode())
 
 
-def _fernet(secret: str) -> Fernet:
-    derived = HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=None,
-        info=b"hotspot-webhooks control center sessions",
-    ).derive(secret.encode())
+def derived_fernet(secret: str, info: bytes) -> Fernet:
+    """A Fernet key of its own for one use (``info``), derived from ``SECRET_KEY``."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
+        secret.encode()
+    )
     return Fernet(base64.urlsafe_b64encode(derived))

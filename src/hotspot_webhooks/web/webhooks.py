@@ -14,6 +14,7 @@ from ..errors import InvalidInput
 from ..models import WebhookWithSecret
 from ..subscription import ANY
 from ..validation import invalid
+from .once import Shown, spent
 from .pages import PREFIX, Visit, render, see_other, text, texts, visit
 from .snippets import php_receiver, python_receiver
 
@@ -126,21 +127,49 @@ async def create_webhook(request: Request) -> Response:
         )
     except InvalidInput as exc:
         return await _webhooks(current, error=exc, values=values)
-    return _secret_page(request, created, "created")
+    return _to_secret_page(current, created, CREATED)
 
 
-def _secret_page(request: Request, webhook: WebhookWithSecret, what: str) -> Response:
-    """The only time the key is shown: with copy buttons and receivers that verify it."""
-    response = render(
+CREATED, ROTATED = "created", "rotated"
+
+
+def _to_secret_page(current: Visit, webhook: WebhookWithSecret, what: str) -> Response:
+    """After creating or rotating: to the key's page, the key riding along once (not in the
+    URL), so that reloading that page shows it no more and makes nothing again."""
+    secrets = {"api_key": webhook.api_key, "signing_secret": webhook.signing_secret}
+    return current.show_once(
+        f"{PREFIX}/webhooks/{webhook.id}/key", Shown(what, webhook.id, secrets)
+    )
+
+
+async def secret_page(request: Request) -> Response:
+    """The only time the key is shown: with copy buttons and receivers that verify it. Once
+    shown (or on a reload), the webhook's page says so instead."""
+    current = await visit(request)
+    webhook_id = request.path_params["webhook_id"]
+    webhook = await current.service.get_webhook(webhook_id, caller=current.caller)
+    shown = current.take_once(CREATED, ROTATED)
+    if shown is None or shown.subject != webhook.id:
+        return see_other(
+            f"{PREFIX}/webhooks/{webhook.id}",
+            "This webhook's key was shown once and cannot be shown again: if it was not "
+            "copied, rotate the key.",
+        )
+    api_key = shown.values.get("api_key", "")
+    with_secret = WebhookWithSecret(
+        **webhook.model_dump(),
+        api_key=api_key,
+        signing_secret=shown.values.get("signing_secret", ""),
+    )
+    page = render(
         request,
         "webhook_secret.html",
-        webhook=webhook,
-        what=what,
-        php=php_receiver(webhook.api_key),
-        python=python_receiver(webhook.api_key),
+        webhook=with_secret,
+        what=shown.kind,
+        php=php_receiver(api_key),
+        python=python_receiver(api_key),
     )
-    response.headers["Cache-Control"] = "no-store"  # a secret: not kept by the browser
-    return response
+    return spent(page, request)
 
 
 async def webhook_page(request: Request) -> Response:
@@ -216,7 +245,7 @@ async def rotate_key(request: Request) -> Response:
     rotated = await current.service.rotate_key(
         request.path_params["webhook_id"], caller=current.caller
     )
-    return _secret_page(request, rotated, "rotated")
+    return _to_secret_page(current, rotated, ROTATED)
 
 
 async def confirm_delete(request: Request) -> Response:
@@ -244,13 +273,15 @@ async def test_webhook(request: Request) -> Response:
         event_type=text(form, "event_type") or None,
         caller=current.caller,
     )
-    fragment = "HX-Request" in request.headers
-    return render(
-        request,
-        "_test_result.html" if fragment else "test_result.html",
-        delivery=delivery,
-        attempt=delivery.attempts[-1] if delivery.attempts else None,
-    )
+    attempt = delivery.attempts[-1] if delivery.attempts else None
+    if "HX-Request" in request.headers:  # in place: no page to reload
+        return render(request, "_test_result.html", delivery=delivery, attempt=attempt)
+    # a plain form (no script): to the delivery's page, which a reload does not send again
+    outcome = "delivered" if delivery.status == "succeeded" else "not delivered"
+    if attempt is not None:
+        answer = f"HTTP {attempt.status}" if attempt.status else (attempt.error or "no answer")
+        outcome += f" ({answer[:200]}, {attempt.duration_ms} ms)"
+    return see_other(f"{PREFIX}/deliveries/{delivery.id}", f"Test event {outcome}.")
 
 
 async def recover(request: Request) -> Response:
