@@ -7,6 +7,7 @@ what they show comes from ``Service`` alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -218,7 +219,21 @@ environment = Environment(
 environment.filters.update(
     when=_when, ago=_ago, due=_due, pretty_json=_pretty_json, tojson=_json_text
 )
-environment.globals.update(prefix=PREFIX, version=__version__, csrf_field=CSRF_FIELD)
+
+
+def _static_stamp() -> str:
+    """A digest of the static files: their URLs change whenever their contents do, so a
+    browser never keeps a cached script older than the pages it serves."""
+    digest = hashlib.sha256()
+    for path in sorted((HERE / "static").rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+environment.globals.update(
+    prefix=PREFIX, version=__version__, static_stamp=_static_stamp(), csrf_field=CSRF_FIELD
+)
 
 
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
