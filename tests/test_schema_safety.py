@@ -396,3 +396,17 @@ async def test_a_schema_nested_too_deep_is_refused_not_500(api: LiveAPI) -> None
     response = await register(api, deep)
 
     refused_at(response, "schema", "levels deep")
+
+
+async def test_patterns_are_re2_syntax_which_python_re_would_refuse(api: LiveAPI) -> None:
+    schema = with_property({"type": "string", "pattern": "^\\p{L}+$"})
+    assert (await register(api, schema, {"note": "Café"})).status_code == 201, schema
+    token = await api.operator_at("loc-1", name="acme")
+
+    accepted = await emit(api, token, {"note": "Ünïcode"})
+    refused = await emit(api, token, {"note": "digits 123"})
+    trailing_newline = await emit(api, token, {"note": "Café\n"})  # RE2's $ is the very end
+
+    assert accepted.status_code == 202, accepted.text
+    refused_at(refused, "data.note", "does not match")
+    refused_at(trailing_newline, "data.note", "does not match")

@@ -20,13 +20,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
 from . import catalog
 from .errors import Conflict, InvalidInput, field_error
-from .safe_schema import MAX_DEPTH, Refusal, depth_of, refusal, validator_for
+from .safe_schema import (
+    MAX_DEPTH,
+    Refusal,
+    check_schema,
+    depth_of,
+    refusal,
+    validator_for,
+)
 
 # lowercase words joined by dots, at least two (``session.start``, ``guest.checkout.done``)
 NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
@@ -125,7 +131,7 @@ def check_definition(
     if len(json.dumps(json_schema)) > MAX_SCHEMA_BYTES:
         raise _invalid("schema", f"larger than {MAX_SCHEMA_BYTES // 1024} KiB")
     try:
-        Draft202012Validator.check_schema(json_schema)
+        check_schema(json_schema)
     except RecursionError:
         raise _invalid("schema", "nested too deeply to check") from None
     except SchemaError as exc:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import re2  # type: ignore[import-untyped]  # google-re2: ships no types
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import extend
@@ -94,6 +94,13 @@ def depth_of(document: object) -> int:
     return deepest
 
 
+def check_schema(schema: Mapping[str, Any]) -> None:
+    """``SchemaError`` unless ``schema`` is a valid Draft 2020-12 schema. Its patterns are
+    left to ``refusal``, which judges them as RE2 (Python's ``re`` would refuse ``\\p{L}``,
+    which RE2 runs, and take ``(a)\\1``, which RE2 refuses)."""
+    Draft202012Validator.check_schema(schema, format_checker=_SCHEMA_FORMATS)
+
+
 def validator_for(schema: Mapping[str, Any]) -> Validator:
     """A validator of ``schema`` (which ``refusal`` passed) that never retrieves a thing and
     matches patterns with RE2."""
@@ -101,6 +108,10 @@ def validator_for(schema: Mapping[str, Any]) -> Validator:
 
 
 # RE2: linear-time patterns
+
+_SCHEMA_FORMATS = FormatChecker(formats=())
+_SCHEMA_FORMATS.checkers.update(Draft202012Validator.FORMAT_CHECKER.checkers)
+_SCHEMA_FORMATS.checks("regex")(lambda pattern: True)  # judged by pattern_problem, as RE2
 
 
 _OPTIONS = re2.Options()
@@ -254,7 +265,7 @@ class _Walk:
             raise _refused(where, f"{_quoted(ref)} points at a value that is not a schema")
         if isinstance(target, dict) and id(target) not in self.paths:
             try:  # outside the keywords, so the metaschema did not check it
-                Draft202012Validator.check_schema(target)
+                check_schema(target)
             except SchemaError as exc:
                 raise _refused(
                     where, f"{_quoted(ref)} points at something not a valid schema: {exc.message}"
