@@ -19,7 +19,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +29,7 @@ import pytest
 
 from hotspot_webhooks.custom_types import CustomEventType
 from hotspot_webhooks.service import Service
+from tests.conftest import run_cli
 from tests.live_api import LiveAPI
 from tests.shapes import error_of
 
@@ -124,9 +125,11 @@ def refused_at(response: Any, field: str, *said: str) -> dict[str, Any]:
 # S2: no remote or file reference is ever retrieved
 
 
+@pytest.mark.parametrize("guard", ["guard off", "guard on"])
 async def test_a_schema_naming_a_remote_ref_is_refused_and_nothing_is_fetched(
-    api: LiveAPI,
+    make_api: Callable[..., Any], guard: str
 ) -> None:
+    api: LiveAPI = await make_api(allow_private_targets=guard == "guard off")
     with CountingServer() as remote:
         in_sample = await register(api, with_property({"$ref": f"{remote.url}/note.json"}),
                                    {"note": "hello"})  # fmt: skip
@@ -141,6 +144,23 @@ async def test_a_schema_naming_a_remote_ref_is_refused_and_nothing_is_fetched(
     assert remote_hits == 0
     listed = (await api.ok("GET", "/v1/event-types"))["data"]
     assert NAME not in [t["name"] for t in listed]
+
+
+@pytest.mark.sqlite_only
+def test_the_cli_refuses_a_remote_ref_and_fetches_nothing(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'hooks.db'}"
+    assert run_cli("migrate", db=db).returncode == 0
+    with CountingServer() as remote:
+        schema = with_property({"$ref": f"{remote.url}/note.json"})
+        created = run_cli(
+            "event-types", "create", NAME, "--description", "A note.",
+            "--schema", json.dumps(schema), "--sample", '{"note": "x"}', db=db,
+        )  # fmt: skip
+        remote_hits = remote.hits
+
+    assert created.returncode == 1, created.stdout + created.stderr
+    assert "schema.properties.note.$ref" in created.stderr, created.stderr
+    assert remote_hits == 0
 
 
 async def test_a_schema_naming_a_file_ref_is_refused(api: LiveAPI, tmp_path: Path) -> None:
