@@ -430,3 +430,37 @@ async def test_patterns_are_re2_syntax_which_python_re_would_refuse(api: LiveAPI
     assert accepted.status_code == 202, accepted.text
     refused_at(refused, "data.note", "does not match")
     refused_at(trailing_newline, "data.note", "does not match")
+
+
+# beyond S3: other keywords that made one payload stall the process
+
+
+async def test_unique_items_of_thousands_of_objects_is_checked_promptly(api: LiveAPI) -> None:
+    schema = with_property({"type": "array", "uniqueItems": True})
+    assert (await register(api, schema, {"note": [{"k": 1}, {"k": 2}]})).status_code == 201
+    token = await api.operator_at("loc-1", name="acme")
+    distinct = [{"k": i} for i in range(5000)]
+
+    started = time.monotonic()
+    accepted = await emit(api, token, {"note": distinct})
+    repeated = await emit(api, token, {"note": [*distinct, {"k": 4999.0}]})
+    took = time.monotonic() - started
+
+    assert took < 5, f"the two emits took {took:.1f} s"
+    assert accepted.status_code == 202, accepted.text
+    refused_at(repeated, "data.note", "non-unique")
+
+
+async def test_a_payload_wrong_in_thousands_of_places_is_refused_promptly(api: LiveAPI) -> None:
+    schema = with_property({"type": "array", "items": {"enum": list(range(500))}})
+    assert (await register(api, schema, {"note": [1]})).status_code == 201
+    token = await api.operator_at("loc-1", name="acme")
+
+    started = time.monotonic()
+    response = await emit(api, token, {"note": list(range(1000, 21_000))})
+    took = time.monotonic() - started
+
+    assert took < 5, f"the emit took {took:.1f} s"
+    error = error_of(response, 422)
+    assert len(error["details"]) == 10, error
+    assert "more at least" in error["message"], error["message"]

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any, cast
 
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -43,6 +44,7 @@ MAX_SCHEMA_BYTES = 64 * 1024
 # the field names its errors give)
 REGISTERED_TAG = "registered event type"
 MAX_ERRORS = 10  # reported at once; the rest are summed up
+MAX_FOUND = 100  # looked for at most: each costs a message quoting the value and the schema
 MAX_MESSAGE = 200
 _NAME = re.compile(NAME_PATTERN)
 
@@ -78,6 +80,8 @@ class CustomEventType:
             field_error(_field_of(field, error), _problem(error)) for error in errors[:MAX_ERRORS]
         ]
         more = f" (and {len(errors) - MAX_ERRORS} more)" if len(errors) > MAX_ERRORS else ""
+        if len(errors) >= MAX_FOUND:
+            more = f" (and {MAX_FOUND - MAX_ERRORS} more at least)"
         listed = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         raise InvalidInput(f"invalid {self.name} payload: {listed}{more}", details=problems)
 
@@ -94,7 +98,7 @@ class CustomEventType:
                 "the admin removes the type and registers it again with that fixed",
             )
         try:
-            return list(self._validator.iter_errors(cast(Any, data)))
+            return list(islice(self._validator.iter_errors(cast(Any, data)), MAX_FOUND))
         except RecursionError:
             raise _invalid(
                 field, f"nested too deeply to check against the schema of {self.name!r}"
