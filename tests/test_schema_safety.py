@@ -194,8 +194,21 @@ async def test_a_ref_to_a_port_that_never_answers_is_refused_at_once(api: LiveAP
         {"$ref": "#", "type": "object"},
         with_property({"$dynamicRef": "#nothing"}),
         with_property({"type": "string", "pattern": "^(a)\\1$"}),
+        # never valid, but nothing stopped a hand-made row
+        {"type": "object", "$id": 5},
+        with_property({"$ref": "#/items/0"}, items=[1]),
+        {"type": "object", "properties": 5},
     ],
-    ids=["remote", "bad-pointer", "recursive", "missing-dynamic-anchor", "backreference"],
+    ids=[
+        "remote",
+        "bad-pointer",
+        "recursive",
+        "missing-dynamic-anchor",
+        "backreference",
+        "id-not-text",
+        "pointer-through-a-list",
+        "properties-not-an-object",
+    ],
 )
 async def test_a_type_stored_by_an_older_version_never_fetches_nor_fails_at_emit(
     api: LiveAPI, schema: dict[str, Any]

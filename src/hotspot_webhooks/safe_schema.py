@@ -74,11 +74,17 @@ class RefusedSchema(Exception):
 
 
 def refusal(schema: Mapping[str, Any], root: str = "schema") -> Refusal | None:
-    """Why ``schema`` (a valid Draft 2020-12 schema) cannot be used safely, or None."""
+    """Why ``schema`` (a valid Draft 2020-12 schema) cannot be used safely, or None.
+
+    It never raises: a schema stored by an older version without the metaschema's check,
+    which ``referencing`` trips over, is refused too (checking it again here would cost a
+    large schema half a second each time the types are read)."""
     try:
         _Walk(schema, root).run()
     except RefusedSchema as refused:
         return refused.refusal
+    except Exception as exc:  # malformed beyond what the walk guards against
+        return Refusal(root, _cut(f"cannot be checked ({type(exc).__name__}: {exc})"))
     return None
 
 
@@ -228,6 +234,8 @@ class _Walk:
     dynamic_anchors: dict[str, list[int]] = field(default_factory=dict)
 
     def run(self) -> None:
+        if not isinstance(self.schema.get("$id", ""), str):
+            raise _refused(f"{self.root}.$id", "must be a string")
         resource = DRAFT202012.create_resource(dict(self.schema))
         located = _locate(resource.contents, self.root)
         self._walk(resource.contents, self.root, Registry().resolver_with_root(resource))
@@ -253,6 +261,8 @@ class _Walk:
             if not isinstance(node, dict) or id(node) in self.paths:
                 continue
             self.paths[id(node)] = path
+            if not isinstance(node.get("$id", ""), str):
+                raise _refused(f"{path}.$id", "must be a string")
             if node is not top and "$id" in node:
                 resolver = resolver.in_subresource(DRAFT202012.create_resource(node))
             self._check_patterns(node, path)
@@ -299,6 +309,8 @@ class _Walk:
             ) from None
         except ValueError as exc:  # a malformed URI
             raise _refused(where, f"{_quoted(ref)} is not a valid reference: {exc}") from None
+        except (AttributeError, TypeError, LookupError) as exc:  # through a malformed schema
+            raise _refused(where, f"{_quoted(ref)} cannot be followed: {exc}") from None
         target = resolved.contents
         if not isinstance(target, dict | bool):
             raise _refused(where, f"{_quoted(ref)} points at a value that is not a schema")
