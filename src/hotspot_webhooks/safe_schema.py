@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import re2  # type: ignore[import-untyped]  # google-re2: ships no types
 from jsonschema import Draft202012Validator, FormatChecker
@@ -27,7 +27,6 @@ from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import extend
 from referencing import Registry
-from referencing._core import Resolver  # the type of resolver_with_root; not exported
 from referencing.exceptions import (
     InvalidAnchor,
     NoSuchAnchor,
@@ -35,6 +34,9 @@ from referencing.exceptions import (
     Unresolvable,
 )
 from referencing.jsonschema import DRAFT202012
+
+if TYPE_CHECKING:
+    from referencing._core import Resolver  # what resolver_with_root gives; not exported
 
 MAX_DEPTH = 64  # JSON levels: a metaschema check of a schema nested ~200 deep overflows
 MAX_REASON = 300
@@ -141,8 +143,8 @@ def pattern_problem(pattern: object) -> str | None:
         said = exc.args[0] if exc.args else ""
         said = said.decode(errors="replace") if isinstance(said, bytes) else str(said)
         return _cut(
-            f"{pattern!r} is not RE2 syntax ({said}); patterns run on RE2, which has no "
-            "backreferences and no lookaround"
+            f"RE2 cannot compile {_quoted(pattern)} ({said}); patterns must be RE2 syntax, "
+            "which has no backreferences and no lookaround"
         )
     return None
 
