@@ -53,6 +53,11 @@ M = TypeVar("M", bound=BaseModel)
 
 #: Long enough for a test send to a slow receiver (the server's own timeout is 15 s by default).
 REQUEST_TIMEOUT = 60.0
+#: The most of one answer the client reads. Ours are far smaller (a page holds at most 1,000
+#: items); a larger one is not from a hotspot-webhooks server, and read whole it would take
+#: the memory of many times its size.
+MAX_ANSWER_BYTES = 32 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
 
 _ERRORS: dict[int, type[HotspotWebhooksError]] = {
     400: MalformedJSON,
@@ -113,7 +118,7 @@ class RemoteService:
             async with self._session.request(
                 method, url, json=body, params=query, allow_redirects=False
             ) as response:
-                text = await response.text()
+                content = await self._read(response, url)
                 status = response.status
         except aiohttp.ClientConnectorError as exc:
             reason = _connect_failure(exc)
@@ -130,12 +135,28 @@ class RemoteService:
         if status == 204:
             return None
         try:
-            answer = json.loads(text) if text else None
-        except ValueError:
+            answer = json.loads(content) if content else None
+        except ValueError:  # not JSON, or not UTF-8
             answer = None
         if 200 <= status < 300 and answer is not None:
             return answer
         raise _error(status, answer, url)
+
+    @staticmethod
+    async def _read(response: aiohttp.ClientResponse, url: str) -> bytes:
+        """The answer's body, read up to ``MAX_ANSWER_BYTES``: a larger one (as declared, or
+        as it arrives) is refused, without reading the rest."""
+        declared = response.content_length
+        if declared is not None and declared > MAX_ANSWER_BYTES:
+            raise _too_large(url)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(_READ_CHUNK):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise _too_large(url)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def _model(self, kind: type[M], method: str, path: str, **kwargs: Any) -> M:
         return kind.model_validate(await self._call(method, path, **kwargs))
@@ -338,6 +359,13 @@ class RemoteService:
 def _present(body: Mapping[str, object]) -> dict[str, object]:
     """A request body without the fields not given (the API tells absent from null)."""
     return {key: value for key, value in body.items() if value is not None}
+
+
+def _too_large(url: str) -> ServerUnreachable:
+    return ServerUnreachable(
+        f"the answer of {url} is larger than {MAX_ANSWER_BYTES // 2**20} MiB: "
+        "is HOTSPOT_WEBHOOKS_URL the address of a hotspot-webhooks server?"
+    )
 
 
 def _error(status: int, answer: object, url: str) -> HotspotWebhooksError:

@@ -7,7 +7,6 @@ correctly signed delivery and 401 otherwise, so it doubles as a reference for re
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
 from aiohttp import web
@@ -16,6 +15,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 
 from .receiver import InvalidSignature, parse
+from .terminal import json_text, line
 
 MAX_BODY = 1024 * 1024
 
@@ -33,24 +33,28 @@ def make_app(
             event = parse(request.headers, body, api_key)
         except InvalidSignature as exc:
             sender = request.headers.get("X-Hotspotsystem-Delivery", "")
+            # every value as text: a header or a path holding markup or control characters
+            # is shown, never obeyed (nor a crash answered 500)
+            rejected = f"✗ rejected {request.method} {request.path}"
             console.print(
-                f"[red]✗ rejected {request.method} {request.path}"
-                f"{f' ({sender})' if sender else ''}: {exc}[/red] — answered 401, so it will "
-                "be retried. Each webhook signs with its own API key: was this listener "
-                "started with the key of the webhook that sent it?",
-                highlight=False,
+                line(
+                    (f"{rejected}{f' ({sender})' if sender else ''}: {exc}", "red"),
+                    " — answered 401, so it will be retried. Each webhook signs with its own "
+                    "API key: was this listener started with the key of the webhook that "
+                    "sent it?",
+                ),
                 soft_wrap=True,
             )
             return web.json_response({"ok": False, "error": str(exc)}, status=401)
-        title = (
-            f"[green]✓ verified[/green] {event.type} · location {event.location_id} · "
-            f"attempt {event.attempt}"
+        title = line(
+            ("✓ verified", "green"),
+            f" {event.type} · location {event.location_id} · attempt {event.attempt}",
         )
-        pretty = json.dumps(event.data, indent=2, ensure_ascii=False)
         panel = Panel(
-            Syntax(pretty, "json", word_wrap=True),
+            Syntax(json_text(event.data), "json", word_wrap=True),
             title=title,
-            subtitle=event.delivery_id,  # below, where a long id is not cut by the title
+            # below, where a long id is not cut by the title
+            subtitle=None if event.delivery_id is None else line(event.delivery_id),
             expand=False,
         )
         console.print(panel)
@@ -69,8 +73,10 @@ async def serve(host: str, port: int, api_key: str, console: Console, respond: i
     site = web.TCPSite(runner, host, port)
     await site.start()
     console.print(
-        f"listening on http://{host}:{port}/ — deliveries signed with this API key are verified "
-        f"and answered {respond}; Ctrl-C to stop"
+        line(
+            f"listening on http://{host}:{port}/ — deliveries signed with this API key are "
+            f"verified and answered {respond}; Ctrl-C to stop"
+        )
     )
     try:
         await asyncio.Event().wait()

@@ -12,16 +12,17 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from ..config import Settings, parse_duration
 from ..errors import HotspotWebhooksError
 from ..service import Service
 from ..store.records import Purged
+from ..terminal import PlainConsole, line, plain
 
 T = TypeVar("T")
-out = Console()
-err = Console(stderr=True)
+# every value is printed as text: no markup, control characters escaped (``terminal``)
+out = PlainConsole()
+err = PlainConsole(stderr=True)
 
 Db = Annotated[
     str | None,
@@ -50,7 +51,7 @@ def confirm_deletion(what: str, yes: bool) -> None:
         return
     if not sys.stdin.isatty():
         fail(f"deleting {what} cannot be undone: add --yes to confirm", 2)
-    if not typer.confirm(f"Delete {what}? This cannot be undone.", default=False):
+    if not typer.confirm(f"Delete {plain(what)}? This cannot be undone.", default=False):
         fail("nothing deleted", 1)
 
 
@@ -108,7 +109,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err.print(line(("error:", "red"), " ", message), soft_wrap=True)
     raise typer.Exit(code)
 
 

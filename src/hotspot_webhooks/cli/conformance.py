@@ -3,7 +3,6 @@ advice for each failure, or as JSON for CI."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -12,6 +11,7 @@ from rich.table import Table
 from ..conformance import BURST_CONCURRENCY, MAX_BURST, Check, Level, Report
 from ..conformance import check_endpoint as run_checks
 from ..errors import InvalidInput
+from ..terminal import json_text, line
 from .common import Json, err, fail, out, run, settings
 
 
@@ -78,13 +78,15 @@ def check_endpoint(
     report = run(work)
     if report.unreachable:
         err.print(
-            f"[red]error:[/red] the receiver did not answer the first request: "
-            f"{report.unreachable}",
-            highlight=False,
+            line(
+                ("error:", "red"),
+                " the receiver did not answer the first request: ",
+                report.unreachable,
+            ),
             soft_wrap=True,
         )
     if as_json:
-        print(json.dumps(report.as_json(), indent=2, ensure_ascii=False))
+        print(json_text(report.as_json()))
     else:
         _show(report)
     if not report.passed:
@@ -92,45 +94,56 @@ def check_endpoint(
 
 
 _RESULTS = {
-    (True, Level.MUST): "[green]pass[/green]",
-    (True, Level.SHOULD): "[green]pass[/green]",
-    (False, Level.MUST): "[bold red]FAIL[/bold red]",
-    (False, Level.SHOULD): "[yellow]warn[/yellow]",
-    (None, Level.MUST): "[dim]skipped[/dim]",
-    (None, Level.SHOULD): "[dim]skipped[/dim]",
+    (True, Level.MUST): ("pass", "green"),
+    (True, Level.SHOULD): ("pass", "green"),
+    (False, Level.MUST): ("FAIL", "bold red"),
+    (False, Level.SHOULD): ("warn", "yellow"),
+    (None, Level.MUST): ("skipped", "dim"),
+    (None, Level.SHOULD): ("skipped", "dim"),
 }
 
 
 def _show(report: Report) -> None:
-    table = Table(title=f"check-endpoint {report.url}", title_justify="left")
+    table = Table(title=line("check-endpoint ", report.url), title_justify="left")
     table.add_column("check", no_wrap=True)
     table.add_column("must/should", no_wrap=True)
     table.add_column("result", no_wrap=True)
     table.add_column("detail", overflow="fold")
     for check in report.checks:
         table.add_row(
-            check.name, str(check.level), _RESULTS[check.passed, check.level], _detail(check)
+            line(check.name),
+            line(str(check.level)),
+            line(_RESULTS[check.passed, check.level]),
+            line(_detail(check)),
         )
     out.print(table)
     failures = [c for c in report.checks if c.passed is False and c.advice]
     if failures:
-        out.print("\n[bold]Advice[/bold]")
+        out.print()
+        out.print(line(("Advice", "bold")))
         for check in failures:
-            marker = "[red]must[/red]" if check.level is Level.MUST else "[yellow]should[/yellow]"
-            out.print(f"- {marker} {check.name}: {check.advice}", highlight=False, soft_wrap=True)
+            marker = ("must", "red") if check.level is Level.MUST else ("should", "yellow")
+            out.print(line("- ", marker, f" {check.name}: {check.advice}"), soft_wrap=True)
     if report.forgery_accepted:
+        out.print()
         out.print(
-            "\n[bold red]This receiver accepts forged deliveries: anyone who knows its URL can "
-            "send it events it will take for ours.[/bold red]"
+            line(
+                (
+                    "This receiver accepts forged deliveries: anyone who knows its URL can "
+                    "send it events it will take for ours.",
+                    "bold red",
+                )
+            )
         )
     must, should = len(report.failed(Level.MUST)), len(report.failed(Level.SHOULD))
-    verdict = (
-        "[green]conforms[/green]" if report.passed else "[bold red]does not conform[/bold red]"
-    )
+    verdict = ("conforms", "green") if report.passed else ("does not conform", "bold red")
+    out.print()
     out.print(
-        f"\n{verdict}: {must} must failed, {should} warning(s), "
-        f"{sum(c.passed is True for c in report.checks)} of {len(report.checks)} passed",
-        highlight=False,
+        line(
+            verdict,
+            f": {must} must failed, {should} warning(s), "
+            f"{sum(c.passed is True for c in report.checks)} of {len(report.checks)} passed",
+        )
     )
 
 

@@ -10,6 +10,7 @@ import typer
 
 from .. import backup as backups
 from ..config import parse_duration
+from ..terminal import line
 from .common import Db, Json, err, run, settings, with_service
 from .output import show
 
@@ -58,17 +59,25 @@ def backup(
     show(backups.describe(made), as_json)
     if made.secret_key == "environment":
         err.print(
-            "[yellow]The secret key is NOT in the archive: it comes from "
-            "HOTSPOT_WEBHOOKS_SECRET_KEY. Keep it separately, with the archive's backups: "
-            "without it every API key is lost.",
-            highlight=False,
+            line(
+                (
+                    "The secret key is NOT in the archive: it comes from "
+                    "HOTSPOT_WEBHOOKS_SECRET_KEY. Keep it separately, with the archive's backups: "
+                    "without it every API key is lost.",
+                    "yellow",
+                )
+            ),
             soft_wrap=True,
         )
     elif made.secret_key == "missing":
         err.print(
-            "[yellow]No secret key was found (no HOTSPOT_WEBHOOKS_SECRET_KEY, no key file): "
-            "the API keys in this archive cannot be decrypted without it.",
-            highlight=False,
+            line(
+                (
+                    "No secret key was found (no HOTSPOT_WEBHOOKS_SECRET_KEY, no key file): "
+                    "the API keys in this archive cannot be decrypted without it.",
+                    "yellow",
+                )
+            ),
             soft_wrap=True,
         )
 
@@ -93,4 +102,4 @@ def restore(
         shown.pop("warning")  # printed below, where it stands out
     show(shown, as_json)
     if restored.warning:
-        err.print(f"[yellow]warning:[/yellow] {restored.warning}", highlight=False, soft_wrap=True)
+        err.print(line(("warning:", "yellow"), " ", restored.warning), soft_wrap=True)

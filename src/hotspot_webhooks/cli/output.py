@@ -3,15 +3,16 @@ its attempts; with ``--json``, the REST API's shapes."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ..models import DeliveryWithAttempts, Page
+from ..terminal import PlainConsole, json_text, line, plain
 from .common import err, out
 
 
@@ -31,20 +32,18 @@ def show(
         data = [v.model_dump(mode="json") for v in value]
     if as_json:
         shaped = {"data": data, "next_cursor": None} if isinstance(data, list) else data
-        print(json.dumps(shaped, indent=2, ensure_ascii=False))
+        print(json_text(shaped))
         return
     if isinstance(data, dict):
         width = max(map(len, data), default=0)
         for key, item in data.items():
             if isinstance(item, (dict, list)):
-                item = json.dumps(item, indent=2, ensure_ascii=False)
-            out.print(
-                f"[bold]{key:<{width}}[/bold]  {'-' if item is None else item}",
-                highlight=False,
-                soft_wrap=True,
-            )
+                shown: Text | object = Text(json_text(item))  # its lines, every value escaped
+            else:
+                shown = "-" if item is None else item
+            out.print(line((f"{key:<{width}}", "bold"), "  ", shown), soft_wrap=True)
         return
-    table = Table(title=title, show_lines=False)
+    table = Table(title=None if title is None else line(title), show_lines=False)
     for column in columns:
         if _is_id(column):
             # an id is for copying: never cut or wrapped, whatever the terminal's width
@@ -53,7 +52,7 @@ def show(
         else:
             table.add_column(column, overflow="fold")
     for row in data:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+        table.add_row(*(line(_cell(row.get(c))) for c in columns))
     _table_console().print(table)
     if not data:
         out.print("(none)")
@@ -68,19 +67,22 @@ def _table_console() -> Console:
     reads holds every value whole (a pipe has no width, and Rich would assume 80 columns)."""
     if out.is_terminal:
         return out
-    return Console(width=10_000, no_color=True, highlight=False)
+    return PlainConsole(width=10_000, no_color=True, highlight=False)
 
 
 def _cell(value: Any) -> str:
+    """A table cell's text, as shown (control characters escaped)."""
     if value is None:
         return "-"
     if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
+        return plain(", ".join(map(str, value)))
+    return plain(value)
 
 
 def shown_once(secret: str, stored: str) -> None:
-    err.print(f"[yellow]Keep the {secret} now: it is stored {stored} and cannot be shown again.")
+    err.print(
+        line((f"Keep the {secret} now: it is stored {stored} and cannot be shown again.", "yellow"))
+    )
 
 
 def show_page(page: Page[Any], as_json: bool, columns: Sequence[str]) -> None:
@@ -90,7 +92,7 @@ def show_page(page: Page[Any], as_json: bool, columns: Sequence[str]) -> None:
         return
     show(page.data, False, columns)
     if page.next_cursor:
-        out.print(f"more: --cursor {page.next_cursor}", highlight=False)
+        out.print(line("more: --cursor ", page.next_cursor))
 
 
 def show_delivery(found: DeliveryWithAttempts, as_json: bool) -> None:
@@ -100,16 +102,17 @@ def show_delivery(found: DeliveryWithAttempts, as_json: bool) -> None:
     show(found.model_dump(mode="json", exclude={"attempts"}), False)
     for attempt in found.attempts:
         when = attempt.started_at.strftime("%Y-%m-%d %H:%M:%S")
-        line = (
-            f"\n[bold]attempt {attempt.number}[/bold] at {when} UTC · "
-            f"{attempt.duration_ms} ms · status {attempt.status or '-'}"
+        heading = line(
+            (f"attempt {attempt.number}", "bold"),
+            f" at {when} UTC · {attempt.duration_ms} ms · status {attempt.status or '-'}",
         )
         if attempt.error:
-            line += f" · [red]{attempt.error}[/red]"
-        out.print(line, highlight=False)
+            heading.append_text(line(" · ", (attempt.error, "red")))
+        out.print()
+        out.print(heading, soft_wrap=True)
         if attempt.request_headers:
-            out.print("  request headers:", highlight=False)
+            out.print("  request headers:")
             for name, value in attempt.request_headers.items():
-                out.print(f"    {name}: {value}", highlight=False, soft_wrap=True)
+                out.print(line(f"    {name}: ", value), soft_wrap=True)
         if attempt.response_excerpt:
-            out.print(f"  response: {attempt.response_excerpt[:200]!r}", highlight=False)
+            out.print(line(f"  response: {attempt.response_excerpt[:200]!r}"))

@@ -22,6 +22,7 @@ from ..keys import write_private_file
 from ..service import Service, admin_token_file_for
 from ..store.database import display_url, parse_database_url
 from ..supervisor import Supervisor
+from ..terminal import line
 from .common import (
     Db,
     Host,
@@ -51,13 +52,14 @@ def configure_logging(config: Settings) -> None:
     logs.configure(config.log_format)
 
 
-def announce(config: Settings, markup: str) -> None:
-    """A line for the person who started the process; with JSON logs, a log line like the
-    rest (a collector reads stderr as JSON lines, and a line of anything else breaks it)."""
+def announce(config: Settings, text: Text) -> None:
+    """A line for the person who started the process (``terminal.line``); with JSON logs, a
+    log line like the rest (a collector reads stderr as JSON lines, and a line of anything
+    else breaks it)."""
     if config.log_format == "json":
-        log.info("%s", Text.from_markup(markup).plain)
+        log.info("%s", text.plain)
     else:
-        err.print(markup, highlight=False, soft_wrap=True)
+        err.print(text, soft_wrap=True)
 
 
 MetricsPort = Annotated[
@@ -243,9 +245,11 @@ def serve(
     if dev:
         announce(
             config,
-            "[yellow]development mode:[/yellow] receivers on loopback/private addresses "
-            f"are allowed; new events are sent at once, and a pass runs every "
-            f"{config.interval:g} s",
+            line(
+                ("development mode:", "yellow"),
+                " receivers on loopback/private addresses are allowed; new events are sent "
+                f"at once, and a pass runs every {config.interval:g} s",
+            ),
         )
     serve_http(config, dispatch=True)
 
@@ -274,8 +278,11 @@ def api(
         configure_logging(config)
         announce(
             config,
-            "[yellow]development mode:[/yellow] receivers on loopback/private addresses "
-            "are allowed; new events are announced to workers at once",
+            line(
+                ("development mode:", "yellow"),
+                " receivers on loopback/private addresses are allowed; new events are "
+                "announced to workers at once",
+            ),
         )
     serve_http(config, dispatch=False)
 
@@ -286,10 +293,11 @@ def hand_over_admin_token(token: str, config: Settings) -> None:
     a private file instead and only that file's path is logged. It is stored only hashed."""
     again = "`hotspot-webhooks tokens create --admin` makes another"
     if sys.stdout.isatty():
+        out.print(line(("admin token:", "bold"), " ", token), soft_wrap=True)
         out.print(
-            f"[bold]admin token:[/bold] {token}\n[yellow]Keep it now: it is stored "
-            f"hashed and cannot be shown again ({again}).[/yellow]",
-            highlight=False,
+            line(
+                (f"Keep it now: it is stored hashed and cannot be shown again ({again}).", "yellow")
+            ),
             soft_wrap=True,
         )
         return
@@ -318,9 +326,11 @@ def serve_http(config: Settings, *, dispatch: bool) -> None:
         hand_over_admin_token(admin_token, config)
     announce(
         config,
-        f"hotspot-webhooks {__version__} on http://{config.host}:{config.port} "
-        f"(database {display_url(config.database_url)}; control center at "
-        f"http://{config.host}:{config.port}/ui/, API docs at /docs)",
+        line(
+            f"hotspot-webhooks {__version__} on http://{config.host}:{config.port} "
+            f"(database {display_url(config.database_url)}; control center at "
+            f"http://{config.host}:{config.port}/ui/, API docs at /docs)"
+        ),
     )
     app = create_app(config, dispatch=dispatch, migrate=False)
     server = uvicorn.Server(server_config(app, host=config.host, port=config.port))

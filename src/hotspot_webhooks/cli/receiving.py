@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ..terminal import line
 from .common import (
     fail,
     out,
@@ -54,6 +55,6 @@ def verify(
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror}")
     if verify_signature(body, signature, api_key):
-        out.print("[green]valid signature[/green]")
+        out.print(line(("valid signature", "green")))
     else:
         fail("signature does not match this body and API key")

@@ -30,6 +30,7 @@ from ..ids import new_id
 from ..models import EmitResult
 from ..service import EmitRequest, Service
 from ..store.database import display_url
+from ..terminal import line
 from ..traffic import DEFAULT_WEIGHTS, SimulatedEvent, Traffic, weights_for
 from .backend import Backend
 from .common import Db, Json, err, fail, out, run, settings
@@ -489,12 +490,12 @@ async def _run(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    table = Table(title=f"simulate → {summary['target']}", show_lines=False)
+    table = Table(title=line("simulate → ", summary["target"]), show_lines=False)
     table.add_column("event type")
     table.add_column("events", justify="right")
     for name, count in summary["by_type"].items():
-        table.add_row(name, f"{count:,}")
-    table.add_row("[bold]total[/bold]", f"[bold]{summary['events']:,}[/bold]")
+        table.add_row(line(name), line(f"{count:,}"))
+    table.add_row(line(("total", "bold")), line((f"{summary['events']:,}", "bold")))
     out.print(table)
     rate, latency = summary["rate"], summary["latency_ms"]
     lines = [
@@ -507,13 +508,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"locations           {', '.join(summary['locations'])}",
         f"event ids           {summary['run']}-*",
     ]
-    for line in lines:
-        out.print(line, highlight=False)
+    for text in lines:
+        out.print(line(text))
     if summary["interrupted"]:
-        out.print("[yellow]interrupted: stopped before the end[/yellow]")
+        out.print(line(("interrupted: stopped before the end", "yellow")))
     if summary["failed_events"]:
-        out.print(f"[red]{summary['failed_events']:,} events refused:[/red]")
+        out.print(line((f"{summary['failed_events']:,} events refused:", "red")))
         for error in summary["errors"]:
-            out.print(f"  [red]{error['requests']:,}×[/red] {error['message']}", highlight=False)
+            out.print(line("  ", (f"{error['requests']:,}×", "red"), " ", error["message"]))
     else:
-        out.print("[green]no errors[/green]")
+        out.print(line(("no errors", "green")))
