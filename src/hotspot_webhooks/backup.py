@@ -10,7 +10,8 @@ environment is kept, and the result says so.
 
 Archives are written atomically (a private temporary file, then a rename) and are private
 (0600): they hold guests' personal data. Restoring never overwrites an existing database
-unless asked, and refuses an archive whose schema is newer than this program knows.
+unless asked, and refuses an archive whose schema is newer than this program knows. What it
+reads into memory is bounded (``archive_bounds``): only the database is streamed, to a file.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
+from . import archive_bounds
 from ._version import __version__
 from .config import Settings
 from .errors import HotspotWebhooksError
@@ -54,6 +56,8 @@ SQLITE_DATABASE = "database.sqlite3"
 POSTGRES_DATABASE = "database.pgdump"
 SECRET_KEY = "secret-key"
 RECIPE = "docs/backup.md, 'PostgreSQL by hand'"
+# every member but the database is read whole: its size bound (docs/backup.md)
+BOUNDS = {MANIFEST: archive_bounds.MiB, SECRET_KEY: 64 << 10}
 
 Backend = Literal["sqlite", "postgresql"]
 # where the key that decrypts the API keys is: in the archive, in the environment, or nowhere
@@ -375,13 +379,18 @@ def _opened_archive(archive: Path) -> Iterator[tarfile.TarFile]:
     if archive.is_dir():
         raise BackupError(f"{archive} is a directory, not a backup archive")
     try:
-        tar = tarfile.open(archive, "r:gz")  # noqa: SIM115 (closed below, after the yield)
+        tar = archive_bounds.open_gz(str(archive))  # closed below, after the yield
+    except archive_bounds.OverBound as exc:
+        raise BackupError(f"{archive} is refused: {exc}") from None
     except _DAMAGE:
         raise BackupError(
             f"{archive} is not a hotspot-webhooks backup (not a tar.gz archive)"
         ) from None
     try:
+        archive_bounds.list_members(tar)
         yield tar
+    except archive_bounds.OverBound as exc:
+        raise BackupError(f"{archive} is refused: {exc}") from None
     except _DAMAGE as exc:
         if isinstance(exc, OSError) and exc.filename:  # ours, not the archive's
             raise BackupError(f"{exc.filename}: {exc.strerror or exc}") from None
@@ -400,7 +409,7 @@ def _read_manifest(tar: tarfile.TarFile, archive: Path) -> Manifest:
     data = tar.extractfile(member) if member.isfile() else None
     if data is None:
         raise BackupError(f"{archive} has no valid manifest ({MANIFEST} is not a file)")
-    return Manifest.from_json(data.read(), archive)
+    return Manifest.from_json(archive_bounds.read_whole(data, member, BOUNDS[MANIFEST]), archive)
 
 
 def _check_revision(manifest: Manifest, archive: Path) -> None:
@@ -429,6 +438,11 @@ def _extract(
     data = tar.extractfile(member) if member.isfile() else None
     if data is None:
         raise BackupError(f"{archive} is damaged: {name} is not a file")
+    if name != manifest.database and member.size > BOUNDS[name]:  # the database alone streams
+        raise BackupError(
+            f"{archive} is refused: {name} is {member.size} bytes "
+            f"(at most {archive_bounds.shown(BOUNDS[name])})"
+        )
     target = work / name
     digest = hashlib.sha256()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
