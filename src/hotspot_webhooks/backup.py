@@ -17,6 +17,7 @@ reads into memory is bounded (``archive_bounds``): only the database is streamed
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
 import json
@@ -154,11 +155,12 @@ async def backup(settings: Settings, destination: Path) -> BackedUp:
             if path is None:
                 raise BackupError("an in-memory SQLite database cannot be backed up")
             backend: Backend = "sqlite"
-            revision = await asyncio.to_thread(_copy_sqlite, path, work / SQLITE_DATABASE)
+            copy = work / SQLITE_DATABASE
+            revision = await asyncio.to_thread(_copy_sqlite, path, copy, archive)
         else:
             backend = "postgresql"
             revision = await _schema_revision(settings.database_url)
-            await asyncio.to_thread(_pg_dump, url, work / POSTGRES_DATABASE)
+            await asyncio.to_thread(_pg_dump, url, work / POSTGRES_DATABASE, archive)
         members = [database_member(backend)]
         key_source: KeySource = "environment" if settings.secret_key else "missing"
         if not settings.secret_key and key_file is not None and key_file.is_file():
@@ -201,10 +203,16 @@ def _work_directory(beside: Path, name: str) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(dir=beside, prefix=f".{name}.") as work:
             yield Path(work)
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:  # the file system written to, not the one read from
+            raise BackupError(_full(beside / name)) from None
         raise BackupError(f"{exc.filename or beside}: {exc.strerror or exc}") from None
 
 
-def _copy_sqlite(source: Path, copy: Path) -> str:
+def _full(written: Path) -> str:
+    return f"cannot write {written}: its file system is full (no space left on device)"
+
+
+def _copy_sqlite(source: Path, copy: Path, archive: Path) -> str:
     """Copy the database with SQLite's backup API in one step: it reads one snapshot (in WAL
     mode a reader blocks no writer), so the copy is consistent while the service writes.
     Returns the copy's schema revision."""
@@ -220,6 +228,8 @@ def _copy_sqlite(source: Path, copy: Path) -> str:
         ):
             live.backup(target)
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # the copy's disk
+            raise BackupError(_full(archive)) from None
         raise BackupError(f"cannot back up database {source}: {exc}") from None
     revision = _sqlite_revision(copy)
     if revision is None:
@@ -275,19 +285,23 @@ def _pg_tool(name: str) -> str:
     return found
 
 
-def _run_pg_tool(command: list[str], environment: dict[str, str], what: str) -> None:
+def _run_pg_tool(
+    command: list[str], environment: dict[str, str], what: str, written: Path | None = None
+) -> None:
     done = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
     if done.returncode != 0:
+        if written is not None and "No space left on device" in done.stderr:
+            raise BackupError(_full(written))
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         reason = lines[0] if lines else f"exit status {done.returncode}"
         raise BackupError(f"{what} failed: {reason}")
 
 
-def _pg_dump(url: URL, dump: Path) -> None:
+def _pg_dump(url: URL, dump: Path, archive: Path) -> None:
     dsn, environment = _libpq(url)
     os.close(os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     command = [_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={dump}", dsn]
-    _run_pg_tool(command, environment, f"pg_dump of {_shown(url)}")
+    _run_pg_tool(command, environment, f"pg_dump of {_shown(url)}", archive)
 
 
 def _shown(url: URL) -> str:

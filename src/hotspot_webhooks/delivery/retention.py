@@ -20,6 +20,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from ..errors import DatabaseUnavailable
+from ..store.disk_full import ADVICE, disk_full
 from ..store.store import Store
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,10 @@ async def purge_periodically(store: Store, retention: timedelta, stopping: async
         try:
             purged = await store.purge(older_than)
         except DatabaseUnavailable as exc:
-            log.warning("retention: purge failed (%s); trying again in %.0f s", exc, period)
+            if disk_full(exc):
+                log.error("retention: purge failed: %s; trying again in %.0f s", ADVICE, period)
+            else:
+                log.warning("retention: purge failed (%s); trying again in %.0f s", exc, period)
             continue
         log.info(
             "retention: purged %d deliveries, %d attempts and %d events older than %s "
