@@ -1,6 +1,7 @@
 """A full disk, for real (a small tmpfs): a backup to it names the archive it could not write,
-``purge`` on it says why it cannot and where the runbook is, and the runbook's commands, as
-docs/operations.md prints them, bring the service back to writing (issue 25, F6).
+``purge`` on a full SQLite disk says why it cannot and where the runbook is, and the runbook's
+commands, as docs/operations.md prints them, bring the service back to writing, on SQLite and
+on PostgreSQL (issue 25, F6).
 
 The file systems are tmpfs mounts made for each test (root only; CI runs as root), unmounted
 after it."""
@@ -8,11 +9,15 @@ after it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import pwd
 import re
+import secrets
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +27,7 @@ from hotspot_webhooks.config import Settings
 from hotspot_webhooks.errors import DatabaseUnavailable
 from hotspot_webhooks.service import EmitRequest, Service
 from tests.conftest import run_cli
-from tests.postgres import POSTGRES_SECRET_KEY
+from tests.postgres import POSTGRES, POSTGRES_SECRET_KEY, admin_sql, require_postgres
 
 BACKENDS = ("sqlite", "postgresql")
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,13 +38,14 @@ BIN = Path(sys.executable).parent  # where `hotspot-webhooks` is installed
 
 
 @pytest.fixture
-def make_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """``make_tmpfs("2m")``: a tmpfs of that size, mounted for the test, unmounted after."""
+def make_tmpfs() -> Iterator[Callable[[str], Path]]:
+    """``make_tmpfs("2m")``: a tmpfs of that size, mounted for the test, unmounted after (in a
+    directory of /tmp that other users may traverse: PostgreSQL's server writes in one)."""
     mounted: list[Path] = []
 
     def make(size: str) -> Path:
-        where = tmp_path / f"tmpfs-{len(mounted)}"
-        where.mkdir(mode=0o755)
+        where = Path(tempfile.mkdtemp(prefix="hw-tmpfs-"))
+        where.chmod(0o755)
         done = subprocess.run(
             ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
             capture_output=True,
@@ -47,6 +53,7 @@ def make_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
             check=False,
         )
         if done.returncode != 0:
+            where.rmdir()
             pytest.skip(f"cannot mount a tmpfs to fill (needs root): {done.stderr.strip()}")
         mounted.append(where)
         return where
@@ -54,6 +61,8 @@ def make_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield make
     for where in reversed(mounted):
         subprocess.run(["umount", "--lazy", str(where)], check=False)
+        with contextlib.suppress(OSError):
+            where.rmdir()
 
 
 def fill(directory: Path) -> Path:
@@ -152,13 +161,18 @@ def runbook(heading: str) -> str:
     return found.group(1)
 
 
-def run_runbook(script: str, **values: str) -> subprocess.CompletedProcess[str]:
+def run_runbook(
+    script: str, env: dict[str, str] | None = None, **values: str
+) -> subprocess.CompletedProcess[str]:
     """Run the runbook's commands as printed, with its variables set to ``values``."""
     for name, value in values.items():
-        script, n = re.subn(rf"^{name}=.*$", f"{name}={value}", script, flags=re.MULTILINE)
+        script, n = re.subn(
+            rf"^(export )?{name}=.*$", rf"\g<1>{name}={value}", script, flags=re.MULTILINE
+        )
         assert n == 1, f"the runbook sets {name} once"
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
-    env = {k: v for k, v in env.items() if not k.startswith("HOTSPOT_WEBHOOKS_")}
+    path = f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("HOTSPOT_WEBHOOKS_")}
+    env = {**inherited, "PATH": path, **(env or {})}
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         capture_output=True,
@@ -225,3 +239,94 @@ async def test_making_room_of_the_wal_size_lets_purge_run_in_place_as_the_runboo
     size = database.stat().st_size
     await _emits_again(url, emitted // 2)  # into the pages purged: the file does not grow
     assert database.stat().st_size <= size + (1 << 20)
+
+
+# ---- a PostgreSQL database whose data filled its disk ----------------------------------------
+
+
+@pytest.fixture
+async def postgres_on_small_disk(
+    make_tmpfs: Callable[[str], Path],
+) -> AsyncIterator[tuple[str, Path]]:
+    """A database of the machine's server in a tablespace on a 16 MiB tmpfs (its WAL stays in
+    the server's data directory, which has room), and 2 MiB of something else on that disk
+    that can go: dropped, with the tablespace, after."""
+    require_postgres()
+    if not _on_this_machine():
+        pytest.skip("the PostgreSQL server is not on this machine: no tablespace on a tmpfs")
+    disk = make_tmpfs("16m")
+    server = pwd.getpwnam("postgres")
+    old_logs = disk / "old-logs"
+    old_logs.write_bytes(b"\0" * (2 << 20))
+    tablespace = disk / "tablespace"
+    tablespace.mkdir(mode=0o700)
+    os.chown(tablespace, server.pw_uid, server.pw_gid)
+    name = f"hw_test_{secrets.token_hex(6)}"
+    await admin_sql(f"CREATE TABLESPACE {name} LOCATION '{tablespace}'")
+    try:
+        await admin_sql(f"CREATE DATABASE {name} TABLESPACE {name}")
+        try:
+            yield f"{POSTGRES}/{name}", old_logs
+        finally:
+            await admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin_sql(f"DROP TABLESPACE IF EXISTS {name}")
+
+
+def _on_this_machine() -> bool:
+    return "@127.0.0.1:" in POSTGRES or "@localhost:" in POSTGRES
+
+
+async def _emit_until_postgres_is_full(url: str) -> int:
+    settings = Settings(_env_file=None, database_url=url, secret_key=POSTGRES_SECRET_KEY)
+    service = await Service.open(settings, migrate=True)
+    try:
+        await service.create_operator("acme")
+        await service.create_location("loc-1", "Café Central", "acme")
+        emitted, refused = 0, ""
+        while not refused:
+            batch = [EmitRequest(EVENT, "loc-1", SAMPLE, None) for _ in range(100)]
+            try:
+                await service.emit_many(batch)
+            except DatabaseUnavailable as exc:
+                refused = str(exc)
+            else:
+                emitted += len(batch)
+                assert emitted < 1_000_000, "the disk never filled"
+    finally:
+        await service.close()
+    assert "No space left on device" in refused, refused
+    return emitted
+
+
+@pytest.mark.postgresql_only
+async def test_postgres_with_a_full_data_disk_purges_and_vacuums_as_the_runbook_says(
+    postgres_on_small_disk: tuple[str, Path],
+) -> None:
+    url, old_logs = postgres_on_small_disk
+    emitted = await _emit_until_postgres_is_full(url)
+    await asyncio.sleep(1.5)
+
+    # a purge runs on the full disk: deleting takes no new pages
+    purged = await asyncio.to_thread(run_cli, "purge", "--older-than", "1s", env=cli_env(url))
+    assert purged.returncode == 0, purged.stderr
+    assert re.search(rf"events\s+{emitted}\b", purged.stdout), purged.stdout
+
+    # VACUUM needs a few pages of its own: with a few MiB freed, the runbook's commands work
+    old_logs.unlink()
+    script = runbook("PostgreSQL").replace("7d", "1s")
+    done = await asyncio.to_thread(
+        run_runbook,
+        script,
+        HOTSPOT_WEBHOOKS_DATABASE_URL=url,
+        env={"HOTSPOT_WEBHOOKS_SECRET_KEY": POSTGRES_SECRET_KEY},
+    )
+    assert done.returncode == 0, done.stderr
+
+    settings = Settings(_env_file=None, database_url=url, secret_key=POSTGRES_SECRET_KEY)
+    service = await Service.open(settings)
+    try:  # the space purged is reused: as many events again fit
+        for _ in range(emitted // 100):
+            await service.emit_many([EmitRequest(EVENT, "loc-1", SAMPLE, None)] * 100)
+    finally:
+        await service.close()
