@@ -2,8 +2,8 @@
 keys of rotations whose ``ROTATION_GRACE`` ran out, every few seconds.
 
 Purges come every ``purge_period(RETENTION)``: a tenth of the retention, at least 30 s and
-at most an hour, so that the database holds at most about 1.1 times the retention's worth of
-finished work (a purge a day let ``RETENTION=5m`` grow the database for a whole day). The
+at most an hour, so that the database holds the retention's worth of finished work and at
+most one period more (a purge a day let ``RETENTION=5m`` grow the database all day). The
 first comes within one period of start, at a random moment so that workers started together
 do not purge at once (several purging is harmless, only wasted: each batch deletes what is
 still there). Each purge walks the tables in windows of ``PURGE_BATCH`` rows, one short
