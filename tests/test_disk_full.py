@@ -110,6 +110,24 @@ async def test_a_backup_to_a_full_disk_names_the_archive_not_the_database(
     assert sorted(p.name for p in target.iterdir()) == ["filler"]  # nothing half-written
 
 
+@pytest.mark.sqlite_only
+def test_a_backup_of_a_database_on_a_full_disk_says_that_disk_is_full(
+    make_tmpfs: Callable[[str], Path], tmp_path: Path
+) -> None:
+    disk = make_tmpfs("2m")
+    database = disk / "hooks.db"
+    assert run_cli("migrate", db=f"sqlite:///{database}").returncode == 0
+    fill(disk)  # with the database closed: no -shm left for a reader
+
+    done = run_cli("backup", str(tmp_path / "b.tar.gz"), db=f"sqlite:///{database}")
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"error: cannot back up database {database}: its file system is full, and SQLite "
+        "needs a little room even to read it (docs/operations.md, 'Disk full')"
+    )
+
+
 # ---- a SQLite database that filled its disk -------------------------------------------------
 
 

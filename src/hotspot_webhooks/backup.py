@@ -230,6 +230,11 @@ def _copy_sqlite(source: Path, copy: Path, archive: Path) -> str:
     except sqlite3.Error as exc:
         if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # the copy's disk
             raise BackupError(_full(archive)) from None
+        if shutil.disk_usage(source.parent).free == 0:  # a reader makes its -wal and -shm
+            raise BackupError(
+                f"cannot back up database {source}: its file system is full, and SQLite needs "
+                "a little room even to read it (docs/operations.md, 'Disk full')"
+            ) from None
         raise BackupError(f"cannot back up database {source}: {exc}") from None
     revision = _sqlite_revision(copy)
     if revision is None:
