@@ -114,7 +114,8 @@ async def test_retention_purges_inside_the_dispatcher(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     kinds = await old_and_new(service, location)
-    monkeypatch.setattr(retention, "FIRST_AFTER", (0.0, 0.1))
+    monkeypatch.setattr(retention, "PERIOD_FLOOR", 0.05)
+    monkeypatch.setattr(retention, "PERIOD_CEILING", 0.1)  # 30d: a purge every 0.1 s
     settings = make_settings(retention="30d", interval=60)
 
     async with running_dispatcher(service.store, settings, service.cipher):

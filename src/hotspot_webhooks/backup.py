@@ -10,12 +10,14 @@ environment is kept, and the result says so.
 
 Archives are written atomically (a private temporary file, then a rename) and are private
 (0600): they hold guests' personal data. Restoring never overwrites an existing database
-unless asked, and refuses an archive whose schema is newer than this program knows.
+unless asked, and refuses an archive whose schema is newer than this program knows. What it
+reads into memory is bounded (``archive_bounds``): only the database is streamed, to a file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
 import json
@@ -39,6 +41,7 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
+from . import archive_bounds
 from ._version import __version__
 from .config import Settings
 from .errors import HotspotWebhooksError
@@ -54,6 +57,8 @@ SQLITE_DATABASE = "database.sqlite3"
 POSTGRES_DATABASE = "database.pgdump"
 SECRET_KEY = "secret-key"
 RECIPE = "docs/backup.md, 'PostgreSQL by hand'"
+# every member but the database is read whole: its size bound (docs/backup.md)
+BOUNDS = {MANIFEST: archive_bounds.MiB, SECRET_KEY: 64 << 10}
 
 Backend = Literal["sqlite", "postgresql"]
 # where the key that decrypts the API keys is: in the archive, in the environment, or nowhere
@@ -150,11 +155,12 @@ async def backup(settings: Settings, destination: Path) -> BackedUp:
             if path is None:
                 raise BackupError("an in-memory SQLite database cannot be backed up")
             backend: Backend = "sqlite"
-            revision = await asyncio.to_thread(_copy_sqlite, path, work / SQLITE_DATABASE)
+            copy = work / SQLITE_DATABASE
+            revision = await asyncio.to_thread(_copy_sqlite, path, copy, archive)
         else:
             backend = "postgresql"
             revision = await _schema_revision(settings.database_url)
-            await asyncio.to_thread(_pg_dump, url, work / POSTGRES_DATABASE)
+            await asyncio.to_thread(_pg_dump, url, work / POSTGRES_DATABASE, archive)
         members = [database_member(backend)]
         key_source: KeySource = "environment" if settings.secret_key else "missing"
         if not settings.secret_key and key_file is not None and key_file.is_file():
@@ -197,10 +203,16 @@ def _work_directory(beside: Path, name: str) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(dir=beside, prefix=f".{name}.") as work:
             yield Path(work)
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:  # the file system written to, not the one read from
+            raise BackupError(_full(beside / name)) from None
         raise BackupError(f"{exc.filename or beside}: {exc.strerror or exc}") from None
 
 
-def _copy_sqlite(source: Path, copy: Path) -> str:
+def _full(written: Path) -> str:
+    return f"cannot write {written}: its file system is full (no space left on device)"
+
+
+def _copy_sqlite(source: Path, copy: Path, archive: Path) -> str:
     """Copy the database with SQLite's backup API in one step: it reads one snapshot (in WAL
     mode a reader blocks no writer), so the copy is consistent while the service writes.
     Returns the copy's schema revision."""
@@ -216,6 +228,13 @@ def _copy_sqlite(source: Path, copy: Path) -> str:
         ):
             live.backup(target)
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:  # the copy's disk
+            raise BackupError(_full(archive)) from None
+        if shutil.disk_usage(source.parent).free == 0:  # a reader makes its -wal and -shm
+            raise BackupError(
+                f"cannot back up database {source}: its file system is full, and SQLite needs "
+                "a little room even to read it (docs/operations.md, 'Disk full')"
+            ) from None
         raise BackupError(f"cannot back up database {source}: {exc}") from None
     revision = _sqlite_revision(copy)
     if revision is None:
@@ -271,19 +290,23 @@ def _pg_tool(name: str) -> str:
     return found
 
 
-def _run_pg_tool(command: list[str], environment: dict[str, str], what: str) -> None:
+def _run_pg_tool(
+    command: list[str], environment: dict[str, str], what: str, written: Path | None = None
+) -> None:
     done = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
     if done.returncode != 0:
+        if written is not None and "No space left on device" in done.stderr:
+            raise BackupError(_full(written))
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         reason = lines[0] if lines else f"exit status {done.returncode}"
         raise BackupError(f"{what} failed: {reason}")
 
 
-def _pg_dump(url: URL, dump: Path) -> None:
+def _pg_dump(url: URL, dump: Path, archive: Path) -> None:
     dsn, environment = _libpq(url)
     os.close(os.open(dump, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     command = [_pg_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={dump}", dsn]
-    _run_pg_tool(command, environment, f"pg_dump of {_shown(url)}")
+    _run_pg_tool(command, environment, f"pg_dump of {_shown(url)}", archive)
 
 
 def _shown(url: URL) -> str:
@@ -375,13 +398,18 @@ def _opened_archive(archive: Path) -> Iterator[tarfile.TarFile]:
     if archive.is_dir():
         raise BackupError(f"{archive} is a directory, not a backup archive")
     try:
-        tar = tarfile.open(archive, "r:gz")  # noqa: SIM115 (closed below, after the yield)
+        tar = archive_bounds.open_gz(str(archive))  # closed below, after the yield
+    except archive_bounds.OverBound as exc:
+        raise BackupError(f"{archive} is refused: {exc}") from None
     except _DAMAGE:
         raise BackupError(
             f"{archive} is not a hotspot-webhooks backup (not a tar.gz archive)"
         ) from None
     try:
+        archive_bounds.list_members(tar)
         yield tar
+    except archive_bounds.OverBound as exc:
+        raise BackupError(f"{archive} is refused: {exc}") from None
     except _DAMAGE as exc:
         if isinstance(exc, OSError) and exc.filename:  # ours, not the archive's
             raise BackupError(f"{exc.filename}: {exc.strerror or exc}") from None
@@ -400,7 +428,7 @@ def _read_manifest(tar: tarfile.TarFile, archive: Path) -> Manifest:
     data = tar.extractfile(member) if member.isfile() else None
     if data is None:
         raise BackupError(f"{archive} has no valid manifest ({MANIFEST} is not a file)")
-    return Manifest.from_json(data.read(), archive)
+    return Manifest.from_json(archive_bounds.read_whole(data, member, BOUNDS[MANIFEST]), archive)
 
 
 def _check_revision(manifest: Manifest, archive: Path) -> None:
@@ -429,6 +457,11 @@ def _extract(
     data = tar.extractfile(member) if member.isfile() else None
     if data is None:
         raise BackupError(f"{archive} is damaged: {name} is not a file")
+    if name != manifest.database and member.size > BOUNDS[name]:  # the database alone streams
+        raise BackupError(
+            f"{archive} is refused: {name} is {member.size} bytes "
+            f"(at most {archive_bounds.shown(BOUNDS[name])})"
+        )
     target = work / name
     digest = hashlib.sha256()
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

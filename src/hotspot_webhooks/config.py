@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     retention: timedelta | None = Field(
         None,
         description="purge finished deliveries, their attempts and events older than this, "
-        "daily in each dispatcher (e.g. 30d; off by default)",
+        "in each dispatcher every tenth of it, 30 s to 1 h apart (e.g. 30d; off by default)",
     )
 
     log_format: Literal["text", "json"] = Field(

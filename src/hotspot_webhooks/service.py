@@ -273,7 +273,7 @@ class Service:
 
     async def purge(self, older_than: timedelta, *, caller: Caller = ADMIN) -> Purged:
         """Delete finished deliveries, their attempts and events older than ``older_than``
-        (pending ones stay): what ``RETENTION`` runs daily, and ``purge`` by hand."""
+        (pending ones stay): what ``RETENTION`` runs every tenth of it, and ``purge`` by hand."""
         caller.require_admin()
         return await self.store.purge(_now() - older_than)
 

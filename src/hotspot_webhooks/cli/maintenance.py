@@ -10,6 +10,10 @@ import typer
 
 from .. import backup as backups
 from ..config import parse_duration
+from ..errors import DatabaseUnavailable
+from ..service import Service
+from ..store.disk_full import ADVICE, disk_full
+from ..store.records import Purged
 from ..terminal import line
 from .common import Db, Json, err, run, settings, with_service
 from .output import show
@@ -28,13 +32,22 @@ def purge(
     as_json: Json = False,
 ) -> None:
     """Delete what is finished and older than a given age, in small transactions (the service
-    can run meanwhile); RETENTION does it daily in each dispatcher."""
+    can run meanwhile); RETENTION does it in each dispatcher, every tenth of the retention."""
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
     config = settings(db)
-    purged = with_service(config, lambda service: service.purge(age))
+
+    async def purging(service: Service) -> Purged:
+        try:
+            return await service.purge(age)
+        except DatabaseUnavailable as exc:
+            if disk_full(exc):
+                raise DatabaseUnavailable(f"purge failed: {ADVICE}") from exc
+            raise
+
+    purged = with_service(config, purging)
     summary = asdict(purged)
     summary["longest_transaction"] = round(purged.longest_transaction, 3)
     show(summary, as_json)

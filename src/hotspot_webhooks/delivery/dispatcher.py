@@ -44,7 +44,7 @@ from .lanes import EndpointLanes
 from .liveness import Liveness, OnWire
 from .outcome import Decision
 from .recorder import MAX_BACKOFF, PassStats, Recorder
-from .retention import erase_expired_keys, purge_daily
+from .retention import erase_expired_keys, purge_periodically
 
 log = logging.getLogger(__name__)
 # the outcome label of ``hotspot_webhooks_deliveries_total``
@@ -177,7 +177,7 @@ class Dispatcher:
     async def _start(self, *, continuous: bool) -> None:
         """Register, and start what runs beside the claims: the recorder, the heartbeat, the
         marks of requests on the wire and (``run``) the erasing of rotated keys past their grace,
-        the daily purge (``RETENTION``) and the
+        the periodic purge (``RETENTION``) and the
         wake-up (``LOW_LATENCY``)."""
         backoff = 0.5
         while not self._registered:
@@ -207,7 +207,7 @@ class Dispatcher:
             measuring = measure_periodically(self.store, self.settings.heartbeat, self.stopping)
             self._background.append(asyncio.create_task(measuring))
         if continuous and self.settings.retention is not None:
-            purging = purge_daily(self.store, self.settings.retention, self.stopping)
+            purging = purge_periodically(self.store, self.settings.retention, self.stopping)
             self._background.append(asyncio.create_task(purging))
         if continuous and self.settings.low_latency:
             self.store.new_work.listeners.append(self._nudge)

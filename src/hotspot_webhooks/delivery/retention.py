@@ -1,9 +1,14 @@
-"""What each dispatcher erases as time passes: what ``RETENTION`` lets go, daily, and the
-previous keys of rotations whose ``ROTATION_GRACE`` ran out, every few seconds.
+"""What each dispatcher erases as time passes: what ``RETENTION`` lets go, and the previous
+keys of rotations whose ``ROTATION_GRACE`` ran out, every few seconds.
 
-The first purge comes a few minutes after start, at a random moment so that workers started
-together do not purge at once (several purging is harmless, only wasted: each batch deletes
-what is still there). A purge that finds the database away is tried again in an hour.
+Purges come every ``purge_period(RETENTION)``: a tenth of the retention, at least 30 s and
+at most an hour, so that the database holds the retention's worth of finished work and at
+most one period more (a purge a day let ``RETENTION=5m`` grow the database all day). The
+first comes within one period of start, at a random moment so that workers started together
+do not purge at once (several purging is harmless, only wasted: each batch deletes what is
+still there). Each purge walks the tables in windows of ``PURGE_BATCH`` rows, one short
+transaction each (``Store.purge``). A purge that finds the database away is tried again
+after one period.
 """
 
 from __future__ import annotations
@@ -15,25 +20,37 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from ..errors import DatabaseUnavailable
+from ..store.disk_full import ADVICE, disk_full
 from ..store.store import Store
 
 log = logging.getLogger(__name__)
 
-DAY = 24 * 3600.0
-FIRST_AFTER = (60.0, 600.0)  # seconds after start: the first purge, somewhere in between
-AGAIN_AFTER_FAILURE = 3600.0
+PERIOD_FLOOR = 30.0  # seconds: purges come no more often than this
+PERIOD_CEILING = 3600.0  # nor less often than this
+PERIOD_SHARE = 10  # a purge every tenth of the retention, between the two
 
 
-async def purge_daily(store: Store, retention: timedelta, stopping: asyncio.Event) -> None:
-    """Until ``stopping``: purge, then wait a day."""
-    wait = random.uniform(*FIRST_AFTER)
+def purge_period(retention: timedelta) -> float:
+    """Seconds between purges for this retention: ``min(RETENTION / 10, 1 h)``, at least 30 s."""
+    share = retention.total_seconds() / PERIOD_SHARE
+    return max(PERIOD_FLOOR, min(share, PERIOD_CEILING))
+
+
+async def purge_periodically(store: Store, retention: timedelta, stopping: asyncio.Event) -> None:
+    """Until ``stopping``: purge every ``purge_period(retention)``, the first time within one
+    period of start."""
+    period = purge_period(retention)
+    wait = random.uniform(0.1, 1.0) * period
     while not await _stopped_within(stopping, wait):
+        wait = period
         older_than = datetime.now(UTC) - retention
         try:
             purged = await store.purge(older_than)
         except DatabaseUnavailable as exc:
-            log.warning("retention: purge failed (%s); trying again in an hour", exc)
-            wait = AGAIN_AFTER_FAILURE
+            if disk_full(exc):
+                log.error("retention: purge failed: %s; trying again in %.0f s", ADVICE, period)
+            else:
+                log.warning("retention: purge failed (%s); trying again in %.0f s", exc, period)
             continue
         log.info(
             "retention: purged %d deliveries, %d attempts and %d events older than %s "
@@ -41,7 +58,6 @@ async def purge_daily(store: Store, retention: timedelta, stopping: asyncio.Even
             purged.deliveries, purged.attempts, purged.events, f"{older_than:%Y-%m-%d %H:%M}",
             purged.transactions, purged.longest_transaction,
         )  # fmt: skip
-        wait = DAY
 
 
 async def erase_expired_keys(store: Store, every: float, stopping: asyncio.Event) -> None:
