@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..config import DEFAULT_DATABASE_URL
+from ..config import DEFAULT_DATABASE_URL, DEFAULT_DB_TIMEOUT
 from ..custom_types import CustomEventType
 from ..errors import Conflict, DatabaseNotReady
 from ..states import (
@@ -72,10 +72,12 @@ from .access import (
 from .database import (
     check_sqlite_path,
     create_engine,
+    did_not_answer,
     display_url,
     parse_database_url,
     sqlite_file,
     transaction,
+    within,
 )
 from .emits import GroupCommit
 from .migrate import require_current, upgrade
@@ -144,8 +146,9 @@ class HealthRows(NamedTuple):
 class Store:
     """The database, as the operations the service and the dispatcher need."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, timeout: float = DEFAULT_DB_TIMEOUT) -> None:
         self.engine = engine
+        self.timeout = timeout  # PostgreSQL: every wait on the database (``database.py``)
         # SQLite has one writer at a time. Queueing this process's writers here costs only the
         # wait; leaving it to SQLite's busy handler costs sleeps of up to 100 ms each.
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
@@ -160,6 +163,8 @@ class Store:
             sqlite_writer=self._sqlite_writer,
             write_turn=self._write_turn,
             new_work=self.new_work,
+            timeout=None if path is not None else timeout,
+            did_not_answer=lambda committing: did_not_answer(engine, committing=committing),
         )
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
@@ -175,7 +180,9 @@ class Store:
             yield conn
 
     @classmethod
-    async def open(cls, database_url: str, *, migrate: bool = False) -> Store:
+    async def open(
+        cls, database_url: str, *, migrate: bool = False, db_timeout: float = DEFAULT_DB_TIMEOUT
+    ) -> Store:
         """Connect, and either upgrade the schema or insist that it is current.
 
         A SQLite file that does not exist is only created by ``migrate``: otherwise this
@@ -187,7 +194,7 @@ class Store:
                 check_sqlite_path(path)  # a directory named but missing (or a file) says so
             where = "" if path.is_absolute() else f" (in {Path.cwd()})"
             raise DatabaseNotReady(f"database {path} does not exist{where}", missing=True)
-        store = cls(create_engine(database_url))
+        store = cls(create_engine(database_url, timeout=db_timeout), timeout=db_timeout)
         try:
             if migrate:
                 await upgrade(store.engine)
@@ -204,8 +211,16 @@ class Store:
         await self.engine.dispose()
 
     async def ping(self) -> None:
-        async with self.read() as conn:
-            await conn.execute(select(1))
+        """Raise ``DatabaseUnavailable`` unless the database answers within the timeout."""
+
+        async def select_one() -> None:
+            async with self.read() as conn:
+                await conn.execute(select(1))
+
+        try:
+            await within(self.timeout, select_one())
+        except TimeoutError:
+            raise did_not_answer(self.engine, committing=False) from None
 
     def watch_access(self, forget: Callable[[], None]) -> AccessWatch:
         """What tells this process when a change of access made by any process (a token
