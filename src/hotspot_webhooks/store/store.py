@@ -69,6 +69,7 @@ from .access import (
     announce_in,
     stamp_file_for,
 )
+from .clock import database_ago, database_now
 from .database import (
     check_sqlite_path,
     create_engine,
@@ -970,20 +971,26 @@ class Store:
 
     # workers
 
-    async def register_worker(self, worker_id: str, host: str, pid: int, now: datetime) -> None:
+    async def register_worker(
+        self, worker_id: str, host: str, pid: int, now: datetime | None = None
+    ) -> None:
+        """Register ``worker_id``, stamped by the database's clock (or ``now``, for tests)."""
+        stamp = database_now(self.engine.dialect) if now is None else now
         async with self.write() as conn:
             await conn.execute(delete(workers).where(workers.c.id == worker_id))
             await conn.execute(
                 insert(workers).values(
-                    id=worker_id, host=host, pid=pid, started_at=now, heartbeat_at=now
+                    id=worker_id, host=host, pid=pid, started_at=stamp, heartbeat_at=stamp
                 )
             )
 
-    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
-        """Say ``worker_id`` is alive; False if it had been declared dead (its row is gone)."""
+    async def heartbeat(self, worker_id: str, now: datetime | None = None) -> bool:
+        """Say ``worker_id`` is alive, at the database's time of the write (or ``now``, for
+        tests); False if it had been declared dead (its row is gone)."""
+        stamp = database_now(self.engine.dialect) if now is None else now
         async with self.write() as conn:
             result = await conn.execute(
-                update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now)
+                update(workers).where(workers.c.id == worker_id).values(heartbeat_at=stamp)
             )
             return bool(result.rowcount)
 
@@ -996,31 +1003,37 @@ class Store:
             return (await conn.execute(select(workers).order_by(workers.c.started_at))).all()
 
     async def take_over_dead_workers(
-        self, silent_since: datetime, now: datetime, lost: Callable[[ExpiredLease], Outcome]
+        self,
+        silent_since: datetime | timedelta,
+        now: datetime,
+        lost: Callable[[ExpiredLease], Outcome],
+        *,
+        judge: str | None = None,
     ) -> list[DeadWorkerTakeover]:
-        """Declare dead every worker whose last heartbeat is older than ``silent_since`` and
-        hand its deliveries back: those merely claimed go back to the queue untouched (due
-        ``now``); each one on the wire gets the attempt of unknown outcome that ``lost`` makes
-        of it, recorded in the same transaction. Deleting the worker's row decides which of
-        several workers looking at once does it.
+        """Declare dead every worker whose last heartbeat is older than ``silent_since`` (a
+        timedelta: that long before the database's time) and hand its deliveries back: those
+        merely claimed go back to the queue untouched (due ``now``); each one on the wire gets
+        the attempt of unknown outcome that ``lost`` makes of it, recorded in the same
+        transaction. Deleting the worker's row decides which of several workers looking at
+        once does it. The ``judge`` (the worker looking) never declares itself dead.
         """
         taken: list[DeadWorkerTakeover] = []
-        async with self.read() as conn:
-            silent = (
-                (
-                    await conn.execute(
-                        select(workers.c.id).where(workers.c.heartbeat_at < silent_since)
-                    )
-                )
-                .scalars()
-                .all()
+        dialect = self.engine.dialect
+
+        def silent() -> ColumnElement[bool]:
+            since = (
+                database_ago(dialect, silent_since.total_seconds())
+                if isinstance(silent_since, timedelta)
+                else silent_since
             )
-        for worker_id in silent:
+            return and_(workers.c.heartbeat_at < since, workers.c.id != (judge or ""))
+
+        async with self.read() as conn:
+            found = (await conn.execute(select(workers.c.id).where(silent()))).scalars().all()
+        for worker_id in found:
             async with self.write() as conn:
                 gone = await conn.execute(
-                    delete(workers).where(
-                        workers.c.id == worker_id, workers.c.heartbeat_at < silent_since
-                    )
+                    delete(workers).where(workers.c.id == worker_id, silent())
                 )
                 if not gone.rowcount:
                     continue  # it came back, or another worker took it over
