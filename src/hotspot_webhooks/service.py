@@ -206,8 +206,10 @@ class Service:
         await self.store.close()
 
     async def ping(self) -> None:
-        """Raise ``DatabaseUnavailable`` unless the database answers (readiness)."""
+        """Raise ``DatabaseUnavailable`` unless the database answers and writes succeed
+        (readiness)."""
         await self.store.ping()
+        await self.store.check_writes()
 
     def dispatcher(self) -> AbstractAsyncContextManager[Dispatcher]:
         """A dispatcher on this service's database, for a process that runs its passes

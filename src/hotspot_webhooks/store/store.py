@@ -52,7 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..config import DEFAULT_DATABASE_URL, DEFAULT_DB_TIMEOUT
 from ..custom_types import CustomEventType
-from ..errors import Conflict, DatabaseNotReady
+from ..errors import Conflict, DatabaseNotReady, DatabaseUnavailable
 from ..states import (
     LOCATION_DISABLED,
     OPERATOR_DISABLED,
@@ -83,6 +83,7 @@ from .database import (
 from .emits import GroupCommit
 from .migrate import require_current, upgrade
 from .notify import NOTIFY_SQL, NewWork, listen
+from .readiness import PROBE_SQL, WriteHealth
 from .records import (
     LOST,
     AttemptRecord,
@@ -155,7 +156,8 @@ class Store:
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._last_lease_end: datetime | None = None
         path = sqlite_file(engine.url)
-        self._sqlite_writer = SqliteWriter(path) if path is not None else None
+        self.write_health = WriteHealth()  # for readiness: do writes succeed?
+        self._sqlite_writer = SqliteWriter(path, self.write_health) if path is not None else None
         self._access_stamp = stamp_file_for(path) if path is not None else None
         self.new_work = NewWork()
         self._group_commit = GroupCommit(
@@ -173,12 +175,17 @@ class Store:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        if self._write_turn is None:
-            async with transaction(self.engine, write=True) as conn:
-                yield conn
-            return
-        async with self._write_turn, transaction(self.engine, write=True) as conn:
-            yield conn
+        try:
+            if self._write_turn is None:
+                async with transaction(self.engine, write=True) as conn:
+                    yield conn
+            else:
+                async with self._write_turn, transaction(self.engine, write=True) as conn:
+                    yield conn
+        except DatabaseUnavailable as exc:
+            self.write_health.failed(exc.message)
+            raise
+        self.write_health.succeeded()
 
     @classmethod
     async def open(
@@ -222,6 +229,15 @@ class Store:
             await within(self.timeout, select_one())
         except TimeoutError:
             raise did_not_answer(self.engine, committing=False) from None
+
+    async def check_writes(self) -> None:
+        """Raise ``DatabaseUnavailable`` unless writes succeed (``readiness.py``)."""
+
+        async def probe() -> None:
+            async with self.write() as conn:
+                await conn.execute(text(PROBE_SQL))
+
+        await self.write_health.check(probe)
 
     def watch_access(self, forget: Callable[[], None]) -> AccessWatch:
         """What tells this process when a change of access made by any process (a token
