@@ -94,9 +94,13 @@ def check_sqlite_path(path: Path, *, create_directory: bool = False) -> None:
         raise DatabaseUnavailable(f"cannot open database {path}: it is a directory")
 
 
-def create_engine(configured_url: str, *, timeout: float = DEFAULT_DB_TIMEOUT) -> AsyncEngine:
+def create_engine(
+    configured_url: str, *, timeout: float = DEFAULT_DB_TIMEOUT, bound_statements: bool = True
+) -> AsyncEngine:
     """The engine of a configured URL. On PostgreSQL, ``timeout`` bounds every wait on the
-    database (``postgres_bounds``): a link that stops answering fails within it."""
+    database (``postgres_bounds``): a link that stops answering fails within it. Migrations
+    run with ``bound_statements=False``: building an index on a big table may rightly take
+    longer (connecting is still bounded)."""
     url = parse_database_url(configured_url)
     path = sqlite_file(url)
     if path is None:
@@ -106,7 +110,7 @@ def create_engine(configured_url: str, *, timeout: float = DEFAULT_DB_TIMEOUT) -
             max_overflow=20,
             pool_timeout=timeout,
             hide_parameters=True,
-            connect_args=postgres_bounds(timeout),
+            connect_args=postgres_bounds(timeout, statements=bound_statements),
         )
         _discard_closed_connections(engine)
         _keep_alive(engine, timeout)
@@ -156,7 +160,7 @@ def _discard_closed_connections(engine: AsyncEngine) -> None:
             raise DisconnectionError("the server closed this connection")
 
 
-def postgres_bounds(timeout: float) -> dict[str, Any]:
+def postgres_bounds(timeout: float, *, statements: bool = True) -> dict[str, Any]:
     """asyncpg's connect arguments that bound each wait on a link that stops answering
     without closing (a black hole: no FIN, no RST; nothing else ends the wait):
 
@@ -166,7 +170,7 @@ def postgres_bounds(timeout: float) -> dict[str, Any]:
       connection away: it is never handed out again.
 
     The rest is set on each new connection (``_keep_alive``)."""
-    return {"timeout": timeout, "command_timeout": timeout}
+    return {"timeout": timeout, "command_timeout": timeout if statements else None}
 
 
 def session_settings(timeout: float) -> str:

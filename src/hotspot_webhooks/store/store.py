@@ -205,7 +205,7 @@ class Store:
         store = cls(create_engine(database_url, timeout=db_timeout), timeout=db_timeout)
         try:
             if migrate:
-                await upgrade(store.engine)
+                await _upgrade_unbounded(database_url, db_timeout)
             else:
                 await require_current(store.engine, display_url(database_url))
         except BaseException:
@@ -1523,3 +1523,13 @@ async def _insert_unique(
             await conn.execute(insert(table), row)
     except IntegrityError:
         raise Conflict(message) from None
+
+
+async def _upgrade_unbounded(database_url: str, db_timeout: float) -> None:
+    """Migrate through an engine of its own whose statements are not bounded by the timeout
+    (an index on a big table may rightly take longer than a request should wait)."""
+    engine = create_engine(database_url, timeout=db_timeout, bound_statements=False)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
