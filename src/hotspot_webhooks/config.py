@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/hotspot-webhooks.db"
+DEFAULT_DB_TIMEOUT = 10.0  # seconds; see Settings.db_timeout
 
 
 class Settings(BaseSettings):
@@ -21,6 +22,13 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLite file or PostgreSQL URL")
+    db_timeout: float = Field(
+        DEFAULT_DB_TIMEOUT,
+        gt=0,
+        le=300,
+        description="PostgreSQL: seconds the database has to connect, to answer each statement "
+        "and to give a pooled connection; past them the API answers 503 and workers retry",
+    )
     interval: float = Field(60.0, gt=0, description="seconds between dispatcher passes")
     retry_policy: Literal["backoff", "next-pass"] = "backoff"
     max_retries: int = Field(20, ge=0, le=100, description="retries after the first attempt")

@@ -183,7 +183,9 @@ class Service:
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Service:
         """Connect, and either upgrade the schema or insist that it is current."""
         try:
-            store = await Store.open(settings.database_url, migrate=migrate)
+            store = await Store.open(
+                settings.database_url, migrate=migrate, db_timeout=settings.db_timeout
+            )
         except DatabaseNotReady as exc:
             advice = "to create it" if exc.missing else "first"
             raise DatabaseNotReady(
@@ -204,8 +206,10 @@ class Service:
         await self.store.close()
 
     async def ping(self) -> None:
-        """Raise ``DatabaseUnavailable`` unless the database answers (readiness)."""
+        """Raise ``DatabaseUnavailable`` unless the database answers and writes succeed
+        (readiness)."""
         await self.store.ping()
+        await self.store.check_writes()
 
     def dispatcher(self) -> AbstractAsyncContextManager[Dispatcher]:
         """A dispatcher on this service's database, for a process that runs its passes

@@ -18,6 +18,14 @@ declared dead: it registers again, and what it still records of the deliveries i
 as attempts but changes no delivery (its lease is gone). After its own outage a worker waits
 a full ``WORKER_TIMEOUT`` of good heartbeats before it declares anyone dead, so workers coming
 back together do not take each other's work.
+
+Times are the database's: a heartbeat is stamped when the database writes it, and silence is
+measured by the same clock (``store/clock.py``), never by a time a worker took before a
+statement that then hung. A worker never judges itself. And a heartbeat that comes late
+counts as an outage of its own: a worker whose beats were further apart than
+``WORKER_TIMEOUT - HEARTBEAT`` (it hung: on the database, or its loop stalled) may have hung
+with the others, whose heartbeats are as stale as its own was; it waits a full
+``WORKER_TIMEOUT`` of good heartbeats before it judges anyone.
 """
 
 from __future__ import annotations
@@ -80,11 +88,10 @@ class Liveness:
         # may declare others dead from this moment: not before a worker_timeout of good
         # heartbeats after an outage of its own
         self._judge_from = 0.0
+        self._last_beat: float | None = None  # time.monotonic() of the last good heartbeat
 
     async def register(self) -> None:
-        await self.store.register_worker(
-            self.owner, socket.gethostname()[:255], os.getpid(), datetime.now(UTC)
-        )
+        await self.store.register_worker(self.owner, socket.gethostname()[:255], os.getpid())
 
     async def deregister(self) -> None:
         with contextlib.suppress(DatabaseUnavailable):
@@ -104,7 +111,18 @@ class Liveness:
                 await asyncio.wait_for(stopping.wait(), self.settings.heartbeat)
 
     async def beat(self) -> None:
-        if not await self.store.heartbeat(self.owner, datetime.now(UTC)):
+        alive = await self.store.heartbeat(self.owner)
+        beaten, previous = time.monotonic(), self._last_beat
+        self._last_beat = beaten
+        if previous is not None and beaten - previous > self.late_beat:
+            log.warning(
+                "worker %s heartbeated %.1f s after its previous heartbeat (every %g s is due): "
+                "it declares no worker dead for %g s, as others may have hung with it",
+                self.owner, beaten - previous, self.settings.heartbeat,
+                self.settings.worker_timeout,
+            )  # fmt: skip
+            self._judge_from = max(self._judge_from, beaten + self.settings.worker_timeout)
+        if not alive:
             log.warning(
                 "worker %s had been declared dead (silent for over %g s): registering again; "
                 "deliveries it held were handed back",
@@ -112,13 +130,22 @@ class Liveness:
             )  # fmt: skip
             await self.register()
 
+    @property
+    def late_beat(self) -> float:
+        """Heartbeats further apart than this are an outage of this worker's own: the others'
+        may be as stale (``WORKER_TIMEOUT - HEARTBEAT``, and at least 1.5 heartbeats)."""
+        heartbeat, timeout = self.settings.heartbeat, self.settings.worker_timeout
+        return max(timeout - heartbeat, 1.5 * heartbeat)
+
     async def take_over_the_dead(self) -> None:
         """Hand back the deliveries of workers gone silent, and of leases run out."""
         if time.monotonic() < self._judge_from:
             return
         now = datetime.now(UTC)
-        silent_since = now - timedelta(seconds=self.settings.worker_timeout)
-        for taken in await self.store.take_over_dead_workers(silent_since, now, self._lost):
+        silent_for = timedelta(seconds=self.settings.worker_timeout)
+        for taken in await self.store.take_over_dead_workers(
+            silent_for, now, self._lost, judge=self.owner
+        ):
             log.warning(
                 "worker %s is dead (silent for over %g s): %d claimed deliveries back in the "
                 "queue, %d that were on the wire recorded as attempts of unknown outcome",

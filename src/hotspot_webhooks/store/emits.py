@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..states import OwnerStatus
 from ..subscription import ANY
+from .database import within
 from .notify import NOTIFY_SQL, NewWork
 from .records import EmitCounts, EmitRules, EventIdTaken, NewEvent, UnknownLocation
 from .sqlite_writer import SqliteWriter
@@ -59,6 +60,7 @@ class _Emit:
         self.rules = rules
         self.new_delivery_id = new_delivery_id
         self.done: asyncio.Future[EmitCounts] = loop.create_future()
+        self.since = loop.time()
 
 
 @dataclass
@@ -181,8 +183,14 @@ class GroupCommit:
         sqlite_writer: SqliteWriter | None,
         write_turn: asyncio.Lock | None,
         new_work: NewWork,
+        timeout: float | None = None,
+        did_not_answer: Callable[[bool], Exception] | None = None,
     ) -> None:
         self._dialect = dialect
+        # PostgreSQL: each emit is answered within ``timeout`` of its arrival (``_bounded``)
+        self._timeout = timeout
+        self._did_not_answer = did_not_answer
+        self._committing_now = False  # the commit under way has sent its last statement
         self._new_work = new_work
         self._write = write
         self._sqlite_writer = sqlite_writer
@@ -214,7 +222,7 @@ class GroupCommit:
                     group.append(self._waiting.pop(0))
                     taken += len(group[-1].events)
                 try:
-                    results = await self._commit(group)
+                    results = await self._bounded(group)
                 except Exception as exc:  # the database failed: every caller in it hears so
                     results = [exc] * len(group)
                 else:
@@ -227,8 +235,25 @@ class GroupCommit:
         finally:
             self._committing = False
 
+    async def _bounded(self, group: Sequence[_Emit]) -> list[EmitOutcome]:
+        """The group's commit, given up (cancelled) when its oldest emit has waited
+        ``timeout``, so no emit waits longer whatever the database does. Given up before
+        COMMIT was sent, the transaction is rolled back (the connection is thrown away: the
+        server rolls back when it sees it closed); after, its outcome is unknown and the
+        error says so (an emit carrying its event id may be sent again safely)."""
+        if self._timeout is None or self._did_not_answer is None:
+            return await self._commit(group)
+        self._committing_now = False
+        loop = asyncio.get_running_loop()
+        deadline = min(emit.since for emit in group) + self._timeout
+        try:
+            return await within(deadline - loop.time(), self._commit(group))
+        except TimeoutError:
+            raise self._did_not_answer(self._committing_now) from None
+
     async def _commit(self, group: Sequence[_Emit]) -> list[EmitOutcome]:
-        """One transaction for the group; an emit that is refused is left out alone."""
+        """One transaction for the group; an emit that is refused is left out alone.
+        ``_committing_now`` is set once every statement is done: COMMIT follows."""
         lookups = emit_lookups(
             {e.id for emit in group for e in emit.events},
             {e.location_id for emit in group for e in emit.events},
@@ -249,6 +274,7 @@ class GroupCommit:
                 await INSERT_DELIVERY.executemany(conn, plan.deliveries)
                 if self._new_work.notify_other_processes:
                     await conn.exec_driver_sql(NOTIFY_SQL)
+            self._committing_now = True
         return plan.results
 
     async def _commit_on_sqlite_thread(

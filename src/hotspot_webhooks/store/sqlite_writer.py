@@ -19,13 +19,15 @@ from typing import TypeVar
 
 from ..errors import DatabaseUnavailable
 from .database import BUSY_TIMEOUT_MS, SQLITE_PRAGMAS
+from .readiness import WriteHealth
 
 T = TypeVar("T")
 
 
 class SqliteWriter:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, health: WriteHealth | None = None) -> None:
         self._path = path
+        self._health = health  # told each transaction's outcome (readiness)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._conn: sqlite3.Connection | None = None  # opened, and only used, on that thread
 
@@ -34,11 +36,16 @@ class SqliteWriter:
         rolled back if it raises. Database failures become ``DatabaseUnavailable``."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._thread, self._transaction, work)
+            result = await loop.run_in_executor(self._thread, self._transaction, work)
         except sqlite3.IntegrityError:
             raise
         except sqlite3.DatabaseError as exc:
+            if self._health is not None:
+                self._health.failed(f"database unavailable: {exc}")
             raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+        if self._health is not None:
+            self._health.succeeded()
+        return result
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._connection()

@@ -50,9 +50,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ..config import DEFAULT_DATABASE_URL
+from ..config import DEFAULT_DATABASE_URL, DEFAULT_DB_TIMEOUT
 from ..custom_types import CustomEventType
-from ..errors import Conflict, DatabaseNotReady
+from ..errors import Conflict, DatabaseNotReady, DatabaseUnavailable
 from ..states import (
     LOCATION_DISABLED,
     OPERATOR_DISABLED,
@@ -69,17 +69,21 @@ from .access import (
     announce_in,
     stamp_file_for,
 )
+from .clock import database_ago, database_now
 from .database import (
     check_sqlite_path,
     create_engine,
+    did_not_answer,
     display_url,
     parse_database_url,
     sqlite_file,
     transaction,
+    within,
 )
 from .emits import GroupCommit
 from .migrate import require_current, upgrade
 from .notify import NOTIFY_SQL, NewWork, listen
+from .readiness import PROBE_SQL, WriteHealth
 from .records import (
     LOST,
     AttemptRecord,
@@ -144,14 +148,16 @@ class HealthRows(NamedTuple):
 class Store:
     """The database, as the operations the service and the dispatcher need."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, timeout: float = DEFAULT_DB_TIMEOUT) -> None:
         self.engine = engine
+        self.timeout = timeout  # PostgreSQL: every wait on the database (``database.py``)
         # SQLite has one writer at a time. Queueing this process's writers here costs only the
         # wait; leaving it to SQLite's busy handler costs sleeps of up to 100 ms each.
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._last_lease_end: datetime | None = None
         path = sqlite_file(engine.url)
-        self._sqlite_writer = SqliteWriter(path) if path is not None else None
+        self.write_health = WriteHealth()  # for readiness: do writes succeed?
+        self._sqlite_writer = SqliteWriter(path, self.write_health) if path is not None else None
         self._access_stamp = stamp_file_for(path) if path is not None else None
         self.new_work = NewWork()
         self._group_commit = GroupCommit(
@@ -160,6 +166,8 @@ class Store:
             sqlite_writer=self._sqlite_writer,
             write_turn=self._write_turn,
             new_work=self.new_work,
+            timeout=None if path is not None else timeout,
+            did_not_answer=lambda committing: did_not_answer(engine, committing=committing),
         )
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
@@ -167,15 +175,22 @@ class Store:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        if self._write_turn is None:
-            async with transaction(self.engine, write=True) as conn:
-                yield conn
-            return
-        async with self._write_turn, transaction(self.engine, write=True) as conn:
-            yield conn
+        try:
+            if self._write_turn is None:
+                async with transaction(self.engine, write=True) as conn:
+                    yield conn
+            else:
+                async with self._write_turn, transaction(self.engine, write=True) as conn:
+                    yield conn
+        except DatabaseUnavailable as exc:
+            self.write_health.failed(exc.message)
+            raise
+        self.write_health.succeeded()
 
     @classmethod
-    async def open(cls, database_url: str, *, migrate: bool = False) -> Store:
+    async def open(
+        cls, database_url: str, *, migrate: bool = False, db_timeout: float = DEFAULT_DB_TIMEOUT
+    ) -> Store:
         """Connect, and either upgrade the schema or insist that it is current.
 
         A SQLite file that does not exist is only created by ``migrate``: otherwise this
@@ -187,10 +202,10 @@ class Store:
                 check_sqlite_path(path)  # a directory named but missing (or a file) says so
             where = "" if path.is_absolute() else f" (in {Path.cwd()})"
             raise DatabaseNotReady(f"database {path} does not exist{where}", missing=True)
-        store = cls(create_engine(database_url))
+        store = cls(create_engine(database_url, timeout=db_timeout), timeout=db_timeout)
         try:
             if migrate:
-                await upgrade(store.engine)
+                await _upgrade_unbounded(database_url, db_timeout)
             else:
                 await require_current(store.engine, display_url(database_url))
         except BaseException:
@@ -204,8 +219,25 @@ class Store:
         await self.engine.dispose()
 
     async def ping(self) -> None:
-        async with self.read() as conn:
-            await conn.execute(select(1))
+        """Raise ``DatabaseUnavailable`` unless the database answers within the timeout."""
+
+        async def select_one() -> None:
+            async with self.read() as conn:
+                await conn.execute(select(1))
+
+        try:
+            await within(self.timeout, select_one())
+        except TimeoutError:
+            raise did_not_answer(self.engine, committing=False) from None
+
+    async def check_writes(self) -> None:
+        """Raise ``DatabaseUnavailable`` unless writes succeed (``readiness.py``)."""
+
+        async def probe() -> None:
+            async with self.write() as conn:
+                await conn.execute(text(PROBE_SQL))
+
+        await self.write_health.check(probe)
 
     def watch_access(self, forget: Callable[[], None]) -> AccessWatch:
         """What tells this process when a change of access made by any process (a token
@@ -955,20 +987,26 @@ class Store:
 
     # workers
 
-    async def register_worker(self, worker_id: str, host: str, pid: int, now: datetime) -> None:
+    async def register_worker(
+        self, worker_id: str, host: str, pid: int, now: datetime | None = None
+    ) -> None:
+        """Register ``worker_id``, stamped by the database's clock (or ``now``, for tests)."""
+        stamp = database_now(self.engine.dialect) if now is None else now
         async with self.write() as conn:
             await conn.execute(delete(workers).where(workers.c.id == worker_id))
             await conn.execute(
                 insert(workers).values(
-                    id=worker_id, host=host, pid=pid, started_at=now, heartbeat_at=now
+                    id=worker_id, host=host, pid=pid, started_at=stamp, heartbeat_at=stamp
                 )
             )
 
-    async def heartbeat(self, worker_id: str, now: datetime) -> bool:
-        """Say ``worker_id`` is alive; False if it had been declared dead (its row is gone)."""
+    async def heartbeat(self, worker_id: str, now: datetime | None = None) -> bool:
+        """Say ``worker_id`` is alive, at the database's time of the write (or ``now``, for
+        tests); False if it had been declared dead (its row is gone)."""
+        stamp = database_now(self.engine.dialect) if now is None else now
         async with self.write() as conn:
             result = await conn.execute(
-                update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now)
+                update(workers).where(workers.c.id == worker_id).values(heartbeat_at=stamp)
             )
             return bool(result.rowcount)
 
@@ -981,31 +1019,37 @@ class Store:
             return (await conn.execute(select(workers).order_by(workers.c.started_at))).all()
 
     async def take_over_dead_workers(
-        self, silent_since: datetime, now: datetime, lost: Callable[[ExpiredLease], Outcome]
+        self,
+        silent_since: datetime | timedelta,
+        now: datetime,
+        lost: Callable[[ExpiredLease], Outcome],
+        *,
+        judge: str | None = None,
     ) -> list[DeadWorkerTakeover]:
-        """Declare dead every worker whose last heartbeat is older than ``silent_since`` and
-        hand its deliveries back: those merely claimed go back to the queue untouched (due
-        ``now``); each one on the wire gets the attempt of unknown outcome that ``lost`` makes
-        of it, recorded in the same transaction. Deleting the worker's row decides which of
-        several workers looking at once does it.
+        """Declare dead every worker whose last heartbeat is older than ``silent_since`` (a
+        timedelta: that long before the database's time) and hand its deliveries back: those
+        merely claimed go back to the queue untouched (due ``now``); each one on the wire gets
+        the attempt of unknown outcome that ``lost`` makes of it, recorded in the same
+        transaction. Deleting the worker's row decides which of several workers looking at
+        once does it. The ``judge`` (the worker looking) never declares itself dead.
         """
         taken: list[DeadWorkerTakeover] = []
-        async with self.read() as conn:
-            silent = (
-                (
-                    await conn.execute(
-                        select(workers.c.id).where(workers.c.heartbeat_at < silent_since)
-                    )
-                )
-                .scalars()
-                .all()
+        dialect = self.engine.dialect
+
+        def silent() -> ColumnElement[bool]:
+            since = (
+                database_ago(dialect, silent_since.total_seconds())
+                if isinstance(silent_since, timedelta)
+                else silent_since
             )
-        for worker_id in silent:
+            return and_(workers.c.heartbeat_at < since, workers.c.id != (judge or ""))
+
+        async with self.read() as conn:
+            found = (await conn.execute(select(workers.c.id).where(silent()))).scalars().all()
+        for worker_id in found:
             async with self.write() as conn:
                 gone = await conn.execute(
-                    delete(workers).where(
-                        workers.c.id == worker_id, workers.c.heartbeat_at < silent_since
-                    )
+                    delete(workers).where(workers.c.id == worker_id, silent())
                 )
                 if not gone.rowcount:
                     continue  # it came back, or another worker took it over
@@ -1479,3 +1523,13 @@ async def _insert_unique(
             await conn.execute(insert(table), row)
     except IntegrityError:
         raise Conflict(message) from None
+
+
+async def _upgrade_unbounded(database_url: str, db_timeout: float) -> None:
+    """Migrate through an engine of its own whose statements are not bounded by the timeout
+    (an index on a big table may rightly take longer than a request should wait)."""
+    engine = create_engine(database_url, timeout=db_timeout, bound_statements=False)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
