@@ -54,6 +54,9 @@ _UNREACHABLE = frozenset(
     }
 )
 
+# how a request fails on a kept-alive connection that its receiver has closed meanwhile
+_DIED_ON_REUSE = frozenset({pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR, pycurl.E_GOT_NOTHING})
+
 
 @functools.lru_cache(maxsize=10_000)
 def _host_port(url: str) -> tuple[str, int]:
@@ -148,6 +151,20 @@ class _Exchange:
     def excerpt(self) -> str:
         return b"".join(self.kept).decode("utf-8", errors="replace")
 
+    def answer(self) -> int | None:
+        """The status of a final response whose status line and headers came in full (a
+        blank line ended them), or None: what the receiver answered, whatever the body did."""
+        status: int | None = None
+        for line in self.header_lines:
+            if line.startswith(b"HTTP/"):
+                status = None
+                parts = line.split(None, 2)
+                if len(parts) >= 2 and parts[1].isdigit() and not parts[1].startswith(b"1"):
+                    status = int(parts[1])
+            elif line in (b"\r\n", b"\n") and status is not None:
+                return status
+        return None
+
     def header(self, name: bytes) -> str | None:
         """A header of the last response received (curl hands over every response's lines,
         an interim 1xx's included), or None."""
@@ -159,6 +176,16 @@ class _Exchange:
             elif line.lower().startswith(prefix):
                 found = line[len(prefix) :].strip().decode("latin-1")
         return found
+
+
+def _died_unheard(exchange: _Exchange, number: int) -> bool:
+    """Did the transfer fail on a reused connection before any answer came back (the receiver
+    closed it while it waited in the pool)?"""
+    return (
+        number in _DIED_ON_REUSE
+        and not exchange.header_lines
+        and exchange.curl.getinfo(pycurl.NUM_CONNECTS) == 0
+    )
 
 
 def _curl_error(exc: pycurl.error) -> tuple[int, str]:
@@ -226,19 +253,29 @@ class Sender:
         retry_after: str | None = None
         error: str | None = None
         unreachable = False
+        number, message = 0, ""
         try:
             exchange.prepare(url, body, headers, delivery_id)
-            await multi.perform(exchange.curl)
-        except pycurl.error as exc:
-            number, message = _curl_error(exc)
-            if exchange.capped and number == pycurl.E_WRITE_ERROR:
-                pass  # cut on purpose after the excerpt: the answer's status stands
-            else:
-                error = self._describe(exchange, url, number, message)
-                unreachable = number in _UNREACHABLE
+            try:
+                await multi.perform(exchange.curl)
+            except pycurl.error as exc:
+                number, message = _curl_error(exc)
+                if _died_unheard(exchange, number):
+                    # a kept-alive connection that the receiver had closed: the request never
+                    # reached it. Once more on a connection of its own; that result stands.
+                    exchange.prepare(url, body, headers, delivery_id)
+                    number, message = await self._perform_fresh(multi, exchange)
         except BaseException:
             exchange.curl.close()  # cancelled mid-request: the handle is not reused
             raise
+        if number and not (exchange.capped and number == pycurl.E_WRITE_ERROR):
+            # (cut on purpose after the excerpt: the answer's status stands)
+            if exchange.answer() is None:
+                error = self._describe(exchange, url, number, message)
+                unreachable = number in _UNREACHABLE
+            # else the receiver answered in full (status line and headers) before the
+            # transfer failed: a body trickling past the timeout, a reset after the answer.
+            # Its answer is what it said; the body is what came of it.
         if error is None:
             status = exchange.curl.getinfo(pycurl.RESPONSE_CODE)
             if status in RETRY_AFTER_STATUSES:
@@ -256,6 +293,18 @@ class Sender:
             retry_after=retry_after,
             unreachable=unreachable,
         )
+
+    @staticmethod
+    async def _perform_fresh(multi: CurlLoop, exchange: _Exchange) -> tuple[int, str]:
+        """Run the prepared transfer on a new connection: (0, "") or curl's error."""
+        exchange.curl.setopt(pycurl.FRESH_CONNECT, 1)
+        try:
+            await multi.perform(exchange.curl)
+        except pycurl.error as exc:
+            return _curl_error(exc)
+        finally:
+            exchange.curl.setopt(pycurl.FRESH_CONNECT, 0)
+        return 0, ""
 
     def _describe(self, exchange: _Exchange, url: str, number: int, message: str) -> str:
         """An attempt's error in words an operator can act on, not curl's own."""
