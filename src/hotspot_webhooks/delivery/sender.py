@@ -9,7 +9,9 @@ sender used before (``bench/senders.py`` has the comparison). What the sender pr
   ``Content-Length`` (no ``Accept``, no ``Expect: 100-continue``);
 * the SSRF guard judges every address at the moment curl opens a socket to it, so a name that
   resolves, or later rebinds, to an internal address is refused (``_Exchange._open_socket``);
-* one total timeout; redirects are not followed; only http and https; no proxy taken from the
+* one total timeout, kept by the curl loop against the worker's own attention (a worker that
+  was stopped or stalled does not count that time against its requests: ``curl_loop.py``);
+  redirects are not followed; only http and https; no proxy taken from the
   environment; TLS verified against this system's CA bundle (``SSL_CERT_FILE`` honoured);
 * the answer is read up to an excerpt, and a little more so the connection stays reusable;
   past that the connection is dropped, the status kept;
@@ -85,7 +87,8 @@ class _Exchange:
         self.refused: list[str] = []  # the SSRF guard's reasons, for this request's error
         curl = self.curl = pycurl.Curl()
         curl.setopt(pycurl.NOSIGNAL, 1)
-        curl.setopt(pycurl.TIMEOUT_MS, round(sender.timeout * 1000))
+        if not sender.loop_times_out:  # else the curl loop enforces it (curl_loop.py)
+            curl.setopt(pycurl.TIMEOUT_MS, round(sender.timeout * 1000))
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         curl.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
@@ -222,6 +225,7 @@ class Sender:
         self._multi: CurlLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[_Exchange] = []
+        self.loop_times_out = False  # does the curl loop enforce the timeout (not curl)?
 
     async def close(self) -> None:
         if self._multi is not None:
@@ -236,7 +240,8 @@ class Sender:
         their sockets belong to one loop)."""
         if self._multi is not None:
             await self.close()
-        self._multi, self._loop = open_curl_loop(loop), loop
+        self._multi, self.loop_times_out = open_curl_loop(loop, self.timeout)
+        self._loop = loop
         return self._multi
 
     async def send(
