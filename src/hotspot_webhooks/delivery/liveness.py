@@ -36,6 +36,7 @@ from ..errors import DatabaseUnavailable
 from ..store.records import ExpiredLease, Outcome
 from ..store.store import Store
 from .attempt import Attempts
+from .fence import LeaseFence
 
 log = logging.getLogger(__name__)
 MARK_EVERY = 0.25  # seconds; a request unanswered for one to two of these is marked
@@ -80,11 +81,15 @@ class Liveness:
         # may declare others dead from this moment: not before a worker_timeout of good
         # heartbeats after an outage of its own
         self._judge_from = 0.0
+        # what this worker may still send (fence.py)
+        self.fence = LeaseFence(settings.worker_timeout - settings.heartbeat / 2)
 
     async def register(self) -> None:
+        started = time.monotonic()
         await self.store.register_worker(
             self.owner, socket.gethostname()[:255], os.getpid(), datetime.now(UTC)
         )
+        self.fence.confirm(started)
 
     async def deregister(self) -> None:
         with contextlib.suppress(DatabaseUnavailable):
@@ -104,7 +109,11 @@ class Liveness:
                 await asyncio.wait_for(stopping.wait(), self.settings.heartbeat)
 
     async def beat(self) -> None:
-        if not await self.store.heartbeat(self.owner, datetime.now(UTC)):
+        started = time.monotonic()
+        if await self.store.heartbeat(self.owner, datetime.now(UTC)):
+            self.fence.confirm(started)
+        else:
+            self.fence.lost()
             log.warning(
                 "worker %s had been declared dead (silent for over %g s): registering again; "
                 "deliveries it held were handed back",

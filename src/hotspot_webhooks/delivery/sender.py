@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import pycurl
 
 from .curl_loop import CurlLoop, open_curl_loop
+from .fence import LeaseFence
 from .outcome import AttemptResult
 from .retry import RETRY_AFTER_STATUSES
 from .targets import forbidden_reason
@@ -79,6 +80,9 @@ class _Exchange:
         self.excerpt_limit = sender.excerpt_bytes
         self.guarded = not sender.allow_private
         self.on_wire = sender.on_wire
+        self.fence = sender.fence
+        self.fence_run: int | None = None  # the run its delivery was claimed in (fence.py)
+        self.fenced = False  # refused at the fence: nothing went out
         self.delivery_id: str | None = None
         self.kept: list[bytes] = []
         self.received = 0
@@ -105,9 +109,16 @@ class _Exchange:
         curl.setopt(pycurl.HEADERFUNCTION, self.header_lines.append)
 
     def prepare(
-        self, url: str, body: bytes, headers: dict[str, str], delivery_id: str | None
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        delivery_id: str | None,
+        fence_run: int | None = None,
     ) -> None:
         self.delivery_id = delivery_id
+        self.fence_run = fence_run
+        self.fenced = False
         self.kept.clear()
         self.header_lines.clear()
         self.refused.clear()
@@ -136,7 +147,12 @@ class _Exchange:
         return socket.socket(family, kind, protocol)
 
     def _prerequest(self, *_: Any) -> int:
-        """The connection is open (or reused) and the request goes out now."""
+        """The connection is open (or reused) and the request goes out now, unless the lease
+        it is sent under may have been taken over meanwhile (``fence.py``)."""
+        fence = self.fence
+        if self.fence_run is not None and fence is not None and not fence.holds(self.fence_run):
+            self.fenced = True
+            return pycurl.PREREQFUNC_ABORT
         if self.on_wire is not None and self.delivery_id is not None:
             self.on_wire(self.delivery_id)
         return pycurl.PREREQFUNC_OK
@@ -222,6 +238,7 @@ class Sender:
         self.allow_private = allow_private
         self.excerpt_bytes = excerpt_bytes
         self.on_wire = on_wire
+        self.fence: LeaseFence | None = None  # the dispatcher's: what it may still send
         self._multi: CurlLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[_Exchange] = []
@@ -245,9 +262,16 @@ class Sender:
         return self._multi
 
     async def send(
-        self, url: str, body: bytes, headers: dict[str, str], delivery_id: str | None = None
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        delivery_id: str | None = None,
+        fence_run: int | None = None,
     ) -> AttemptResult:
-        """POST once; every outcome, including errors, becomes an ``AttemptResult``."""
+        """POST once; every outcome, including errors, becomes an ``AttemptResult``. With
+        ``fence_run`` the request goes out only while the fence holds that run; if it did
+        not, the result says it was not sent."""
         multi = self._multi
         if multi is None or self._loop is not asyncio.get_running_loop():
             multi = await self._bind(asyncio.get_running_loop())
@@ -260,7 +284,7 @@ class Sender:
         unreachable = False
         number, message = 0, ""
         try:
-            exchange.prepare(url, body, headers, delivery_id)
+            exchange.prepare(url, body, headers, delivery_id, fence_run)
             try:
                 await multi.perform(exchange.curl)
             except pycurl.error as exc:
@@ -268,19 +292,24 @@ class Sender:
                 if _died_unheard(exchange, number):
                     # a kept-alive connection that the receiver had closed: the request never
                     # reached it. Once more on a connection of its own; that result stands.
-                    exchange.prepare(url, body, headers, delivery_id)
+                    exchange.prepare(url, body, headers, delivery_id, fence_run)
                     number, message = await self._perform_fresh(multi, exchange)
         except BaseException:
             exchange.curl.close()  # cancelled mid-request: the handle is not reused
             raise
-        if number and not (exchange.capped and number == pycurl.E_WRITE_ERROR):
-            # (cut on purpose after the excerpt: the answer's status stands)
-            if exchange.answer() is None:
-                error = self._describe(exchange, url, number, message)
-                unreachable = number in _UNREACHABLE
-            # else the receiver answered in full (status line and headers) before the
-            # transfer failed: a body trickling past the timeout, a reset after the answer.
-            # Its answer is what it said; the body is what came of it.
+        if exchange.fenced:
+            error = "not sent: this worker's lease may have been taken over (fence.py)"
+        elif (
+            number
+            and not (exchange.capped and number == pycurl.E_WRITE_ERROR)
+            and exchange.answer() is None
+        ):
+            # (a transfer cut on purpose after the excerpt keeps its status; so does one that
+            # failed after the receiver answered in full, status line and headers: a body
+            # trickling past the timeout, a reset after the answer. The answer is what it
+            # said; the body is what came of it.)
+            error = self._describe(exchange, url, number, message)
+            unreachable = number in _UNREACHABLE
         if error is None:
             status = exchange.curl.getinfo(pycurl.RESPONSE_CODE)
             if status in RETRY_AFTER_STATUSES:
@@ -297,6 +326,7 @@ class Sender:
             error=error,
             retry_after=retry_after,
             unreachable=unreachable,
+            sent=not exchange.fenced,
         )
 
     @staticmethod

@@ -277,6 +277,13 @@ class RowsStatement(Generic[Params]):
         result = await conn.exec_driver_sql(sql, (bound,))
         return int(result.rowcount)
 
+    async def returned(self, conn: AsyncConnection, rows: Sequence[Params]) -> list[Any]:
+        """Run the statement once for ``rows``; return the first column it returns."""
+        sql = self._compile(conn.dialect)
+        converters = self._converters
+        bound = [_converted(row, converters) for row in rows] if converters else rows
+        return [row[0] for row in await conn.exec_driver_sql(sql, (bound,))]
+
 
 def _unnest_rows(row_type: RowType) -> Any:
     """``unnest`` of the one parameter ``rows``, an array of ``row_type``, as a table whose
@@ -631,6 +638,7 @@ ATTEMPT_ROW = RowType(
         "status": "integer",
         "response_excerpt": "text",
         "error": "text",
+        "late": "boolean",  # migration 0008
     },
 )
 _attempts = _unnest_rows(ATTEMPT_ROW)
@@ -678,6 +686,26 @@ RECORD_OUTCOMES = RowsStatement(
         delivered_at=func.coalesce(_outcomes.c.delivered_at, deliveries.c.delivered_at),
         lease_owner=null(),
         on_wire_since=null(),
-    ),
+    )
+    .returning(deliveries.c.id),  # the leases that were still ours: their attempts count
     OutcomeParams,
 )
+
+
+_HELD_SQLITE = (
+    "SELECT id FROM deliveries WHERE lease_owner = ? AND id IN (SELECT value FROM json_each(?))"
+)
+
+
+async def held_sqlite(conn: AsyncConnection, owner: str, delivery_ids: list[str]) -> set[str]:
+    """SQLite (one writer at a time, so it holds until the commit): which of these
+    deliveries ``owner`` still holds the lease of."""
+    found = await conn.exec_driver_sql(_HELD_SQLITE, (owner, _json_text(delivery_ids)))
+    return {row[0] for row in found}
+
+
+def flag_late(rows: list[AttemptRecord], held: set[str]) -> list[AttemptRecord]:
+    """``rows`` with the attempts of deliveries not in ``held`` flagged late."""
+    if all(row.delivery_id in held for row in rows):
+        return rows
+    return [row if row.delivery_id in held else row._replace(late=True) for row in rows]
