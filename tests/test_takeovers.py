@@ -14,11 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.exc import IntegrityError
 
 from hotspot_webhooks import catalog
 from hotspot_webhooks.service import Service
+from hotspot_webhooks.store import schema
+from hotspot_webhooks.store.database import create_engine
+from hotspot_webhooks.store.migrate import upgrade
 from hotspot_webhooks.store.schema import attempts
 from tests.receivers import PythonReceiver
 from tests.test_worker_process import eventually
@@ -133,3 +136,82 @@ async def _settled(service: Service) -> bool:
 async def _late_rows(service: Service, count: int) -> bool:
     late = await rows(service, "SELECT count(*) FROM attempts WHERE late")
     return bool(late[0][0] >= count)
+
+
+async def test_upgrading_keeps_every_attempt_and_flags_the_later_of_a_doubled_number_late(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    try:
+        await upgrade(engine, "0007")
+        now = datetime.now(UTC)
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(schema.operators), [{"id": "op_1", "name": "acme", "created_at": now}]
+            )
+            await conn.execute(
+                insert(schema.locations),
+                [{"id": "loc-1", "name": "L", "operator_id": "op_1", "created_at": now}],
+            )
+            await conn.execute(
+                insert(schema.webhooks),
+                [
+                    {
+                        "id": "wh_1",
+                        "operator_id": "op_1",
+                        "callback_url": "http://127.0.0.1:9/",
+                        "api_key_encrypted": "x",
+                        "status": "enabled",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
+            )
+            await conn.execute(
+                insert(schema.events),
+                [
+                    {
+                        "id": "evt_1",
+                        "type": EVENT,
+                        "location_id": "loc-1",
+                        "body": b"{}",
+                        "delivery_count": 1,
+                        "created_at": now,
+                    }
+                ],
+            )
+            await conn.execute(
+                insert(schema.deliveries),
+                [
+                    {
+                        "id": "dlv_1",
+                        "event_id": "evt_1",
+                        "webhook_id": "wh_1",
+                        "status": "succeeded",
+                        "attempt_count": 2,
+                        "created_at": now,
+                    }
+                ],
+            )
+            # as a stalled worker left them: attempt 1 twice (unknown, then its late 200)
+            for number, status, error in [
+                (1, None, "outcome unknown: worker w stopped"),
+                (2, 200, None),
+                (1, 200, None),
+            ]:
+                await conn.execute(
+                    text(
+                        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, "
+                        "request_headers, status, error) VALUES ('dlv_1', :number, "
+                        "CURRENT_TIMESTAMP, 0, '{}', :status, :error)"
+                    ),
+                    {"number": number, "status": status, "error": error},
+                )
+        await upgrade(engine)
+        async with engine.connect() as conn:
+            kept = (
+                await conn.exec_driver_sql("SELECT number, status, late FROM attempts ORDER BY id")
+            ).all()
+        assert [tuple(row) for row in kept] == [(1, None, False), (2, 200, False), (1, 200, True)]
+    finally:
+        await engine.dispose()
