@@ -61,6 +61,7 @@ class Dispatcher:
         self.liveness = Liveness(store, settings, self.attempts, self.owner, on_wire)
         self.fence = self.attempts.sender.fence = self.liveness.fence
         self.fence.on_new_run = self._hand_back_claimed_before
+        self.fence.on_reopen = self._nudge
         self.stats = PassStats()
         self.counted = metrics.Outcomes()  # published with each batch the recorder writes
         self.recorder = Recorder(store, self.owner, self.stats, counted=self.counted)
@@ -347,9 +348,8 @@ class Dispatcher:
     def _hand_back_claimed_before(self) -> None:
         """The fence began a new run (a gap in the heartbeats, or this worker was found
         declared dead): what waits unsent was claimed before it and may have been taken
-        over, so it goes back (a no-op for the leases that were), and claims go on."""
+        over, so it goes back (a no-op for the leases that were)."""
         self.lanes.hand_back_queued()
-        self._nudge()
 
     def _defer(self, webhook_ids: set[str], until: float) -> None:
         """An endpoint's circuit opened: move its due deliveries out of the claims' way until

@@ -27,13 +27,17 @@ class LeaseFence:
         self.window = window
         self.run = 0  # claims of an older run are not to be sent
         self._valid_until = 0.0
-        self.on_new_run: Callable[[], None] | None = None
+        self.on_new_run: Callable[[], None] | None = None  # hand back what was claimed before
+        self.on_reopen: Callable[[], None] | None = None  # it may claim and send again
 
     def confirm(self, started: float) -> None:
         """A heartbeat (or registration) begun at ``started`` found this worker registered."""
+        was_closed = time.monotonic() >= self._valid_until
         if started >= self._valid_until:  # a gap: someone may have taken over what it held
             self._new_run()
         self._valid_until = max(self._valid_until, started + self.window)
+        if was_closed and self.on_reopen is not None:
+            self.on_reopen()
 
     def lost(self) -> None:
         """This worker was found declared dead: every lease it held is gone."""
