@@ -43,3 +43,14 @@ def test_being_found_declared_dead_voids_every_lease_held() -> None:
     assert not fence.holds(before)
     fence.confirm(time.monotonic())  # registered again
     assert fence.holds(fence.run) and not fence.holds(before)
+
+
+def test_nothing_goes_out_while_the_workers_writes_fail() -> None:
+    fence = LeaseFence(window=25)
+    reopened: list[bool] = []
+    fence.on_reopen = lambda: reopened.append(True)
+    fence.confirm(time.monotonic())
+    fence.suspend()  # the recorder could not write: no mark could be written either
+    assert not fence.holds(fence.run)
+    fence.resume()
+    assert fence.holds(fence.run) and reopened

@@ -48,7 +48,8 @@ def open_curl_loop(loop: asyncio.AbstractEventLoop, timeout: float) -> tuple[Cur
 
 
 class EpollCurlLoop:
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float | None = None) -> None:
+        """With ``timeout`` (seconds) it times transfers out itself; without, it never does."""
         self._loop = loop
         self._timeout = timeout
         # each running transfer's deadline on the attention clock; all share one timeout,
@@ -69,11 +70,12 @@ class EpollCurlLoop:
     async def perform(self, curl: pycurl.Curl) -> pycurl.Curl:
         future = self._loop.create_future()
         self._running[curl] = future
-        self._deadlines[curl] = self.attention() + self._timeout
+        if self._timeout is not None:
+            self._deadlines[curl] = self.attention() + self._timeout
+            if self._watchdog is None:
+                self._expected = time.monotonic() + TICK
+                self._watchdog = self._loop.call_at(self._loop.time() + TICK, self._tick)
         self._multi.add_handle(curl)
-        if self._watchdog is None:
-            self._expected = time.monotonic() + TICK
-            self._watchdog = self._loop.call_at(self._loop.time() + TICK, self._tick)
         try:
             await future
         except asyncio.CancelledError:

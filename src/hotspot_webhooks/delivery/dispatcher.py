@@ -64,7 +64,9 @@ class Dispatcher:
         self.fence.on_reopen = self._nudge
         self.stats = PassStats()
         self.counted = metrics.Outcomes()  # published with each batch the recorder writes
-        self.recorder = Recorder(store, self.owner, self.stats, counted=self.counted)
+        self.recorder = Recorder(
+            store, self.owner, self.stats, counted=self.counted, fence=self.fence
+        )
         self.lanes: EndpointLanes[ClaimedDelivery] = EndpointLanes(
             concurrency=settings.concurrency,
             per_endpoint=settings.per_host_concurrency,

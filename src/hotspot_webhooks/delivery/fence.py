@@ -10,7 +10,10 @@ bytes would go out (the sender's pre-request callback), that
 * the worker's last heartbeat that found it registered began less than ``window`` ago
   (``WORKER_TIMEOUT`` less half a ``HEARTBEAT``: before anyone may judge it dead), and
 * no gap in those heartbeats came since its delivery was claimed (a *run*: a gap, or being
-  found declared dead, starts a new one, and what was claimed before is handed back unsent).
+  found declared dead, starts a new one, and what was claimed before is handed back unsent),
+* and the worker's writes are getting through: while the recorder cannot write (the database
+  is away, or cut off) the marks of requests on the wire cannot be written either, and a
+  request sent then would, should the worker be taken for dead, go out again under its number.
 
 A request refused here is not an attempt: no number is used, and the delivery is handed back
 (a no-op where the lease was taken over). Pure: the clock is ``time.monotonic()``.
@@ -27,6 +30,7 @@ class LeaseFence:
         self.window = window
         self.run = 0  # claims of an older run are not to be sent
         self._valid_until = 0.0
+        self._suspended = False  # the worker's writes are failing
         self.on_new_run: Callable[[], None] | None = None  # hand back what was claimed before
         self.on_reopen: Callable[[], None] | None = None  # it may claim and send again
 
@@ -44,9 +48,20 @@ class LeaseFence:
         self._valid_until = 0.0
         self._new_run()
 
+    def suspend(self) -> None:
+        """A write failed (the database is away): nothing goes out until one succeeds."""
+        self._suspended = True
+
+    def resume(self) -> None:
+        """A write succeeded again."""
+        if self._suspended:
+            self._suspended = False
+            if self.on_reopen is not None:
+                self.on_reopen()
+
     def holds(self, run: int) -> bool:
         """May a delivery claimed in ``run`` go on the wire now?"""
-        return run == self.run and time.monotonic() < self._valid_until
+        return run == self.run and not self._suspended and time.monotonic() < self._valid_until
 
     def _new_run(self) -> None:
         self.run += 1
