@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 from hotspot_webhooks.delivery.fence import LeaseFence
+from hotspot_webhooks.delivery.sender import Sender
+from tests.receivers import RawSocketReceiver
 
 
 def test_a_delivery_goes_out_while_heartbeats_keep_coming_within_the_window() -> None:
@@ -54,3 +56,23 @@ def test_nothing_goes_out_while_the_workers_writes_fail() -> None:
     assert not fence.holds(fence.run)
     fence.resume()
     assert fence.holds(fence.run) and reopened
+
+
+async def test_a_request_refused_at_the_fence_never_reaches_the_receiver() -> None:
+    receiver = await RawSocketReceiver().start()
+    sender = Sender(timeout=5, allow_private=True)
+    fence = sender.fence = LeaseFence(window=25)
+    fence.confirm(time.monotonic() - 30)  # a worker that wakes from a 30 s stop
+    stale = fence.run
+    try:
+        refused = await sender.send(receiver.url, b"{}", {}, "dlv_1", stale)
+        fence.confirm(time.monotonic())  # its next heartbeat: a new run
+        sent = await sender.send(receiver.url, b"{}", {}, "dlv_2", fence.run)
+        again = await sender.send(receiver.url, b"{}", {}, "dlv_1", stale)
+    finally:
+        await sender.close()
+        await receiver.stop()
+    assert (refused.sent, refused.status) == (False, None)
+    assert (sent.sent, sent.status) == (True, 200)
+    assert not again.sent  # claimed before the gap: never sent, even with the fence open
+    assert len(receiver.requests) == 1

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 from hotspot_webhooks import catalog
+from hotspot_webhooks.delivery.sender import Sender
 from hotspot_webhooks.service import Service
-from tests.receivers import PythonReceiver
+from tests.receivers import MisbehavingReceiver, PythonReceiver
 from tests.test_worker_process import db_rows, eventually, start_worker
 
 EVENT = "transaction.paid.create"
@@ -46,6 +53,46 @@ async def test_a_worker_paused_past_the_timeout_records_the_answers_it_was_sent(
     assert counts == [("succeeded", 1)] * 10  # no retry burned
     assert len(python_receiver.requests) == 10  # nothing sent again
     assert b"circuit open" not in stderr, stderr.decode()
+
+
+class _SlowOK(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(0.3)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def threaded_receiver() -> Iterator[str]:
+    """A receiver on a thread of its own: it answers while the test's loop is blocked."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowOK)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_a_blocked_loop_is_not_counted_against_the_timeout(threaded_receiver: str) -> None:
+    sender = Sender(timeout=1.0, allow_private=True)
+    hanging = await MisbehavingReceiver("hang").start()
+    try:
+        sending = asyncio.ensure_future(sender.send(threaded_receiver, b"{}", {}))
+        await asyncio.sleep(0.1)  # the request is out; the answer comes 0.3 s later
+        time.sleep(2.5)  # noqa: ASYNC251 - the worker's loop blocked past the 1 s timeout
+        result = await sending
+        unanswered = await sender.send(hanging.url, b"{}", {})  # a real timeout still holds
+    finally:
+        await sender.close()
+        await hanging.stop()
+    assert (result.status, result.error) == (200, None)
+    assert unanswered.error == "timed out after 1 s" and unanswered.unreachable
 
 
 async def _received(receiver: PythonReceiver, count: int) -> bool:
