@@ -29,7 +29,7 @@ from tests.test_worker_process import eventually
 BACKENDS = ("sqlite", "postgresql")
 EVENT = "transaction.paid.create"
 SAMPLE = catalog.EVENT_TYPES[EVENT].sample
-FAST_LIVENESS = {"heartbeat": "0.5", "worker_timeout": "2"}
+FAST_LIVENESS = {"heartbeat": "1", "worker_timeout": "4"}
 
 
 async def start_worker(service: Service, **settings: str) -> asyncio.subprocess.Process:
@@ -77,12 +77,11 @@ async def test_a_stalled_workers_lease_taken_over_mid_request_sends_no_number_tw
         await eventually(lambda: _settled(service), within=60)
         await eventually(lambda: _late_rows(service, 2), within=30)
         await asyncio.sleep(2.0)  # time for A to (wrongly) send what it still held
+    except AssertionError as failed:
+        logs = await _stop(stalled, taker)
+        raise AssertionError(f"{failed}; the workers said:\n{logs}") from failed
     finally:
-        for worker in (stalled, taker):
-            if worker is not None and worker.returncode is None:
-                worker.send_signal(signal.SIGCONT)
-                worker.terminate()
-                await asyncio.wait_for(worker.communicate(), 30)
+        await _stop(stalled, taker)
 
     on_the_wire = Counter(
         (r.header("X-Hotspotsystem-Delivery"), r.header("X-Hotspotsystem-Attempt"))
@@ -99,6 +98,10 @@ async def test_a_stalled_workers_lease_taken_over_mid_request_sends_no_number_tw
     unknown = {(d, n) for d, n, _, error, _ in attempts if "outcome unknown" in str(error)}
     assert len(late) == 2 and {(d, n) for d, n, _ in late} == unknown
     assert all(status == 200 for _, _, status in late)  # what A's receiver answered, kept
+    shown = (await service.get_delivery(str(late[0][0]))).attempts
+    assert [a.error for a in shown if a.status == 200 and a.number == late[0][1]] == [
+        "recorded late: another worker had taken this delivery over; it changed nothing"
+    ]
     states = await rows(service, "SELECT status FROM deliveries")
     assert sorted(s for (s,) in states) == ["succeeded"] * 6
 
@@ -122,6 +125,18 @@ async def test_the_database_refuses_a_second_counted_attempt_of_one_number(
     with pytest.raises(IntegrityError):
         async with service.store.write() as conn:
             await conn.execute(insert(attempts), [{**row, "late": False}])
+
+
+async def _stop(*workers: asyncio.subprocess.Process | None) -> str:
+    """Stop the workers (waking a stopped one first); what they wrote to stderr."""
+    said = []
+    for worker in workers:
+        if worker is not None and worker.returncode is None:
+            worker.send_signal(signal.SIGCONT)
+            worker.terminate()
+            _, stderr = await asyncio.wait_for(worker.communicate(), 30)
+            said.append(stderr.decode(errors="replace")[-3000:])
+    return "\n---\n".join(said)
 
 
 async def _received(receiver: PythonReceiver, count: int) -> bool:

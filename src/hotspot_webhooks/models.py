@@ -141,7 +141,6 @@ class Attempt(Resource):
     status: int | None
     response_excerpt: str | None
     error: str | None
-    late: bool = False  # its outcome came after another worker had taken the delivery over
 
 
 class Delivery(Resource):

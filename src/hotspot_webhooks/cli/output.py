@@ -106,8 +106,6 @@ def show_delivery(found: DeliveryWithAttempts, as_json: bool) -> None:
         )
         if attempt.error:
             line += f" · [red]{attempt.error}[/red]"
-        if attempt.late:
-            line += " · late (recorded after a takeover; it changed nothing)"
         out.print(line, highlight=False)
         if attempt.request_headers:
             out.print("  request headers:", highlight=False)

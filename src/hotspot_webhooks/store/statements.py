@@ -690,22 +690,3 @@ RECORD_OUTCOMES = RowsStatement(
     .returning(deliveries.c.id),  # the leases that were still ours: their attempts count
     OutcomeParams,
 )
-
-
-_HELD_SQLITE = (
-    "SELECT id FROM deliveries WHERE lease_owner = ? AND id IN (SELECT value FROM json_each(?))"
-)
-
-
-async def held_sqlite(conn: AsyncConnection, owner: str, delivery_ids: list[str]) -> set[str]:
-    """SQLite (one writer at a time, so it holds until the commit): which of these
-    deliveries ``owner`` still holds the lease of."""
-    found = await conn.exec_driver_sql(_HELD_SQLITE, (owner, _json_text(delivery_ids)))
-    return {row[0] for row in found}
-
-
-def flag_late(rows: list[AttemptRecord], held: set[str]) -> list[AttemptRecord]:
-    """``rows`` with the attempts of deliveries not in ``held`` flagged late."""
-    if all(row.delivery_id in held for row in rows):
-        return rows
-    return [row if row.delivery_id in held else row._replace(late=True) for row in rows]

@@ -78,6 +78,7 @@ from .database import (
     transaction,
 )
 from .emits import GroupCommit
+from .late import flag_late, held_sqlite, shown_error
 from .migrate import require_current, upgrade
 from .notify import NOTIFY_SQL, NewWork, listen
 from .records import (
@@ -120,8 +121,6 @@ from .statements import (
     ClaimParams,
     LeaseParams,
     OutcomeParams,
-    flag_late,
-    held_sqlite,
 )
 
 _Query = TypeVar("_Query", bound=Select[Any])
@@ -1379,6 +1378,7 @@ def _attempt(row: Row[Any]) -> AttemptRecord:
     headers = values["request_headers"]
     # the JSON column decodes on read; text is what a driver that does not hands back
     values["request_headers"] = json.loads(headers) if isinstance(headers, str) else dict(headers)
+    values["error"] = shown_error(values["error"], values["late"])
     return AttemptRecord(**values)
 
 
