@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -250,3 +251,66 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class ImpoliteReceiver:
+    """An endpoint that answers, then treats the connection rudely: ``trickle`` sends
+    ``HTTP/1.1 200 OK`` and its headers at once, then its body one byte per ``trickle_every``
+    seconds; ``reset`` answers 200 in full and then resets the connection (an abortive
+    close, as a server that closes every connection after answering may do); ``reset-unframed``
+    answers 200 with a body delimited by the connection's end, and ends it with a reset.
+    Counts the requests it read in full."""
+
+    def __init__(self, mode: str, trickle_every: float = 0.5) -> None:
+        assert mode in ("trickle", "reset", "reset-unframed")
+        self.mode = mode
+        self.trickle_every = trickle_every
+        self.requests = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.mode}"
+
+    async def start(self) -> ImpoliteReceiver:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.decode("latin-1").split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            self.requests += 1
+            if self.mode == "trickle":
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                for _ in range(1000):
+                    await writer.drain()
+                    await asyncio.sleep(self.trickle_every)
+                    writer.write(b"x")
+                return
+            framing = b"Content-Length: 2\r\n" if self.mode == "reset" else b""
+            writer.write(b"HTTP/1.1 200 OK\r\n" + framing + b"\r\nOK")
+            await writer.drain()
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client gave up, or the test is over
+        finally:
+            self._open.discard(writer)
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._open):
+                writer.close()
+            await self._server.wait_closed()

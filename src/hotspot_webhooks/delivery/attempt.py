@@ -70,21 +70,26 @@ class Attempts:
     async def close(self) -> None:
         await self.sender.close()
 
-    async def make(self, claimed: ClaimedDelivery) -> Decision:
-        """Sign and send ``claimed`` now, and decide what it became."""
+    async def make(self, claimed: ClaimedDelivery, fence_run: int | None = None) -> Decision | None:
+        """Sign and send ``claimed`` now, and decide what it became; None if it was not sent
+        because the lease fence no longer held ``fence_run`` (``fence.py``)."""
         headers: dict[str, str] = {}
         try:
             headers = signed_headers(claimed, self.signers(claimed))
             result = await self.sender.send(
-                claimed.callback_url, claimed.body, headers, delivery_id=claimed.id
+                claimed.callback_url, claimed.body, headers, claimed.id, fence_run
             )
         except Exception as exc:
             result = _internal_error(claimed, exc)
+        if not result.sent:
+            return None
         return self._decide(claimed.id, claimed.attempt_number, result, headers)
 
     async def make_and_record(self, store: Store, claimed: ClaimedDelivery, owner: str) -> None:
         """``make``, then record the attempt at once (a test send: nothing to batch with)."""
         decision = await self.make(claimed)
+        if decision is None:  # unfenced: always sent
+            return
         disable = webhooks_to_disable(claimed, decision)
         now = datetime.now(UTC)
         await store.record(owner, [decision.outcome], now=now, disable_webhooks=disable)

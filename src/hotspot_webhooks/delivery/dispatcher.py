@@ -59,9 +59,14 @@ class Dispatcher:
         on_wire = OnWire()
         self.attempts = Attempts(settings, cipher, on_wire=on_wire.sent)
         self.liveness = Liveness(store, settings, self.attempts, self.owner, on_wire)
+        self.fence = self.attempts.sender.fence = self.liveness.fence
+        self.fence.on_new_run = self._hand_back_claimed_before
+        self.fence.on_reopen = self._nudge
         self.stats = PassStats()
         self.counted = metrics.Outcomes()  # published with each batch the recorder writes
-        self.recorder = Recorder(store, self.owner, self.stats, counted=self.counted)
+        self.recorder = Recorder(
+            store, self.owner, self.stats, counted=self.counted, fence=self.fence
+        )
         self.lanes: EndpointLanes[ClaimedDelivery] = EndpointLanes(
             concurrency=settings.concurrency,
             per_endpoint=settings.per_host_concurrency,
@@ -250,6 +255,9 @@ class Dispatcher:
             if self.unfinished > self._refill_below:
                 return False  # a claim is worth its statement only with room for a batch
             limit = min(self.settings.batch_size, room)
+            run = self.fence.run
+            if not self.fence.holds(run):
+                return False  # nothing may go out now: claim once a heartbeat confirms it
             now = datetime.now(UTC)
             batch = await self.store.claim_due(
                 owner=self.owner,
@@ -261,6 +269,10 @@ class Dispatcher:
             )
             self.stats.claimed += len(batch)
             self.unfinished += len(batch)
+            if self.fence.run != run:  # claimed before a gap: perhaps no longer ours
+                for claimed in batch:
+                    self._hold(claimed, None)
+                return False
             for claimed in batch:
                 self.lanes.put(_endpoint(claimed.callback_url), claimed.webhook_id, claimed)
             if len(batch) < limit:
@@ -288,8 +300,10 @@ class Dispatcher:
                 self.stats.failed += 1
                 self.counted.add(claimed.event_type, FAILED, None)
                 return None
-            decision = await self.attempts.make(claimed)
+            decision = await self.attempts.make(claimed, self.fence.run)
             self.liveness.on_wire.answered(claimed.id)
+            if decision is None:  # refused at the fence: not sent, handed back (fence.py)
+                self.recorder.release(claimed.id, datetime.now(UTC))
             return decision
         finally:
             self._decided()
@@ -332,6 +346,12 @@ class Dispatcher:
             self.counted.held += 1
         self.recorder.release(claimed.id, due)
         self._decided()
+
+    def _hand_back_claimed_before(self) -> None:
+        """The fence began a new run (a gap in the heartbeats, or this worker was found
+        declared dead): what waits unsent was claimed before it and may have been taken
+        over, so it goes back (a no-op for the leases that were)."""
+        self.lanes.hand_back_queued()
 
     def _defer(self, webhook_ids: set[str], until: float) -> None:
         """An endpoint's circuit opened: move its due deliveries out of the claims' way until

@@ -44,6 +44,7 @@ from ..errors import DatabaseUnavailable
 from ..store.records import ExpiredLease, Outcome
 from ..store.store import Store
 from .attempt import Attempts
+from .fence import LeaseFence
 
 log = logging.getLogger(__name__)
 MARK_EVERY = 0.25  # seconds; a request unanswered for one to two of these is marked
@@ -89,9 +90,13 @@ class Liveness:
         # heartbeats after an outage of its own
         self._judge_from = 0.0
         self._last_beat: float | None = None  # time.monotonic() of the last good heartbeat
+        # what this worker may still send (fence.py)
+        self.fence = LeaseFence(settings.worker_timeout - settings.heartbeat / 2)
 
     async def register(self) -> None:
+        started = time.monotonic()
         await self.store.register_worker(self.owner, socket.gethostname()[:255], os.getpid())
+        self.fence.confirm(started)
 
     async def deregister(self) -> None:
         with contextlib.suppress(DatabaseUnavailable):
@@ -111,6 +116,7 @@ class Liveness:
                 await asyncio.wait_for(stopping.wait(), self.settings.heartbeat)
 
     async def beat(self) -> None:
+        started = time.monotonic()
         alive = await self.store.heartbeat(self.owner)
         beaten, previous = time.monotonic(), self._last_beat
         self._last_beat = beaten
@@ -122,7 +128,10 @@ class Liveness:
                 self.settings.worker_timeout,
             )  # fmt: skip
             self._judge_from = max(self._judge_from, beaten + self.settings.worker_timeout)
-        if not alive:
+        if alive:
+            self.fence.confirm(started)
+        else:
+            self.fence.lost()
             log.warning(
                 "worker %s had been declared dead (silent for over %g s): registering again; "
                 "deliveries it held were handed back",

@@ -27,6 +27,7 @@ class AttemptResult:
     error: str | None
     retry_after: str | None = None
     unreachable: bool = False  # never reached the receiver: connect failure, reset, timeout
+    sent: bool = True  # False: refused at the lease fence, nothing went out (not an attempt)
 
 
 @dataclass(slots=True)

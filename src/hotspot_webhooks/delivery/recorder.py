@@ -28,6 +28,7 @@ from ..errors import DatabaseUnavailable
 from ..store.records import Outcome
 from ..store.store import Store
 from .attempt import log_disabled
+from .fence import LeaseFence
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 5.0  # seconds between tries while the database is away: back soon after it is
@@ -62,6 +63,9 @@ class Recorder:
     owner: str
     stats: PassStats
     counted: metrics.Outcomes | None = None  # the metrics' counts, published with each batch
+    # told when writes fail and succeed again: no request goes out while its on-wire mark
+    # could not be written (fence.py)
+    fence: LeaseFence | None = None
     outcomes: list[Outcome] = field(default_factory=list)
     released: dict[datetime, list[str]] = field(default_factory=dict)
     disable: dict[str, str] = field(default_factory=dict)
@@ -103,6 +107,8 @@ class Recorder:
                 backoff = 0.5
             except Exception as exc:  # kept and tried again: a recorder that died would hang
                 if isinstance(exc, DatabaseUnavailable):
+                    if self.fence is not None:
+                        self.fence.suspend()
                     metrics.record_database_error("record")
                     log.warning(
                         "recording attempts failed (%s); trying again in %.1f s", exc, backoff
@@ -113,6 +119,8 @@ class Recorder:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 self.wake.set()
                 continue
+            if self.fence is not None:
+                self.fence.resume()
             if not self.pending:
                 self.written.set()
 

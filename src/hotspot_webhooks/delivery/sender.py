@@ -9,7 +9,9 @@ sender used before (``bench/senders.py`` has the comparison). What the sender pr
   ``Content-Length`` (no ``Accept``, no ``Expect: 100-continue``);
 * the SSRF guard judges every address at the moment curl opens a socket to it, so a name that
   resolves, or later rebinds, to an internal address is refused (``_Exchange._open_socket``);
-* one total timeout; redirects are not followed; only http and https; no proxy taken from the
+* one total timeout, kept by the curl loop against the worker's own attention (a worker that
+  was stopped or stalled does not count that time against its requests: ``curl_loop.py``);
+  redirects are not followed; only http and https; no proxy taken from the
   environment; TLS verified against this system's CA bundle (``SSL_CERT_FILE`` honoured);
 * the answer is read up to an excerpt, and a little more so the connection stays reusable;
   past that the connection is dropped, the status kept;
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 import pycurl
 
 from .curl_loop import CurlLoop, open_curl_loop
+from .fence import LeaseFence
 from .outcome import AttemptResult
 from .retry import RETRY_AFTER_STATUSES
 from .targets import forbidden_reason
@@ -53,6 +56,9 @@ _UNREACHABLE = frozenset(
         pycurl.E_RECV_ERROR,
     }
 )
+
+# how a request fails on a kept-alive connection that its receiver has closed meanwhile
+_DIED_ON_REUSE = frozenset({pycurl.E_SEND_ERROR, pycurl.E_RECV_ERROR, pycurl.E_GOT_NOTHING})
 
 
 @functools.lru_cache(maxsize=10_000)
@@ -74,6 +80,9 @@ class _Exchange:
         self.excerpt_limit = sender.excerpt_bytes
         self.guarded = not sender.allow_private
         self.on_wire = sender.on_wire
+        self.fence = sender.fence
+        self.fence_run: int | None = None  # the run its delivery was claimed in (fence.py)
+        self.fenced = False  # refused at the fence: nothing went out
         self.delivery_id: str | None = None
         self.kept: list[bytes] = []
         self.received = 0
@@ -82,7 +91,8 @@ class _Exchange:
         self.refused: list[str] = []  # the SSRF guard's reasons, for this request's error
         curl = self.curl = pycurl.Curl()
         curl.setopt(pycurl.NOSIGNAL, 1)
-        curl.setopt(pycurl.TIMEOUT_MS, round(sender.timeout * 1000))
+        if not sender.loop_times_out:  # else the curl loop enforces it (curl_loop.py)
+            curl.setopt(pycurl.TIMEOUT_MS, round(sender.timeout * 1000))
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         curl.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
@@ -99,9 +109,16 @@ class _Exchange:
         curl.setopt(pycurl.HEADERFUNCTION, self.header_lines.append)
 
     def prepare(
-        self, url: str, body: bytes, headers: dict[str, str], delivery_id: str | None
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        delivery_id: str | None,
+        fence_run: int | None = None,
     ) -> None:
         self.delivery_id = delivery_id
+        self.fence_run = fence_run
+        self.fenced = False
         self.kept.clear()
         self.header_lines.clear()
         self.refused.clear()
@@ -130,7 +147,12 @@ class _Exchange:
         return socket.socket(family, kind, protocol)
 
     def _prerequest(self, *_: Any) -> int:
-        """The connection is open (or reused) and the request goes out now."""
+        """The connection is open (or reused) and the request goes out now, unless the lease
+        it is sent under may have been taken over meanwhile (``fence.py``)."""
+        fence = self.fence
+        if self.fence_run is not None and fence is not None and not fence.holds(self.fence_run):
+            self.fenced = True
+            return pycurl.PREREQFUNC_ABORT
         if self.on_wire is not None and self.delivery_id is not None:
             self.on_wire(self.delivery_id)
         return pycurl.PREREQFUNC_OK
@@ -148,6 +170,20 @@ class _Exchange:
     def excerpt(self) -> str:
         return b"".join(self.kept).decode("utf-8", errors="replace")
 
+    def answer(self) -> int | None:
+        """The status of a final response whose status line and headers came in full (a
+        blank line ended them), or None: what the receiver answered, whatever the body did."""
+        status: int | None = None
+        for line in self.header_lines:
+            if line.startswith(b"HTTP/"):
+                status = None
+                parts = line.split(None, 2)
+                if len(parts) >= 2 and parts[1].isdigit() and not parts[1].startswith(b"1"):
+                    status = int(parts[1])
+            elif line in (b"\r\n", b"\n") and status is not None:
+                return status
+        return None
+
     def header(self, name: bytes) -> str | None:
         """A header of the last response received (curl hands over every response's lines,
         an interim 1xx's included), or None."""
@@ -159,6 +195,16 @@ class _Exchange:
             elif line.lower().startswith(prefix):
                 found = line[len(prefix) :].strip().decode("latin-1")
         return found
+
+
+def _died_unheard(exchange: _Exchange, number: int) -> bool:
+    """Did the transfer fail on a reused connection before any answer came back (the receiver
+    closed it while it waited in the pool)?"""
+    return (
+        number in _DIED_ON_REUSE
+        and not exchange.header_lines
+        and exchange.curl.getinfo(pycurl.NUM_CONNECTS) == 0
+    )
 
 
 def _curl_error(exc: pycurl.error) -> tuple[int, str]:
@@ -192,9 +238,11 @@ class Sender:
         self.allow_private = allow_private
         self.excerpt_bytes = excerpt_bytes
         self.on_wire = on_wire
+        self.fence: LeaseFence | None = None  # the dispatcher's: what it may still send
         self._multi: CurlLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[_Exchange] = []
+        self.loop_times_out = False  # does the curl loop enforce the timeout (not curl)?
 
     async def close(self) -> None:
         if self._multi is not None:
@@ -209,13 +257,21 @@ class Sender:
         their sockets belong to one loop)."""
         if self._multi is not None:
             await self.close()
-        self._multi, self._loop = open_curl_loop(loop), loop
+        self._multi, self.loop_times_out = open_curl_loop(loop, self.timeout)
+        self._loop = loop
         return self._multi
 
     async def send(
-        self, url: str, body: bytes, headers: dict[str, str], delivery_id: str | None = None
+        self,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        delivery_id: str | None = None,
+        fence_run: int | None = None,
     ) -> AttemptResult:
-        """POST once; every outcome, including errors, becomes an ``AttemptResult``."""
+        """POST once; every outcome, including errors, becomes an ``AttemptResult``. With
+        ``fence_run`` the request goes out only while the fence holds that run; if it did
+        not, the result says it was not sent."""
         multi = self._multi
         if multi is None or self._loop is not asyncio.get_running_loop():
             multi = await self._bind(asyncio.get_running_loop())
@@ -226,19 +282,34 @@ class Sender:
         retry_after: str | None = None
         error: str | None = None
         unreachable = False
+        number, message = 0, ""
         try:
-            exchange.prepare(url, body, headers, delivery_id)
-            await multi.perform(exchange.curl)
-        except pycurl.error as exc:
-            number, message = _curl_error(exc)
-            if exchange.capped and number == pycurl.E_WRITE_ERROR:
-                pass  # cut on purpose after the excerpt: the answer's status stands
-            else:
-                error = self._describe(exchange, url, number, message)
-                unreachable = number in _UNREACHABLE
+            exchange.prepare(url, body, headers, delivery_id, fence_run)
+            try:
+                await multi.perform(exchange.curl)
+            except pycurl.error as exc:
+                number, message = _curl_error(exc)
+                if _died_unheard(exchange, number):
+                    # a kept-alive connection that the receiver had closed: the request never
+                    # reached it. Once more on a connection of its own; that result stands.
+                    exchange.prepare(url, body, headers, delivery_id, fence_run)
+                    number, message = await self._perform_fresh(multi, exchange)
         except BaseException:
             exchange.curl.close()  # cancelled mid-request: the handle is not reused
             raise
+        if exchange.fenced:
+            error = "not sent: this worker's lease may have been taken over (fence.py)"
+        elif (
+            number
+            and not (exchange.capped and number == pycurl.E_WRITE_ERROR)
+            and exchange.answer() is None
+        ):
+            # (a transfer cut on purpose after the excerpt keeps its status; so does one that
+            # failed after the receiver answered in full, status line and headers: a body
+            # trickling past the timeout, a reset after the answer. The answer is what it
+            # said; the body is what came of it.)
+            error = self._describe(exchange, url, number, message)
+            unreachable = number in _UNREACHABLE
         if error is None:
             status = exchange.curl.getinfo(pycurl.RESPONSE_CODE)
             if status in RETRY_AFTER_STATUSES:
@@ -255,7 +326,20 @@ class Sender:
             error=error,
             retry_after=retry_after,
             unreachable=unreachable,
+            sent=not exchange.fenced,
         )
+
+    @staticmethod
+    async def _perform_fresh(multi: CurlLoop, exchange: _Exchange) -> tuple[int, str]:
+        """Run the prepared transfer on a new connection: (0, "") or curl's error."""
+        exchange.curl.setopt(pycurl.FRESH_CONNECT, 1)
+        try:
+            await multi.perform(exchange.curl)
+        except pycurl.error as exc:
+            return _curl_error(exc)
+        finally:
+            exchange.curl.setopt(pycurl.FRESH_CONNECT, 0)
+        return 0, ""
 
     def _describe(self, exchange: _Exchange, url: str, number: int, message: str) -> str:
         """An attempt's error in words an operator can act on, not curl's own."""

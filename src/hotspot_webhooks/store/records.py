@@ -88,6 +88,7 @@ class AttemptRecord(NamedTuple):
     status: int | None
     response_excerpt: str | None
     error: str | None
+    late: bool = False  # recorded after its lease was taken over: it changed no delivery
 
 
 @dataclass(slots=True)

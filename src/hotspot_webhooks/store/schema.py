@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
     text,
 )
 
@@ -227,4 +229,15 @@ attempts = Table(
     Column("status", Integer, nullable=True),
     Column("response_excerpt", Text, nullable=True),
     Column("error", Text, nullable=True),
+    # recorded after its lease had been taken over (its worker stalled or lost the database):
+    # kept, and it changed no delivery; the attempts that count are unique per number
+    Column("late", Boolean, nullable=False, server_default=false()),
+    Index(
+        "uq_attempts_delivery_number",
+        "delivery_id",
+        "number",
+        unique=True,
+        sqlite_where=text("NOT late"),
+        postgresql_where=text("NOT late"),
+    ),
 )

@@ -277,6 +277,13 @@ class RowsStatement(Generic[Params]):
         result = await conn.exec_driver_sql(sql, (bound,))
         return int(result.rowcount)
 
+    async def returned(self, conn: AsyncConnection, rows: Sequence[Params]) -> list[Any]:
+        """Run the statement once for ``rows``; return the first column it returns."""
+        sql = self._compile(conn.dialect)
+        converters = self._converters
+        bound = [_converted(row, converters) for row in rows] if converters else rows
+        return [row[0] for row in await conn.exec_driver_sql(sql, (bound,))]
+
 
 def _unnest_rows(row_type: RowType) -> Any:
     """``unnest`` of the one parameter ``rows``, an array of ``row_type``, as a table whose
@@ -631,6 +638,7 @@ ATTEMPT_ROW = RowType(
         "status": "integer",
         "response_excerpt": "text",
         "error": "text",
+        "late": "boolean",  # migration 0008
     },
 )
 _attempts = _unnest_rows(ATTEMPT_ROW)
@@ -678,6 +686,7 @@ RECORD_OUTCOMES = RowsStatement(
         delivered_at=func.coalesce(_outcomes.c.delivered_at, deliveries.c.delivered_at),
         lease_owner=null(),
         on_wire_since=null(),
-    ),
+    )
+    .returning(deliveries.c.id),  # the leases that were still ours: their attempts count
     OutcomeParams,
 )

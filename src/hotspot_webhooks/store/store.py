@@ -81,6 +81,7 @@ from .database import (
     within,
 )
 from .emits import GroupCommit
+from .late import flag_late, held_sqlite, shown_error
 from .migrate import require_current, upgrade
 from .notify import NOTIFY_SQL, NewWork, listen
 from .readiness import PROBE_SQL, WriteHealth
@@ -1343,8 +1344,13 @@ async def _write_outcomes(conn: AsyncConnection, owner: str, outcomes: Sequence[
     """Store the attempts (always: they happened; not once their delivery is deleted) and the
     new states of the deliveries ``owner`` still holds; return how many it held.
 
-    PostgreSQL takes each half as one statement over arrays; SQLite, in process, runs them
-    row by row (``executemany``), which is its fastest way."""
+    The attempt of a delivery whose lease ``owner`` no longer holds (another worker took it
+    over while this one stalled or was cut off) is stored flagged ``late``: it changes no
+    delivery and takes no number from the attempts that count (unique per number).
+
+    PostgreSQL takes each half as one statement over arrays, the states first (the update
+    locks each row and says which leases were still ours); SQLite, in process, runs them row
+    by row (``executemany``), which is its fastest way, after reading which it holds."""
     if not outcomes:
         return 0
     attempt_rows = [o.attempt for o in outcomes if o.attempt is not None]
@@ -1363,11 +1369,13 @@ async def _write_outcomes(conn: AsyncConnection, owner: str, outcomes: Sequence[
         for o in outcomes
     ]
     if conn.dialect.name == "postgresql":
+        held = set(await RECORD_OUTCOMES.returned(conn, states))
         if attempt_rows:
-            await INSERT_ATTEMPTS.execute(conn, attempt_rows)
-        return await RECORD_OUTCOMES.execute(conn, states)
+            await INSERT_ATTEMPTS.execute(conn, flag_late(attempt_rows, held))
+        return len(held)
     if attempt_rows:
-        await INSERT_ATTEMPT.executemany(conn, attempt_rows)
+        held = await held_sqlite(conn, owner, [a.delivery_id for a in attempt_rows])
+        await INSERT_ATTEMPT.executemany(conn, flag_late(attempt_rows, held))
     return await RECORD_OUTCOME.executemany(conn, states)  # SQLite counts every row it changed
 
 
@@ -1414,6 +1422,7 @@ def _attempt(row: Row[Any]) -> AttemptRecord:
     headers = values["request_headers"]
     # the JSON column decodes on read; text is what a driver that does not hands back
     values["request_headers"] = json.loads(headers) if isinstance(headers, str) else dict(headers)
+    values["error"] = shown_error(values["error"], values["late"])
     return AttemptRecord(**values)
 
 
