@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
-from . import catalog, metrics
+from . import catalog, metrics, strict_json
 from .config import Settings, parse_success_statuses
 from .custom_types import MAX_DESCRIPTION, check_definition
 from .delivery.attempt import Attempts
@@ -400,6 +400,9 @@ class Service:
         A built-in's name is refused (409), as is a name registered already."""
         caller.require_admin()
         description = check_text(description, "description", max_length=MAX_DESCRIPTION)
+        # stored as JSON, and the sample sent as a payload (test sends): RFC 8259 only
+        strict_json.check(json_schema, "schema", nul=False, what="invalid schema")
+        strict_json.check(sample, "sample", what="invalid sample")
         defined = check_definition(name, description, json_schema, sample)
         registered = replace(defined, created_at=_now())
         await self.store.insert_event_type(registered)
