@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidInput, MalformedJSON, field_error
+from .strict_json import shown
 
 CUSTOMER_FIELDS = (
     "id", "UserName", "name", "email", "company_name", "address", "city", "state", "zip",
@@ -213,7 +214,8 @@ def validate(event_type: EventType, data: object, *, field: str = "data") -> dic
     problems = []
     for key, value in data.items():
         if key not in allowed:
-            problems.append(field_error(f"{field}.{key}", f"unknown field for {event_type.name}"))
+            name = f"{field}.{shown(str(key))}"  # any key: NUL and lone surrogates escaped
+            problems.append(field_error(name, f"unknown field for {event_type.name}"))
         elif value is not None and not isinstance(value, str):
             problems.append(
                 field_error(f"{field}.{key}", f"must be a string or null, got {_json_type(value)}")
@@ -240,7 +242,7 @@ def _is_unicode_text(value: str) -> bool:
 
 
 # built once: json.dumps with non-default options builds a new encoder on every call
-_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 def serialize(payload: Mapping[str, str | None]) -> bytes:

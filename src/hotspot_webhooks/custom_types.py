@@ -158,7 +158,7 @@ def check_definition(
 
 def serialize(payload: Any) -> bytes:
     """The exact body bytes of a custom event: compact JSON, UTF-8, keys as given."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _field_of(prefix: str, error: ValidationError) -> str:

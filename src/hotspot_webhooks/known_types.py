@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import catalog
+from . import catalog, strict_json
 from .custom_types import CustomEventType
 from .custom_types import serialize as serialize_custom
 from .errors import InvalidInput, field_error
@@ -68,6 +68,9 @@ class UnknownEventType(InvalidInput):
 def body_of(event_type: EventType, data: object, *, field: str = "data") -> bytes:
     """The exact bytes an event's payload is stored and sent as, once validated."""
     if isinstance(event_type, CustomEventType):
+        # before its schema: NaN or a lone surrogate may pass a schema, but no receiver reads
+        # them, and jsonschema's messages would quote them
+        strict_json.check(data, field, what=f"invalid {event_type.name} payload")
         return serialize_custom(event_type.validate(data, field=field))
     return catalog.serialize(catalog.validate(event_type, data, field=field))
 

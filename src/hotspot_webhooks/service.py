@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
-from . import catalog, metrics
+from . import catalog, metrics, strict_json
 from .config import Settings, parse_success_statuses
 from .custom_types import MAX_DESCRIPTION, check_definition
 from .delivery.attempt import Attempts
@@ -404,6 +404,9 @@ class Service:
         A built-in's name is refused (409), as is a name registered already."""
         caller.require_admin()
         description = check_text(description, "description", max_length=MAX_DESCRIPTION)
+        # stored as JSON, and the sample sent as a payload (test sends): RFC 8259 only
+        strict_json.check(json_schema, "schema", nul=False, what="invalid schema")
+        strict_json.check(sample, "sample", what="invalid sample")
         defined = check_definition(name, description, json_schema, sample)
         registered = replace(defined, created_at=_now())
         await self.store.insert_event_type(registered)
@@ -757,34 +760,50 @@ class Service:
         if chosen_type == ANY:
             chosen_type = next(iter(catalog.EVENT_TYPES))
         sample_of = await self.event_types.get(chosen_type, field="event_type")
-        chosen_location = self._within(webhook.location_ids, location_id, "location_id")
-        if chosen_location == ANY:
-            its = await self.store.list_locations(webhook.operator_id)
-            if not its:
-                raise Conflict(
-                    f"webhook {webhook_id!r} subscribes to all locations of an operator that "
-                    "has none yet: create a location first"
-                )
-            chosen_location = its[0].id
+        chosen_location = await self._test_location(webhook, location_id)
         now = _now()
         owner = test_send_lease_owner()
-        claimed = await self.store.insert_leased_delivery(
-            NewEvent(
-                new_id("evt"),
-                sample_of.name,
-                chosen_location,
-                sample_body(sample_of),
-                now,
-            ),
-            webhook_id,
-            new_id("dlv"),
-            owner,
-            lease_until=now + timedelta(seconds=self.settings.timeout + 60),
-        )
+        try:
+            claimed = await self.store.insert_leased_delivery(
+                NewEvent(
+                    new_id("evt"),
+                    sample_of.name,
+                    chosen_location,
+                    sample_body(sample_of),
+                    now,
+                ),
+                webhook_id,
+                new_id("dlv"),
+                owner,
+                lease_until=now + timedelta(seconds=self.settings.timeout + 60),
+            )
+        except UnknownLocation as exc:  # deleted a moment ago
+            details = [field_error("location_id", "no such location")]
+            raise NotFound(exc.message, details=details) from None
         if self._attempts is None:
             self._attempts = Attempts(self.settings, self.cipher)
         await self._attempts.make_and_record(self.store, claimed, owner)
         return await self.get_delivery(claimed.id, caller=caller)
+
+    async def _test_location(self, webhook: Webhook, wanted: str | None) -> str:
+        """Where a test event comes from: ``wanted``, which must be a location of the webhook's
+        own operator (any other is 404, as one that does not exist) and in its subscription;
+        else the subscription's first location (for "*", the operator's first)."""
+        if wanted:  # in a query string, empty means not given
+            check_id(wanted, "location_id")
+            if await self.store.get_location(wanted, webhook.operator_id) is None:
+                missing = UnknownLocation(wanted, 0).message
+                raise NotFound(missing, details=[field_error("location_id", "no such location")])
+        chosen = self._within(webhook.location_ids, wanted, "location_id")
+        if chosen != ANY:
+            return chosen
+        its = await self.store.list_locations(webhook.operator_id)
+        if not its:
+            raise Conflict(
+                f"webhook {webhook.id!r} subscribes to all locations of an operator that "
+                "has none yet: create a location first"
+            )
+        return str(its[0].id)
 
     @staticmethod
     def _within(subscribed: list[str], wanted: str | None, field: str) -> str:

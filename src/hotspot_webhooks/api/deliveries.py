@@ -12,8 +12,14 @@ from ..validation import MAX_PAGE
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
 from .fields import id_in_path, id_in_query
+from .json_body import StrictJSONRoute
 
-router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/deliveries",
+    tags=["deliveries"],
+    responses=ERROR_RESPONSES,
+    route_class=StrictJSONRoute,
+)
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
 DeliveryId = Annotated[str, id_in_path("The delivery's id.")]
 

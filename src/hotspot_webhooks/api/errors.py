@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from .. import catalog
 from ..custom_types import REGISTERED_TAG
 from ..errors import HotspotWebhooksError, TooManyRequests, field_error
+from ..strict_json import shown
 from .redaction import redact
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,8 @@ def _field_name(loc: Sequence[Any]) -> str:
         if isinstance(part, int):
             name += f"[{part}]"
         elif part not in catalog.EVENT_TYPES and part != REGISTERED_TAG:
-            name += f".{part}" if name else str(part)
+            part = shown(str(part))  # a key as sent: NUL and lone surrogates escaped
+            name += f".{part}" if name else part
     return name or "body"
 
 

@@ -14,8 +14,9 @@ from ..models import EventTypeInfo, Page
 from ..validation import TEXT_PATTERN
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
+from .json_body import StrictJSONRoute
 
-router = APIRouter(prefix="/v1/event-types", tags=["event types"])
+router = APIRouter(prefix="/v1/event-types", tags=["event types"], route_class=StrictJSONRoute)
 
 SESSION_START: dict[str, JsonValue] = {
     "name": "session.start",

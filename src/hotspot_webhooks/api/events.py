@@ -23,8 +23,11 @@ from ..validation import MAX_BATCH, MAX_PAGE
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
 from .fields import EVENT_TYPE_ENUM, id_field, id_in_path, id_in_query
+from .json_body import StrictJSONRoute
 
-router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
+)
 
 
 def _class_name(event_type: catalog.EventType) -> str:

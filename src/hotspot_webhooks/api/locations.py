@@ -11,8 +11,14 @@ from ..models import Location, Page
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
 from .fields import StatusChange, id_field, id_in_path, name_in_query, text_field
+from .json_body import StrictJSONRoute
 
-router = APIRouter(prefix="/v1/locations", tags=["locations"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/locations",
+    tags=["locations"],
+    responses=ERROR_RESPONSES,
+    route_class=StrictJSONRoute,
+)
 
 
 class LocationCreate(BaseModel):

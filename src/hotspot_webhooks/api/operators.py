@@ -11,8 +11,14 @@ from ..models import Operator, OperatorWithToken, Page, TokenCreated
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
 from .fields import StatusChange, name_in_path, text_field
+from .json_body import StrictJSONRoute
 
-router = APIRouter(prefix="/v1/operators", tags=["operators (admin)"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/operators",
+    tags=["operators (admin)"],
+    responses=ERROR_RESPONSES,
+    route_class=StrictJSONRoute,
+)
 
 
 class OperatorCreate(BaseModel):

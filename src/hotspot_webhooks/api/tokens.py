@@ -14,8 +14,11 @@ from ..models import Page, Token
 from .auth import CallerDep, ServiceDep
 from .errors import CONFLICT_RESPONSE, ERROR_RESPONSES
 from .fields import id_in_path, name_in_query
+from .json_body import StrictJSONRoute
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/tokens", tags=["tokens"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
+)
 
 
 @router.get("")

@@ -27,8 +27,11 @@ from .fields import (
     id_in_query,
     location_list_field,
 )
+from .json_body import StrictJSONRoute
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
+)
 WebhookId = Annotated[str, id_in_path("The webhook's id.")]
 
 

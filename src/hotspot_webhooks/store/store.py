@@ -99,6 +99,7 @@ from .records import (
     Pair,
     Purged,
     SubscribedWebhook,
+    UnknownLocation,
 )
 from .schema import (
     DUE,
@@ -535,8 +536,17 @@ class Store:
         if status is not None:
             query = query.where(webhooks.c.status == status)
         matching = []
-        if location_id is not None:
-            matching.append(subscriptions.c.location_id.in_([location_id, ANY]))
+        if location_id is not None:  # "*": every location of the webhook's own operator
+            its_own = select(locations.c.id).where(
+                locations.c.id == location_id,
+                locations.c.operator_id == subscriptions.c.operator_id,
+            )
+            matching.append(
+                or_(
+                    subscriptions.c.location_id == location_id,
+                    and_(subscriptions.c.location_id == ANY, its_own.exists()),
+                )
+            )
         if event_type is not None:
             matching.append(subscriptions.c.event_type.in_([event_type, ANY]))
         if matching:
@@ -814,8 +824,18 @@ class Store:
         """Store an event with one delivery, to this webhook alone, already leased to ``owner``.
 
         For a test send: the caller attempts it at once, and no dispatcher can claim it first.
+        The event's location must be one of the webhook's operator (held until the commit),
+        else ``UnknownLocation`` and nothing is stored.
         """
         async with self.write() as conn:
+            its_location = (
+                select(locations.c.id)
+                .join(webhooks, webhooks.c.operator_id == locations.c.operator_id)
+                .where(locations.c.id == new.location_id, webhooks.c.id == webhook_id)
+                .with_for_update(read=True, key_share=True)
+            )
+            if (await conn.execute(its_location)).first() is None:
+                raise UnknownLocation(new.location_id, 0)
             await conn.execute(
                 insert(events),
                 {
