@@ -323,7 +323,14 @@ def serve_http(config: Settings, *, dispatch: bool) -> None:
         f"http://{config.host}:{config.port}/ui/, API docs at /docs)",
     )
     app = create_app(config, dispatch=dispatch, migrate=False)
-    server = uvicorn.Server(server_config(app, host=config.host, port=config.port))
+    server = uvicorn.Server(
+        server_config(
+            app,
+            host=config.host,
+            port=config.port,
+            forwarded_allow_ips=config.forwarded_allow_ips,
+        )
+    )
     try:
         server.run()
     except HotspotWebhooksError as exc:
