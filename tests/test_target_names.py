@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import pycurl
 import pytest
 from aiohttp import web
 
@@ -326,3 +327,10 @@ async def test_the_api_keeps_answering_while_a_creation_waits_on_a_hanging_resol
     assert targets.RESOLVE_TIMEOUT - 0.5 <= took < 20, took
     assert slowest < 1, f"the API took {slowest:.1f} s to answer while the resolver hung"
     assert system_hosts.asked.count(SLOW) == 1
+
+
+def test_curl_resolves_names_in_a_thread_of_its_own_at_connect_time() -> None:
+    # the dispatcher's side of S13: libcurl built with an asynchronous resolver (threaded or
+    # c-ares) looks names up off the event loop, within the attempt's total timeout
+    features = pycurl.version_info()[4]
+    assert features & pycurl.VERSION_ASYNCHDNS, pycurl.version
