@@ -164,8 +164,26 @@ def test_the_published_shape_allows_one_trailing_dot(url: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "http://[fe80::1%2512]/hook",  # the zone "12", written as RFC 6874 says
+        "http://[fe80::1%12]/hook",  # and as people write it
+        "http://[fe80::1%25eth0]/hook",
+    ],
+)
+async def test_the_zone_of_an_ipv6_literal_is_not_taken_for_percent_encoding(url: str) -> None:
+    message = await refused(url)
+    assert "link-local address" in message, message
+
+
+@pytest.mark.parametrize(
     ("address", "kind"),
-    [("169.254.169.254.", "link-local"), ("127.0.0.1.", "loopback"), ("10.1.2.3.", "private")],
+    [
+        ("169.254.169.254.", "link-local"),
+        ("127.0.0.1.", "loopback"),
+        ("10.1.2.3.", "private"),
+        ("fe80::1%12", "link-local"),
+    ],
 )
 def test_forbidden_reason_judges_an_address_with_a_trailing_dot(address: str, kind: str) -> None:
     assert forbidden_reason(address) == f"{address} is a {kind} address"

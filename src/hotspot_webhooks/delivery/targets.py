@@ -62,7 +62,7 @@ def forbidden_reason(address: str) -> str | None:
     resolved or named when connecting.
     """
     try:
-        ip = ipaddress.ip_address(judged_host(address).split("%", 1)[0])
+        ip = ipaddress.ip_address(_without_root(address).split("%", 1)[0])
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address):
@@ -124,9 +124,14 @@ _LEGACY_IPV4 = re.compile(r"[0-9A-Fa-fXx.]+")
 def judged_host(host: str) -> str:
     """The host as it is looked up and so as it is judged: percent-encoding decoded (curl
     decodes it) and one trailing dot, the DNS root, dropped (``169.254.169.254.`` is
-    169.254.169.254 to curl). More dots than one end no valid name (the shape check refuses it)."""
-    if "%" in host:
+    169.254.169.254 to curl). More dots than one end no valid name (the shape check refuses it).
+    In an IPv6 literal ``%`` begins the zone (``fe80::1%25eth0``): left to ``forbidden_reason``."""
+    if "%" in host and ":" not in host:
         host = unquote(host)
+    return _without_root(host)
+
+
+def _without_root(host: str) -> str:
     return host[:-1] if host.endswith(".") and not host.endswith("..") else host
 
 
