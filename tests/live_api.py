@@ -41,6 +41,7 @@ class LiveAPI:
             create_app(self.settings, dispatch=self.dispatch),
             host="127.0.0.1",
             port=self.port,
+            forwarded_allow_ips=self.settings.forwarded_allow_ips,
             log_level="warning",
         )
         self._server = uvicorn.Server(config)

@@ -819,6 +819,7 @@ async def protocol_api(request: pytest.FixtureRequest, make_settings: Callable[.
         create_app(make_settings(admin_token=ADMIN_TOKEN), dispatch=False),
         host="127.0.0.1",
         port=port,
+        forwarded_allow_ips="",
         log_level="error",
     )
     config.http = HTTP_PROTOCOL if request.param == "served" else H11JsonProtocol

@@ -4,20 +4,32 @@ are not valid from one client address within the window, that address is answere
 not counted against it.
 
 Over real HTTP against the API served by uvicorn. All requests come from 127.0.0.1, which
-uvicorn trusts as a proxy, so ``X-Forwarded-For`` names the client address each test uses.
+these tests trust as a proxy (``FORWARDED_ALLOW_IPS``), so ``X-Forwarded-For`` names the client
+address each test uses (``test_proxy_headers.py``: without that setting it names nothing).
 The window's arithmetic and the memory bound are checked on ``FailedAuthLimit`` with a clock
 of the test's own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import httpx
+import pytest
 
 from hotspot_webhooks.api.lockout import FAILURES_ALLOWED, WINDOW_SECONDS, FailedAuthLimit
 from tests.live_api import ADMIN_TOKEN, LiveAPI
 from tests.shapes import error_of
 
 BAD_TOKEN = "hwt_not-a-token-anyone-was-given"
+
+
+@pytest.fixture
+async def api(make_api: Callable[..., Any]) -> LiveAPI:
+    """The API as behind a reverse proxy on 127.0.0.1 that it trusts."""
+    live: LiveAPI = await make_api(forwarded_allow_ips="127.0.0.1")
+    return live
 
 
 def client(address: str) -> dict[str, str]:

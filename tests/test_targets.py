@@ -17,9 +17,9 @@ PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
 
 
-def rejected(url: str, *, allow_private: bool = False) -> InvalidInput:
+async def rejected(url: str, *, allow_private: bool = False) -> InvalidInput:
     with pytest.raises(InvalidInput) as info:
-        check_callback_url(url, allow_private=allow_private)
+        await check_callback_url(url, allow_private=allow_private)
     error = info.value
     assert "callback_url" in error.message
     assert [d["field"] for d in error.details] == ["callback_url"]
@@ -39,13 +39,13 @@ def rejected(url: str, *, allow_private: bool = False) -> InvalidInput:
         "https://8.8.8.8/",
     ],
 )
-def test_public_ip_literal_url_is_accepted_unchanged(url: str) -> None:
-    assert check_callback_url(url, allow_private=False) == url
+async def test_public_ip_literal_url_is_accepted_unchanged(url: str) -> None:
+    assert await check_callback_url(url, allow_private=False) == url
 
 
-def test_custom_field_name_is_used_in_the_error() -> None:
+async def test_custom_field_name_is_used_in_the_error() -> None:
     with pytest.raises(InvalidInput) as info:
-        check_callback_url("ftp://x/", allow_private=False, field="url")
+        await check_callback_url("ftp://x/", allow_private=False, field="url")
     assert [d["field"] for d in info.value.details] == ["url"]
 
 
@@ -65,8 +65,8 @@ def test_custom_field_name_is_used_in_the_error() -> None:
         "   ",
     ],
 )
-def test_non_http_scheme_or_missing_scheme_is_rejected(url: str, allow_private: bool) -> None:
-    rejected(url, allow_private=allow_private)
+async def test_non_http_scheme_or_missing_scheme_is_rejected(url: str, allow_private: bool) -> None:
+    await rejected(url, allow_private=allow_private)
 
 
 @pytest.mark.parametrize("allow_private", [False, True])
@@ -74,15 +74,15 @@ def test_non_http_scheme_or_missing_scheme_is_rejected(url: str, allow_private: 
     "url",
     [f"http://user:pass@{PUBLIC_V4}/hook", f"https://user@{PUBLIC_V4}/", "http://a:b@127.0.0.1/"],
 )
-def test_credentials_in_url_are_rejected(url: str, allow_private: bool) -> None:
-    error = rejected(url, allow_private=allow_private)
+async def test_credentials_in_url_are_rejected(url: str, allow_private: bool) -> None:
+    error = await rejected(url, allow_private=allow_private)
     assert "credentials" in error.message
 
 
 @pytest.mark.parametrize("allow_private", [False, True])
 @pytest.mark.parametrize("url", ["http:///hook", "https://:443/hook", "http://?x=1"])
-def test_url_without_host_is_rejected(url: str, allow_private: bool) -> None:
-    rejected(url, allow_private=allow_private)
+async def test_url_without_host_is_rejected(url: str, allow_private: bool) -> None:
+    await rejected(url, allow_private=allow_private)
 
 
 @pytest.mark.parametrize("allow_private", [False, True])
@@ -95,25 +95,27 @@ def test_url_without_host_is_rejected(url: str, allow_private: bool) -> None:
         f"http://{PUBLIC_V4}/ho\tok",
     ],
 )
-def test_url_with_whitespace_is_rejected(url: str, allow_private: bool) -> None:
-    rejected(url, allow_private=allow_private)
+async def test_url_with_whitespace_is_rejected(url: str, allow_private: bool) -> None:
+    await rejected(url, allow_private=allow_private)
 
 
 @pytest.mark.parametrize("allow_private", [False, True])
-def test_over_long_url_is_rejected(allow_private: bool) -> None:
+async def test_over_long_url_is_rejected(allow_private: bool) -> None:
     base = f"http://{PUBLIC_V4}/"
-    assert check_callback_url(base + "a" * (MAX_URL_LENGTH - len(base)), allow_private=True)
-    error = rejected(base + "a" * (MAX_URL_LENGTH + 1 - len(base)), allow_private=allow_private)
+    assert await check_callback_url(base + "a" * (MAX_URL_LENGTH - len(base)), allow_private=True)
+    error = await rejected(
+        base + "a" * (MAX_URL_LENGTH + 1 - len(base)), allow_private=allow_private
+    )
     assert str(MAX_URL_LENGTH) in error.message
 
 
 @pytest.mark.parametrize("allow_private", [False, True])
-def test_invalid_port_is_rejected(allow_private: bool) -> None:
-    rejected(f"http://{PUBLIC_V4}:99999/hook", allow_private=allow_private)
+async def test_invalid_port_is_rejected(allow_private: bool) -> None:
+    await rejected(f"http://{PUBLIC_V4}:99999/hook", allow_private=allow_private)
 
 
-def test_non_string_url_is_rejected() -> None:
-    rejected(None)  # type: ignore[arg-type]
+async def test_non_string_url_is_rejected() -> None:
+    await rejected(None)  # type: ignore[arg-type]
 
 
 # --- internal targets ----------------------------------------------------------------------
@@ -142,15 +144,15 @@ INTERNAL_URLS = [
 
 
 @pytest.mark.parametrize("url", INTERNAL_URLS)
-def test_internal_target_is_rejected_naming_callback_url(url: str) -> None:
-    error = rejected(url)
+async def test_internal_target_is_rejected_naming_callback_url(url: str) -> None:
+    error = await rejected(url)
     assert "not allowed" in error.message
     assert "ALLOW_PRIVATE_TARGETS" in error.message
 
 
 @pytest.mark.parametrize("url", INTERNAL_URLS)
-def test_internal_target_is_accepted_with_allow_private(url: str) -> None:
-    assert check_callback_url(url, allow_private=True) == url
+async def test_internal_target_is_accepted_with_allow_private(url: str) -> None:
+    assert await check_callback_url(url, allow_private=True) == url
 
 
 # --- forbidden_reason ----------------------------------------------------------------------
@@ -279,9 +281,9 @@ def test_6to4_and_nat64_addresses_of_a_public_ipv4_are_judged_by_it_and_allowed(
     assert forbidden_reason(address) is None
 
 
-def test_port_0_is_refused_whatever_allow_private_says() -> None:
-    rejected("http://1.1.1.1:0/", allow_private=True)
-    rejected("http://1.1.1.1:0/", allow_private=False)
+async def test_port_0_is_refused_whatever_allow_private_says() -> None:
+    await rejected("http://1.1.1.1:0/", allow_private=True)
+    await rejected("http://1.1.1.1:0/", allow_private=False)
 
 
 @pytest.mark.parametrize(
@@ -292,5 +294,5 @@ def test_port_0_is_refused_whatever_allow_private_says() -> None:
         (f"http://{PUBLIC_V4}/pfad/ä?q=ö", f"http://{PUBLIC_V4}/pfad/%C3%A4?q=%C3%B6"),
     ],
 )
-def test_an_internationalized_url_is_stored_in_ascii(url: str, stored: str) -> None:
-    assert check_callback_url(url, allow_private=True) == stored
+async def test_an_internationalized_url_is_stored_in_ascii(url: str, stored: str) -> None:
+    assert await check_callback_url(url, allow_private=True) == stored

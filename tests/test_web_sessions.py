@@ -26,7 +26,8 @@ def csrf_of(page: httpx.Response) -> str:
 
 @pytest.fixture
 async def served(make_api: Callable[..., Any]) -> LiveAPI:
-    api: LiveAPI = await make_api(dispatch=False)
+    # as behind a reverse proxy on 127.0.0.1 that it trusts (FORWARDED_ALLOW_IPS)
+    api: LiveAPI = await make_api(dispatch=False, forwarded_allow_ips="127.0.0.1")
     return api
 
 
@@ -83,7 +84,7 @@ async def test_the_cookie_is_secure_when_the_trusted_proxy_says_tls(
     served: LiveAPI, browsers: Callable[..., httpx.AsyncClient]
 ) -> None:
     token = await served.operator_at("loc-1")
-    # uvicorn trusts X-Forwarded-Proto from 127.0.0.1 (FORWARDED_ALLOW_IPS), as from a proxy
+    # X-Forwarded-Proto from 127.0.0.1, trusted here (FORWARDED_ALLOW_IPS), as from a proxy
     client = browsers(**{"X-Forwarded-Proto": "https"})
     form = await client.get("/ui/sign-in")
     assert "Secure" in form.headers["set-cookie"]

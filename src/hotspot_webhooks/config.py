@@ -6,6 +6,7 @@ CLI flags override the environment by passing keyword arguments to ``Settings(..
 from __future__ import annotations
 
 import functools
+import ipaddress
 from datetime import timedelta
 from typing import Literal
 
@@ -66,6 +67,11 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    forwarded_allow_ips: str = Field(
+        "",
+        description="reverse proxies (addresses or networks, comma-separated, or *) whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed; none by default",
+    )
     retention: timedelta | None = Field(
         None,
         description="purge finished deliveries, their attempts and events older than this, "
@@ -123,6 +129,12 @@ class Settings(BaseSettings):
             return timedelta(0) if text in ("0", "off") else parse_duration(value)
         return value
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        trusted_proxies(value)
+        return value
+
     @field_validator("success_statuses")
     @classmethod
     def _check_statuses(cls, value: str) -> str:
@@ -146,6 +158,27 @@ def parse_success_statuses(value: str) -> frozenset[int]:
         else:
             raise ValueError(f"{part!r} is not a status code (like 200) or class (like 2xx)")
     return frozenset(statuses)
+
+
+def trusted_proxies(value: str) -> list[str]:
+    """``FORWARDED_ALLOW_IPS`` as a list: ``""`` → none, ``"*"`` → any peer, else addresses
+    and networks (``"127.0.0.1, 10.0.0.0/8"``). Anything else is refused rather than passed
+    to uvicorn, which would take a typo for a name that never matches."""
+    entries = [entry.strip() for entry in value.split(",")] if value.strip() else []
+    if entries == ["*"]:
+        return entries
+    for entry in entries:
+        try:
+            if "/" in entry:
+                ipaddress.ip_network(entry)
+            else:
+                ipaddress.ip_address(entry)
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an IP address or network: write addresses or networks of "
+                "the reverse proxies, comma-separated (e.g. 127.0.0.1,10.0.0.0/8), or * for any"
+            ) from None
+    return entries
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

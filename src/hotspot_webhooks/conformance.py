@@ -311,7 +311,7 @@ async def check_endpoint(
 ) -> Report:
     """Run every check against ``url``; raises ``InvalidInput`` (naming the field) before
     sending anything if the URL is refused, the key is empty or the type unknown."""
-    url = check_callback_url(url, allow_private=settings.allow_private_targets, field="url")
+    url = await check_callback_url(url, allow_private=settings.allow_private_targets, field="url")
     if not api_key:
         raise invalid("api_key", "required", headline="api_key must be a non-empty string")
     if not 0 <= burst <= MAX_BURST:

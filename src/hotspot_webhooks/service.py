@@ -8,7 +8,6 @@ the store sees them and shown once), and turns store rows into the resource shap
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
@@ -631,11 +630,10 @@ class Service:
         raise AssertionError("unreachable")
 
     async def _check_callback_url(self, callback_url: str) -> str:
-        """The URL to store: checked, its host in ASCII (IDNA), as every attempt sends it."""
-        if self.settings.allow_private_targets:
-            return check_callback_url(callback_url, allow_private=True)
-        # may resolve the host name: off the event loop
-        return await asyncio.to_thread(check_callback_url, callback_url, allow_private=False)
+        """The URL to store: checked, its host in ASCII (IDNA), as every attempt sends it.
+        A host name is resolved off the event loop, within ``targets.RESOLVE_TIMEOUT``."""
+        allow_private = self.settings.allow_private_targets
+        return await check_callback_url(callback_url, allow_private=allow_private)
 
     async def list_webhooks(
         self,

@@ -52,11 +52,13 @@ MAX_URL_LENGTH = 2048
 _UNSAFE = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
 _HAS_UNSAFE = re.compile(f"[{_UNSAFE}]")
 # The shape the API's schema publishes for callback URLs: http(s), an ASCII host without
-# credentials, an optional port, no unsafe characters. Every URL of this shape passes
-# ``check_callback_url_shape`` (IPv6 literals and internationalized names pass too,
-# unpublished: not every string of letters is a valid IDNA name).
+# credentials (labels that are not empty, one trailing dot allowed), an optional port, no
+# unsafe characters. Every URL of this shape passes ``check_callback_url_shape`` (IPv6
+# literals and internationalized names pass too, unpublished: not every string of letters is
+# a valid IDNA name).
+_LABEL = r"[A-Za-z0-9_~!$&'()*+,;=%-]+"
 CALLBACK_URL_PATTERN = (
-    r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9._~!$&'()*+,;=%-]+(:[1-9][0-9]{0,3})?"
+    rf"^[hH][tT][tT][pP][sS]?://{_LABEL}(\.{_LABEL})*\.?(:[1-9][0-9]{{0,3}})?"
     rf"([/?#][^{_UNSAFE}]*)?$"
 )
 
@@ -179,6 +181,9 @@ def check_callback_url_shape(url: Any, *, field: str = "callback_url") -> str:
         raise bad("has no host")
     if port == 0:
         raise bad("port must be between 1 and 65535, not 0")
+    host_problem = _host_problem(parts.netloc, parts.hostname)
+    if host_problem:
+        raise bad(host_problem)
     if _HAS_UNSAFE.search(url) or any(c.isspace() for c in url):
         raise bad("must not contain whitespace or control characters")
     if url.isascii():
@@ -194,6 +199,24 @@ def check_callback_url_shape(url: Any, *, field: str = "callback_url") -> str:
     if len(sent) > MAX_URL_LENGTH:
         raise bad(f"is longer than {MAX_URL_LENGTH} characters once encoded ({sent})")
     return check_callback_url_shape(sent, field=field)
+
+
+def _host_problem(netloc: str, hostname: str) -> str | None:
+    """What is wrong with a URL's host, beyond what ``urlsplit`` checks: an empty label
+    (``a..b``, ``.a``, ``a..``: one trailing dot, the DNS root, is a name's absolute form), or
+    something after an IPv6 literal's ``]`` other than ``:port``."""
+    if netloc.startswith("["):
+        after = netloc[netloc.find("]") + 1 :]
+        if after and not after.startswith(":"):
+            return f"host {netloc.partition(']')[0]}] is followed by {after!r}, not a :port"
+        return None
+    labels = hostname.removesuffix(".").split(".")
+    if "" in labels:
+        return (
+            f"host {hostname!r} has an empty label (two dots in a row, or a dot first; "
+            "only one dot may end a name)"
+        )
+    return None
 
 
 # every printable ASCII character: the ones a URL already holds as they are

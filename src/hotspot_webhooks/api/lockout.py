@@ -8,7 +8,8 @@ valid token or not: checking the token is what the lockout spares.
 
 Per process: each API process counts on its own, so N processes allow up to N times the
 limit. The address is the peer's, or the one uvicorn takes from ``X-Forwarded-For`` when the
-peer is a trusted proxy (``FORWARDED_ALLOW_IPS``, 127.0.0.1 by default). Memory is bounded:
+peer is a trusted proxy (``HOTSPOT_WEBHOOKS_FORWARDED_ALLOW_IPS``, none by default: see
+``server.py``). Memory is bounded:
 at most ``TRACKED_ADDRESSES`` addresses are remembered, the least recently seen forgotten first.
 """
 

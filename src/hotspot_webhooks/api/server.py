@@ -10,6 +10,12 @@ Two things uvicorn does itself, before or after the app, are made ours:
 - Its access log writes each request line as received; ``redaction.RedactRequestLines`` cuts
   tokens and keys out of it first.
 
+And one thing it would decide from its own environment is decided by our settings: whose
+``X-Forwarded-For`` / ``X-Forwarded-Proto`` to believe. uvicorn believes them from 127.0.0.1
+unless its variable ``FORWARDED_ALLOW_IPS`` says otherwise; here only the proxies
+``HOTSPOT_WEBHOOKS_FORWARDED_ALLOW_IPS`` names are believed (none by default), so a client
+cannot pick the address the failed-authentication limit counts it under (``lockout.py``).
+
 Logging itself is configured once per process by ``logs.configure`` (text or JSON lines, ours
 and uvicorn's alike), so uvicorn is told to leave it alone (``log_config=None``). The app is
 served wrapped in ``request_ids.RequestIds``: every request gets an id, in its log lines and in
@@ -21,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from ..config import trusted_proxies
 from .redaction import RedactRequestLines
 from .request_ids import RequestIds
 
@@ -35,6 +43,7 @@ BAD_REQUEST = (
     "(a control character or a NUL byte in a header, say); nothing was done"
 )
 _redact_request_lines = RedactRequestLines()
+log = logging.getLogger(__name__)
 
 
 def bad_request_response(default_headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -81,9 +90,21 @@ else:
     HTTP_PROTOCOL = HttpToolsJsonProtocol
 
 
-def server_config(app: Any, *, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
+def server_config(
+    app: Any, *, host: str, port: int, forwarded_allow_ips: str, log_level: str = "info"
+) -> uvicorn.Config:
     """uvicorn's settings for serving ``app``: our protocol class, the lifespan on, request
-    ids, and the access log (at ``info``) redacted, in the format ``logs.configure`` set."""
+    ids, and the access log (at ``info``) redacted, in the format ``logs.configure`` set.
+
+    ``forwarded_allow_ips`` is the ``FORWARDED_ALLOW_IPS`` setting: the proxies whose
+    forwarding headers are believed ("" for none; uvicorn's own variable is ignored)."""
+    trusted = trusted_proxies(forwarded_allow_ips)
+    if os.environ.get("FORWARDED_ALLOW_IPS") is not None:
+        log.warning(
+            "FORWARDED_ALLOW_IPS is uvicorn's variable and is ignored here; to trust a reverse "
+            "proxy's X-Forwarded-For, set HOTSPOT_WEBHOOKS_FORWARDED_ALLOW_IPS (%s now)",
+            ", ".join(trusted) or "none",
+        )
     config = uvicorn.Config(
         RequestIds(app),
         host=host,
@@ -92,6 +113,9 @@ def server_config(app: Any, *, host: str, port: int, log_level: str = "info") ->
         log_config=None,
         lifespan="on",
         http=HTTP_PROTOCOL,
+        # both given, so uvicorn never falls back on its environment or its default
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted,
     )
     # after uvicorn.Config, which configures its loggers (a logger keeps its filters anyway)
     logging.getLogger("uvicorn.access").addFilter(_redact_request_lines)

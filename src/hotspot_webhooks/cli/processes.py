@@ -333,7 +333,14 @@ def serve_http(config: Settings, *, dispatch: bool) -> None:
         ),
     )
     app = create_app(config, dispatch=dispatch, migrate=False)
-    server = uvicorn.Server(server_config(app, host=config.host, port=config.port))
+    server = uvicorn.Server(
+        server_config(
+            app,
+            host=config.host,
+            port=config.port,
+            forwarded_allow_ips=config.forwarded_allow_ips,
+        )
+    )
     try:
         server.run()
     except HotspotWebhooksError as exc:

@@ -6,13 +6,24 @@ metadata service 169.254.169.254, nor at an IPv6 address that carries such an IP
 6to4, NAT64). The check (``forbidden_reason``) runs when a webhook is created and again at
 connect time, on the addresses actually resolved, so a DNS name that later rebinds to an
 internal address is refused too.
+
+A host is judged as curl will look it up (``judged_host``): percent-encoding decoded and one
+trailing dot dropped, so ``169.254.169.254.`` and ``localhost.`` are refused as their dotless
+forms are (glibc cannot resolve them with the dot; curl can). A name is resolved in a thread
+of the guard's own, for at most ``RESOLVE_TIMEOUT`` seconds: a slow resolver holds neither the
+event loop nor its default threads, and the caller gets an answer in bounded time.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
+import re
 import socket
-from urllib.parse import urlsplit
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote, urlsplit
 
 from ..validation import check_callback_url_shape, invalid
 
@@ -51,7 +62,7 @@ def forbidden_reason(address: str) -> str | None:
     resolved or named when connecting.
     """
     try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        ip = ipaddress.ip_address(_without_root(address).split("%", 1)[0])
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address):
@@ -94,20 +105,138 @@ def _embedded_ipv4(
     return None, ""
 
 
-def check_callback_url(url: str, *, allow_private: bool, field: str = "callback_url") -> str:
+RESOLVE_TIMEOUT = 5.0
+"""Seconds a host name's resolution may take when a callback URL is checked; past that the URL
+is refused (the caller may try again), rather than the request held as long as the resolver."""
+
+RESOLVER_THREADS = 4
+"""Lookups at once; more wait their turn, within the same ``RESOLVE_TIMEOUT``."""
+
+Lookup = Callable[[str, int], Sequence[str]]
+"""A blocking resolver: (host, port) → the addresses it resolves to; raises ``OSError`` if none.
+Run in the guard's threads, never on the event loop."""
+
+_LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
+# the numbers inet_aton reads as an IPv4 address: 127.1, 0x7f.1, 2130706433, 0177.0.0.1
+_LEGACY_IPV4 = re.compile(r"[0-9A-Fa-fXx.]+")
+
+
+def judged_host(host: str) -> str:
+    """The host as it is looked up and so as it is judged: percent-encoding decoded (curl
+    decodes it) and one trailing dot, the DNS root, dropped (``169.254.169.254.`` is
+    169.254.169.254 to curl). More dots than one end no valid name (the shape check refuses it).
+    In an IPv6 literal ``%`` begins the zone (``fe80::1%25eth0``): left to ``forbidden_reason``."""
+    if "%" in host and ":" not in host:
+        host = unquote(host)
+    return _without_root(host)
+
+
+def _without_root(host: str) -> str:
+    return host[:-1] if host.endswith(".") and not host.endswith("..") else host
+
+
+def system_lookup(host: str, port: int) -> list[str]:
+    """The addresses this system's resolver (``getaddrinfo``) gives ``host``."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def host_reason(
+    host: str,
+    port: int,
+    *,
+    lookup: Lookup = system_lookup,
+    resolve_within: float = RESOLVE_TIMEOUT,
+) -> str | None:
+    """Why ``host`` (an address or a name, as a URL writes it) may not be called, or None.
+
+    A name is resolved (off the event loop, within ``resolve_within`` seconds) and refused if
+    any address it resolves to is; one that does not resolve today is let through (it is
+    judged again at connect time). Raises ``TimeoutError`` if the resolver does not answer in
+    time.
+    """
+    name = judged_host(host).lower()
+    literal = _literal_address(name)
+    if literal is not None:
+        reason = forbidden_reason(literal)
+        if reason is not None and literal != host:  # name it as written too
+            return f"{host} is {literal}, {reason.removeprefix(f'{literal} is ')}"
+        return reason
+    if name in _LOOPBACK_NAMES:
+        return f"{host} is a loopback name"
+    try:
+        addresses = await _resolved(name, port, lookup, resolve_within)
+    except TimeoutError:  # an OSError too: not to be taken for "unresolvable"
+        raise
+    except (OSError, UnicodeError, ValueError):  # ValueError: a NUL, percent-encoded
+        return None  # unresolvable today; checked again at connect time
+    for address in addresses:
+        reason = forbidden_reason(address)
+        if reason:
+            return f"{host} resolves to a refused address ({reason})"
+    return None
+
+
+def _literal_address(host: str) -> str | None:
+    """The address ``host`` writes, or None for a name. The IPv4 forms inet_aton reads
+    (``127.1``, ``0x7f000001``, ``2130706433``) count as the address they stand for: curl
+    and getaddrinfo connect to it without asking any resolver."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        pass
+    else:
+        return host
+    if _LEGACY_IPV4.fullmatch(host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+async def _resolved(host: str, port: int, lookup: Lookup, within: float) -> Sequence[str]:
+    loop = asyncio.get_running_loop()
+    # a lookup still waiting for a thread is cancelled with the wait
+    looked_up = loop.run_in_executor(_resolver_threads(), lookup, host, port)
+    return await asyncio.wait_for(looked_up, within)
+
+
+@functools.cache
+def _resolver_threads() -> ThreadPoolExecutor:
+    """The guard's own threads: lookups that hang hold these, not the loop's default ones."""
+    return ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+
+
+async def check_callback_url(
+    url: str,
+    *,
+    allow_private: bool,
+    field: str = "callback_url",
+    lookup: Lookup = system_lookup,
+    resolve_within: float = RESOLVE_TIMEOUT,
+) -> str:
     """Validate a callback URL for storing: its shape, then (unless ``allow_private``) the
     address it names. Returns the URL to store (an internationalized host in its ASCII form,
-    which is what is judged) or raises ``InvalidInput`` naming ``field``."""
+    which is what is judged) or raises ``InvalidInput`` naming ``field``.
+
+    A host name is resolved with ``lookup`` (``host_reason``); one that takes longer than
+    ``resolve_within`` seconds is refused: better said than the request held as long as the
+    resolver holds it."""
     url = check_callback_url_shape(url, field=field)
     if allow_private:
         return url
     parts = urlsplit(url)
     host = parts.hostname or ""
-    reason = forbidden_reason(host)
-    if reason is None and host.rstrip(".").lower() in ("localhost", "localhost.localdomain"):
-        reason = f"{host} is a loopback name"
-    if reason is None and _is_name(host):
-        reason = _resolved_reason(host, parts.port or (443 if parts.scheme == "https" else 80))
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        reason = await host_reason(host, port, lookup=lookup, resolve_within=resolve_within)
+    except TimeoutError:
+        message = (
+            f"could not check the target: looking up {host} took longer than {resolve_within:g} s "
+            "(try again; if it keeps failing, its DNS is too slow to deliver to)"
+        )
+        raise invalid(field, message, headline=f"{field}: {message}") from None
     if reason:
         message = (
             f"target not allowed: {reason} "
@@ -115,23 +244,3 @@ def check_callback_url(url: str, *, allow_private: bool, field: str = "callback_
         )
         raise invalid(field, message, headline=f"{field}: {message}")
     return url
-
-
-def _is_name(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return True
-    return False
-
-
-def _resolved_reason(host: str, port: int) -> str | None:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return None  # unresolvable today; checked again at connect time
-    for info in infos:
-        reason = forbidden_reason(str(info[4][0]))
-        if reason:
-            return f"{host} resolves to a refused address ({reason})"
-    return None
