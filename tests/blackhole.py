@@ -9,7 +9,8 @@ the hole reaches the server late, as packets retransmitted over a healed link wo
 connection its client closed meanwhile is then closed towards the server.
 
 ``hold_on(pattern)`` holds from the moment a client sends bytes containing ``pattern`` (e.g.
-``b"COMMIT"``), that chunk included: the link fails exactly as that statement leaves.
+``b"COMMIT"``), that chunk included: the link fails exactly as that statement leaves. With
+``after``, only on a connection that sent ``after`` first (the ``COMMIT`` of a claim).
 
 It runs on the test's own event loop: ``async with BlackHole(port) as hole``.
 """
@@ -33,6 +34,7 @@ class BlackHole:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self._trigger: bytes | None = None
+        self._trigger_after: bytes | None = None
 
     async def __aenter__(self) -> BlackHole:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -55,9 +57,11 @@ class BlackHole:
         """Stop forwarding, both ways, on every connection; close nothing."""
         self._flowing.clear()
 
-    def hold_on(self, pattern: bytes) -> None:
-        """Hold once a client sends ``pattern`` (not before): that chunk is held too."""
+    def hold_on(self, pattern: bytes, *, after: bytes | None = None) -> None:
+        """Hold once a client sends ``pattern`` (not before): that chunk is held too. With
+        ``after``: once a client sends ``pattern`` on a connection that sent ``after`` before."""
         self._trigger = pattern
+        self._trigger_after = after
 
     def heal(self) -> None:
         self._trigger = None
@@ -102,15 +106,19 @@ class BlackHole:
     async def _pump(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
     ) -> None:
+        armed = False  # this connection sent ``after``
         try:
             while True:
                 try:
                     data = await reader.read(CHUNK)
                 except OSError:
                     data = b""
-                if upstream and self._trigger is not None and self._trigger in data:
-                    self._trigger = None
-                    self.hold()
+                if upstream and self._trigger is not None:
+                    if self._trigger in data and (self._trigger_after is None or armed):
+                        self._trigger = self._trigger_after = None
+                        self.hold()
+                    elif self._trigger_after is not None and self._trigger_after in data:
+                        armed = True
                 await self._flowing.wait()
                 if not data:
                     break

@@ -45,6 +45,7 @@ from .liveness import Liveness, OnWire
 from .outcome import Decision
 from .recorder import MAX_BACKOFF, PassStats, Recorder
 from .retention import erase_expired_keys, purge_periodically
+from .unsure_claims import UnsureClaims
 
 log = logging.getLogger(__name__)
 # the outcome label of ``hotspot_webhooks_deliveries_total``
@@ -90,6 +91,7 @@ class Dispatcher:
         self._background: list[asyncio.Task[None]] = []
         self._deferrals: set[asyncio.Task[None]] = set()
         self._registered = False
+        self.unsure_claims = UnsureClaims(store, self.owner, settings.db_timeout)
 
     def stop(self) -> None:
         """Ask the dispatcher to finish in-flight attempts and return."""
@@ -135,11 +137,14 @@ class Dispatcher:
                 self._work.clear()
                 started = time.perf_counter()
                 try:
+                    if self.unsure_claims:
+                        await self.unsure_claims.give_back()
                     await self._claim_while_room(datetime.now(UTC))
                     backoff = 0.5
                     metrics.PASS_SECONDS.observe(time.perf_counter() - started)
                 except DatabaseUnavailable as exc:
                     metrics.record_database_error("claim")
+                    self.unsure_claims.note(self.store.last_lease_end)
                     log.warning("claiming failed (%s); trying again in %.1f s", exc, backoff)
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)

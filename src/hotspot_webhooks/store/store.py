@@ -24,7 +24,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -905,6 +905,28 @@ class Store:
                 return []
             # (owner, lease end) names exactly this claim's rows, through the leased index
             return await SELECT_LEASED.fetchall(conn, LeaseParams(owner, lease_until))
+
+    @property
+    def last_lease_end(self) -> datetime | None:
+        """The lease end of this process's latest claim (each claim's own)."""
+        return self._last_lease_end
+
+    async def release_claims(self, owner: str, lease_ends: Collection[datetime]) -> int:
+        """Give back, unsent and due at once, what ``owner`` leased under these lease ends:
+        claims that failed as they committed (``delivery/unsure_claims.py``), whose rows no one
+        holds. Not what is on the wire: a claim that failed was never sent from."""
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.lease_owner == owner,
+                    deliveries.c.next_attempt_at.in_(list(lease_ends)),
+                    deliveries.c.status == DeliveryStatus.PENDING,
+                    deliveries.c.on_wire_since.is_(None),
+                )
+                .values(lease_owner=None, next_attempt_at=datetime.now(UTC))
+            )
+            return int(result.rowcount or 0)
 
     async def defer_due(self, webhook_ids: Collection[str], until: datetime) -> int:
         """Make these webhooks' unclaimed pending deliveries due no sooner than ``until`` (their
