@@ -16,12 +16,14 @@ import json
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hotspot_webhooks import catalog, strict_json
+from hotspot_webhooks.custom_types import CustomEventType
 from hotspot_webhooks.custom_types import serialize as serialize_custom
 from hotspot_webhooks.errors import InvalidInput
 from hotspot_webhooks.service import Service
@@ -333,3 +335,29 @@ def test_the_cli_refuses_nan_naming_the_field(tmp_path: Path) -> None:
     assert refused.returncode != 0
     assert "data.n" in refused.stderr and "finite" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.sqlite_only  # PostgreSQL's json type never took NaN
+async def test_a_sample_stored_before_strict_json_is_never_a_500(api: LiveAPI) -> None:
+    """A registered type stored by an older version with ``NaN`` in its sample (SQLite kept
+    it): listing the types still answers (the sample shown empty), and a test send of it is
+    422 naming the sample, not a 500 from serializing what JSON cannot carry."""
+    service = await Service.open(api.settings, migrate=False)
+    try:  # as an older version stored it: no checks on the way in
+        await service.store.insert_event_type(
+            CustomEventType(
+                "legacy.reading", "A reading.", {"type": "object"}, {"value": math.nan},
+                datetime.now(UTC),
+            )
+        )  # fmt: skip
+    finally:
+        await service.close()
+    hooked = await api.hooked("loc-1", "https://receiver.example/hook", "legacy.reading")
+
+    listed = await api.ok("GET", "/v1/event-types")
+    legacy = next(t for t in listed["data"] if t["name"] == "legacy.reading")
+    assert legacy["sample"] == {}
+    response = await api.call("POST", f"/v1/webhooks/{hooked.webhook['id']}/test", hooked.token)
+    error = error_of(response, 422)
+    assert error["details"][0]["field"].startswith("sample"), error
+    assert (await api.ok("GET", "/v1/deliveries", hooked.token))["data"] == []

@@ -77,6 +77,12 @@ def body_of(event_type: EventType, data: object, *, field: str = "data") -> byte
 
 def sample_body(event_type: EventType) -> bytes:
     if isinstance(event_type, CustomEventType):
+        # a sample stored before JSON was checked strictly may hold what JSON cannot carry
+        strict_json.check(
+            event_type.sample,
+            "sample",
+            what=f"{event_type.name}'s registered sample cannot be sent",
+        )
         return serialize_custom(dict(event_type.sample))
     return catalog.serialize(event_type.sample)
 
@@ -88,8 +94,8 @@ def describe(event_type: EventType) -> dict[str, Any]:
             "name": event_type.name,
             "description": event_type.description,
             "fields": event_type.fields,
-            "json_schema": dict(event_type.json_schema),
-            "sample": dict(event_type.sample),
+            "json_schema": dict(event_type.json_schema) if _carried(event_type.json_schema) else {},
+            "sample": dict(event_type.sample) if _carried(event_type.sample) else {},
             "builtin": False,
         }
     return {
@@ -100,3 +106,8 @@ def describe(event_type: EventType) -> dict[str, Any]:
         "sample": dict(event_type.sample),
         "builtin": True,
     }
+
+
+def _carried(value: object) -> bool:
+    """Can JSON carry ``value`` (no NaN, infinity or lone surrogate, as ``strict_json``)?"""
+    return not strict_json.problems(value, nul=False)
