@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from hotspot_webhooks.config import Settings
@@ -136,6 +137,22 @@ async def raw_receiver() -> AsyncIterator[RawSocketReceiver]:
     receiver = await RawSocketReceiver().start()
     yield receiver
     await receiver.stop()
+
+
+@pytest.fixture
+async def browsers(served: LiveAPI) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
+    """Cookie-keeping clients of the ``served`` app (the module's own fixture), closed after:
+    ``browsers(**headers)`` opens one more, as another browser would."""
+    opened: list[httpx.AsyncClient] = []
+
+    def new(**headers: str) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(base_url=served.url, timeout=30, headers=headers)
+        opened.append(client)
+        return client
+
+    yield new
+    for client in opened:
+        await client.aclose()
 
 
 def run_cli(

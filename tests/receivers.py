@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from aiohttp import web
 
@@ -107,17 +108,12 @@ async def serving(
         await runner.cleanup()
 
 
-class MisbehavingReceiver:
-    """An endpoint that never answers properly: ``hang`` accepts connections, reads the
-    requests and says nothing; ``drip`` answers one byte of a status line per ``drip_every``
-    seconds, never finishing within any sane timeout. Counts what it was sent."""
+class _StreamReceiver:
+    """A raw asyncio server on 127.0.0.1 whose subclass answers each connection its own way
+    (``_answer``); connections still open are closed at ``stop``."""
 
-    def __init__(self, mode: str = "hang", drip_every: float = 0.5) -> None:
-        assert mode in ("hang", "drip")
+    def __init__(self, mode: str) -> None:
         self.mode = mode
-        self.drip_every = drip_every
-        self.connections = 0
-        self.requests = 0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
@@ -126,29 +122,23 @@ class MisbehavingReceiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/{self.mode}"
 
-    async def start(self) -> MisbehavingReceiver:
+    async def start(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
         self._open.add(writer)
         try:
-            await reader.readuntil(b"\r\n\r\n")
-            self.requests += 1
-            if self.mode == "hang":
-                await reader.read()  # until the client gives up
-                return
-            for byte in b"HTTP/1.1 200 OK\r\n":
-                writer.write(bytes([byte]))
-                await writer.drain()
-                await asyncio.sleep(self.drip_every)
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+            await self._answer(reader, writer)
+        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client gave up, or the test is over
         finally:
             self._open.discard(writer)
             writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -156,6 +146,31 @@ class MisbehavingReceiver:
             for writer in list(self._open):
                 writer.close()
             await self._server.wait_closed()
+
+
+class MisbehavingReceiver(_StreamReceiver):
+    """An endpoint that never answers properly: ``hang`` accepts connections, reads the
+    requests and says nothing; ``drip`` answers one byte of a status line per ``drip_every``
+    seconds, never finishing within any sane timeout. Counts what it was sent."""
+
+    def __init__(self, mode: str = "hang", drip_every: float = 0.5) -> None:
+        assert mode in ("hang", "drip")
+        super().__init__(mode)
+        self.drip_every = drip_every
+        self.connections = 0
+        self.requests = 0
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        self.requests += 1
+        if self.mode == "hang":
+            await reader.read()  # until the client gives up
+            return
+        for byte in b"HTTP/1.1 200 OK\r\n":
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(self.drip_every)
 
 
 class RawSocketReceiver:
@@ -253,7 +268,7 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
 
 
-class ImpoliteReceiver:
+class ImpoliteReceiver(_StreamReceiver):
     """An endpoint that answers, then treats the connection rudely: ``trickle`` sends
     ``HTTP/1.1 200 OK`` and its headers at once, then its body one byte per ``trickle_every``
     seconds; ``reset`` answers 200 in full and then resets the connection (an abortive
@@ -263,54 +278,28 @@ class ImpoliteReceiver:
 
     def __init__(self, mode: str, trickle_every: float = 0.5) -> None:
         assert mode in ("trickle", "reset", "reset-unframed")
-        self.mode = mode
+        super().__init__(mode)
         self.trickle_every = trickle_every
         self.requests = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{self.mode}"
-
-    async def start(self) -> ImpoliteReceiver:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=1024)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._open.add(writer)
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.decode("latin-1").split("\r\n"):
-                name, _, value = line.partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-            self.requests += 1
-            if self.mode == "trickle":
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-                for _ in range(1000):
-                    await writer.drain()
-                    await asyncio.sleep(self.trickle_every)
-                    writer.write(b"x")
-                return
-            framing = b"Content-Length: 2\r\n" if self.mode == "reset" else b""
-            writer.write(b"HTTP/1.1 200 OK\r\n" + framing + b"\r\nOK")
-            await writer.drain()
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass  # the client gave up, or the test is over
-        finally:
-            self._open.discard(writer)
-            writer.close()
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in list(self._open):
-                writer.close()
-            await self._server.wait_closed()
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        self.requests += 1
+        if self.mode == "trickle":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            for _ in range(1000):
+                await writer.drain()
+                await asyncio.sleep(self.trickle_every)
+                writer.write(b"x")
+            return
+        framing = b"Content-Length: 2\r\n" if self.mode == "reset" else b""
+        writer.write(b"HTTP/1.1 200 OK\r\n" + framing + b"\r\nOK")
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

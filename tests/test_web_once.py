@@ -4,7 +4,7 @@ never in a URL, sealed in an HttpOnly cookie bound to its session, gone once sho
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,20 +21,6 @@ KEY = re.compile(r'id="api-key" readonly value="([^"]+)"')
 async def served(make_api: Callable[..., Any]) -> LiveAPI:
     api: LiveAPI = await make_api(dispatch=False)
     return api
-
-
-@pytest.fixture
-async def browsers(served: LiveAPI) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
-    opened: list[httpx.AsyncClient] = []
-
-    def new(**headers: str) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(base_url=served.url, timeout=30, headers=headers)
-        opened.append(client)
-        return client
-
-    yield new
-    for client in opened:
-        await client.aclose()
 
 
 async def test_a_new_webhooks_key_rides_to_its_page_sealed_and_is_shown_once(

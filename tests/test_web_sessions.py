@@ -5,7 +5,7 @@ another operator's objects answering 404, and the REST API left as it was."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -29,20 +29,6 @@ async def served(make_api: Callable[..., Any]) -> LiveAPI:
     # as behind a reverse proxy on 127.0.0.1 that it trusts (FORWARDED_ALLOW_IPS)
     api: LiveAPI = await make_api(dispatch=False, forwarded_allow_ips="127.0.0.1")
     return api
-
-
-@pytest.fixture
-async def browsers(served: LiveAPI) -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
-    opened: list[httpx.AsyncClient] = []
-
-    def new(**headers: str) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(base_url=served.url, timeout=30, headers=headers)
-        opened.append(client)
-        return client
-
-    yield new
-    for client in opened:
-        await client.aclose()
 
 
 async def sign_in(client: httpx.AsyncClient, token: str) -> httpx.Response:
