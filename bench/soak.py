@@ -253,6 +253,18 @@ class Soak:
         finally:
             await conn.close()
 
+    async def autovacuum(self) -> str:
+        """PostgreSQL's autovacuum setting, said: without it a purge's space is not reused."""
+        if self.database_url.startswith("sqlite:///"):
+            return ""
+        import asyncpg
+
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            return f" (PostgreSQL's autovacuum: {await conn.fetchval('SHOW autovacuum')})"
+        finally:
+            await conn.close()
+
     def memory(self) -> dict[str, float]:
         workers = [p for p in _rig.process_tree(self.worker.pid) if p != self.worker.pid]
         found = {"api": rss_mb(self.api.pid), "supervisor": rss_mb(self.worker.pid)}
@@ -285,7 +297,8 @@ class Soak:
             locations, samples = await self.setup(http)
             await self.warm_up(http, locations, samples)
             start_size = await self.database_bytes()
-            print(f"database at the start: {start_size / 1e6:.1f} MB", flush=True)
+            vacuum = await self.autovacuum()
+            print(f"database at the start: {start_size / 1e6:.1f} MB{vacuum}", flush=True)
             start = time.time()
             rows: list[dict[str, Any]] = []
             pending: set[asyncio.Task[None]] = set()
@@ -372,11 +385,24 @@ async def main() -> None:
     parser.add_argument("--retention", default="5m")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="PostgreSQL: a throwaway cluster of the bench's own (initdb, autovacuum on as "
+        "PostgreSQL ships it) instead of the machine's server",
+    )
     parser.add_argument("--json", type=Path, help="write the summary here too")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="hw-soak-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hw-soak-") as tmp, contextlib.ExitStack() as stack:
         async with _rig.Databases(args.db, Path(tmp)) as databases:
-            url = await databases.create()
+            if args.cluster:
+                from tests.pg_cluster import PgCluster
+
+                cluster = PgCluster.create()
+                stack.callback(cluster.destroy)
+                url = await cluster.create_database("soak")
+            else:
+                url = await databases.create()
             soak = Soak(args, url, Path(tmp))
             try:
                 summary = await soak.run()

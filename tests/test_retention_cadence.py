@@ -4,11 +4,13 @@ not once a day, so a short retention keeps the database at its size (issue 25, F
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select, text
 
@@ -21,6 +23,7 @@ from hotspot_webhooks.states import DeliveryStatus
 from hotspot_webhooks.store.migrate import head_revision
 from hotspot_webhooks.store.schema import deliveries, events
 
+from .pg_cluster import PgCluster, pg_cluster_fixture  # noqa: F401  (the pg_cluster fixture)
 from .receivers import PythonReceiver
 
 BACKENDS = ("sqlite", "postgresql")
@@ -110,3 +113,44 @@ async def test_the_autovacuum_migration_runs_on_sqlite_and_changes_nothing_there
     async with service.store.read() as conn:
         revision = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
     assert revision == head_revision()  # 0008 included: SQLite has no storage parameters
+
+
+@pytest.mark.postgresql_only
+@pytest.mark.parametrize("autovacuum", ["on", "off"])
+async def test_a_server_whose_autovacuum_is_off_is_named_at_the_first_purge(
+    pg_cluster: PgCluster,
+    autovacuum: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Purged rows' room is reused only once VACUUM has run: with autovacuum off the database
+    grows as if nothing were purged, so the dispatcher says so (once) instead of saying
+    nothing. A throwaway cluster of its own: the machine's server is never reconfigured."""
+    admin = await asyncpg.connect(pg_cluster.database_url("postgres"))
+    try:
+        await admin.execute(f"ALTER SYSTEM SET autovacuum = {autovacuum}")
+        await admin.execute("SELECT pg_reload_conf()")
+    finally:
+        await admin.close()
+    url = await pg_cluster.create_database("hooks")
+    service = await Service.open(
+        Settings(_env_file=None, database_url=url, secret_key="k" * 32), migrate=True
+    )
+    caplog.set_level(logging.WARNING, logger="hotspot_webhooks.delivery.retention")
+    monkeypatch.setattr(retention, "PERIOD_FLOOR", 0.05)
+    try:
+        for _ in range(50):  # the reload reaches new sessions at once, or very soon
+            if await service.store.autovacuum_is_off() == (autovacuum == "off"):
+                break
+            await asyncio.sleep(0.1)
+        stopping = asyncio.Event()
+        purging = asyncio.create_task(
+            retention.purge_periodically(service.store, timedelta(seconds=1), stopping)
+        )
+        await asyncio.sleep(2)  # the first purge comes within 0.1 to 1 period (0.1 s here)
+        stopping.set()
+        await purging
+    finally:
+        await service.close()
+    warned = "autovacuum is off" in caplog.text
+    assert warned == (autovacuum == "off"), caplog.text

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         300.0, gt=0, description="backstop lease (s) for holders that do not heartbeat"
     )
     low_latency: bool = Field(False, description="send new events at once, not at the next pass")
-    heartbeat: float = Field(10.0, gt=0, description="seconds between a worker's heartbeats")
+    heartbeat: float = Field(5.0, gt=0, description="seconds between a worker's heartbeats")
     worker_timeout: float = Field(
         30.0, gt=0, description="a worker silent this long is dead; its work is handed back"
     )

@@ -41,8 +41,11 @@ async def purge_periodically(store: Store, retention: timedelta, stopping: async
     period of start."""
     period = purge_period(retention)
     wait = random.uniform(0.1, 1.0) * period
+    vacuum_checked = False
     while not await _stopped_within(stopping, wait):
         wait = period
+        if not vacuum_checked:
+            vacuum_checked = await _warn_if_autovacuum_is_off(store)
         older_than = datetime.now(UTC) - retention
         try:
             purged = await store.purge(older_than)
@@ -58,6 +61,22 @@ async def purge_periodically(store: Store, retention: timedelta, stopping: async
             purged.deliveries, purged.attempts, purged.events, f"{older_than:%Y-%m-%d %H:%M}",
             purged.transactions, purged.longest_transaction,
         )  # fmt: skip
+
+
+async def _warn_if_autovacuum_is_off(store: Store) -> bool:
+    """Say so once if PostgreSQL's autovacuum is off: a purge then deletes rows whose room is
+    never reused, and the database grows as if nothing were purged. True once checked."""
+    try:
+        off = await store.autovacuum_is_off()
+    except DatabaseUnavailable:
+        return False  # at the next purge
+    if off:
+        log.warning(
+            "retention: PostgreSQL's autovacuum is off, so the room of purged rows is not "
+            "reused and the database keeps growing: turn it on (autovacuum = on, the "
+            "default), or VACUUM deliveries, attempts and events regularly"
+        )
+    return True
 
 
 async def erase_expired_keys(store: Store, every: float, stopping: asyncio.Event) -> None:

@@ -906,6 +906,14 @@ class Store:
             # (owner, lease end) names exactly this claim's rows, through the leased index
             return await SELECT_LEASED.fetchall(conn, LeaseParams(owner, lease_until))
 
+    async def autovacuum_is_off(self) -> bool:
+        """Is PostgreSQL's autovacuum off (the purges' room then never reused)? SQLite: no."""
+        if self.engine.dialect.name != "postgresql":
+            return False
+        async with self.read() as conn:
+            setting = (await conn.execute(text("SHOW autovacuum"))).scalar_one()
+        return bool(setting == "off")
+
     @property
     def last_lease_end(self) -> datetime | None:
         """The lease end of this process's latest claim (each claim's own)."""
