@@ -115,6 +115,7 @@ class Liveness:
             else None  # a file does not go away; a busy writer is only slow
         )
         while not stopping.is_set():
+            began = time.monotonic()  # one heartbeat begins every HEARTBEAT, however long each
             try:
                 if bound is None:
                     await self.beat()
@@ -132,7 +133,9 @@ class Liveness:
                 log.warning("heartbeat failed (%s); trying again", exc)
                 self._judge_from = time.monotonic() + self.settings.worker_timeout
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.settings.heartbeat)
+                await asyncio.wait_for(
+                    stopping.wait(), max(0.0, began + self.settings.heartbeat - time.monotonic())
+                )
 
     async def beat(self) -> None:
         started = time.monotonic()
