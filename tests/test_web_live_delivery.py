@@ -12,11 +12,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.live_api import LiveAPI
 from tests.receivers import PythonReceiver
 from tests.test_web_browser import browser, new_context, refusing, sign_in
+from tests.test_web_live_list import is_focused, top_of
 
 __all__ = ["browser", "refusing"]  # the fixtures, shared with the browser tests
 
@@ -76,16 +77,6 @@ async def wait_for_attempts(served: LiveAPI, token: str, delivery_id: str, count
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"the delivery was not attempted {count} times in 30 s: {found}")
-
-
-async def is_focused(element: Locator) -> bool:
-    focused: bool = await element.evaluate("e => e === document.activeElement")
-    return focused
-
-
-async def top_of(element: Locator) -> float:
-    top: float = await element.evaluate("e => e.getBoundingClientRect().top")
-    return top
 
 
 async def test_new_attempts_appear_while_focus_details_selection_and_scroll_stay(
