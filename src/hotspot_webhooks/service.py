@@ -26,6 +26,7 @@ from .delivery.targets import check_callback_url
 from .errors import (
     Conflict,
     DatabaseNotReady,
+    DatabaseUnavailable,
     Forbidden,
     NotFound,
     Unauthorized,
@@ -68,6 +69,8 @@ from .states import (
 )
 from .store.access import AccessWatch
 from .store.database import parse_database_url, sqlite_file
+from .store.disk_full import ADVICE as DISK_FULL_ADVICE
+from .store.disk_full import disk_full
 from .store.records import (
     EventIdTaken,
     NewEvent,
@@ -278,7 +281,12 @@ class Service:
         """Delete finished deliveries, their attempts and events older than ``older_than``
         (pending ones stay): what ``RETENTION`` runs every tenth of it, and ``purge`` by hand."""
         caller.require_admin()
-        return await self.store.purge(_now() - older_than)
+        try:
+            return await self.store.purge(_now() - older_than)
+        except DatabaseUnavailable as exc:
+            if disk_full(exc):  # deleting writes too: say what to do (docs/operations.md)
+                raise DatabaseUnavailable(f"purge failed: {DISK_FULL_ADVICE}") from exc
+            raise
 
     # operators
 

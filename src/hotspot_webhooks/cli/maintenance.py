@@ -10,9 +10,7 @@ import typer
 
 from .. import backup as backups
 from ..config import parse_duration
-from ..errors import DatabaseUnavailable
 from ..service import Service
-from ..store.disk_full import ADVICE, disk_full
 from ..store.records import Purged
 from ..terminal import line
 from .common import Db, Json, err, run, settings, with_service
@@ -40,12 +38,7 @@ def purge(
     config = settings(db)
 
     async def purging(service: Service) -> Purged:
-        try:
-            return await service.purge(age)
-        except DatabaseUnavailable as exc:
-            if disk_full(exc):
-                raise DatabaseUnavailable(f"purge failed: {ADVICE}") from exc
-            raise
+        return await service.purge(age)
 
     purged = with_service(config, purging)
     summary = asdict(purged)
