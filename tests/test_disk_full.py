@@ -13,13 +13,13 @@ import contextlib
 import os
 import pwd
 import re
-import secrets
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from hotspot_webhooks import catalog
@@ -27,7 +27,8 @@ from hotspot_webhooks.config import Settings
 from hotspot_webhooks.errors import DatabaseUnavailable
 from hotspot_webhooks.service import EmitRequest, Service
 from tests.conftest import run_cli
-from tests.postgres import POSTGRES, POSTGRES_SECRET_KEY, admin_sql, require_postgres
+from tests.pg_cluster import PgCluster, pg_cluster_fixture  # noqa: F401  (the pg_cluster fixture)
+from tests.postgres import POSTGRES_SECRET_KEY
 
 BACKENDS = ("sqlite", "postgresql")
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,35 +267,27 @@ async def test_making_room_of_the_wal_size_lets_purge_run_in_place_as_the_runboo
 
 @pytest.fixture
 async def postgres_on_small_disk(
-    make_tmpfs: Callable[[str], Path],
-) -> AsyncIterator[tuple[str, Path]]:
-    """A database of the machine's server in a tablespace on a 16 MiB tmpfs (its WAL stays in
-    the server's data directory, which has room), and 2 MiB of something else on that disk
-    that can go: dropped, with the tablespace, after."""
-    require_postgres()
-    if not _on_this_machine():
-        pytest.skip("the PostgreSQL server is not on this machine: no tablespace on a tmpfs")
+    make_tmpfs: Callable[[str], Path], pg_cluster: PgCluster
+) -> tuple[str, Path]:
+    """A database of a throwaway cluster in a tablespace on a 16 MiB tmpfs (its WAL stays in
+    the cluster's data directory, which has room), and 2 MiB of something else on that disk
+    that can go. Never the machine's shared server: while that tablespace is full, every
+    checkpoint of its server fails, and with it every other test's ``DROP DATABASE``."""
     disk = make_tmpfs("16m")
-    server = pwd.getpwnam("postgres")
     old_logs = disk / "old-logs"
     old_logs.write_bytes(b"\0" * (2 << 20))
     tablespace = disk / "tablespace"
     tablespace.mkdir(mode=0o700)
-    os.chown(tablespace, server.pw_uid, server.pw_gid)
-    name = f"hw_test_{secrets.token_hex(6)}"
-    await admin_sql(f"CREATE TABLESPACE {name} LOCATION '{tablespace}'")
+    if os.geteuid() == 0:  # the cluster's server runs as `postgres` (tests/pg_cluster.py)
+        server = pwd.getpwnam("postgres")
+        os.chown(tablespace, server.pw_uid, server.pw_gid)
+    admin = await asyncpg.connect(pg_cluster.database_url("postgres"))
     try:
-        await admin_sql(f"CREATE DATABASE {name} TABLESPACE {name}")
-        try:
-            yield f"{POSTGRES}/{name}", old_logs
-        finally:
-            await admin_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE TABLESPACE small LOCATION '{tablespace}'")
+        await admin.execute("CREATE DATABASE hooks TABLESPACE small")
     finally:
-        await admin_sql(f"DROP TABLESPACE IF EXISTS {name}")
-
-
-def _on_this_machine() -> bool:
-    return "@127.0.0.1:" in POSTGRES or "@localhost:" in POSTGRES
+        await admin.close()
+    return pg_cluster.database_url("hooks"), old_logs
 
 
 @pytest.mark.postgresql_only
