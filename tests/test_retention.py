@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy import func, select, update
 
 from hotspot_webhooks import catalog
@@ -105,6 +106,35 @@ async def test_purge_deletes_old_finished_work_in_batches_and_keeps_pending_and_
     again = await service.store.purge(datetime.now(UTC) - timedelta(days=30), batch=3)
     assert (again.deliveries, again.attempts, again.events) == (0, 0, 0)
     assert not (await service.emit(EVENT, location, SAMPLE, id="succeeded-0")).duplicate
+
+
+async def test_purge_runs_the_same_few_statements_whatever_its_windows_hold(
+    service: Service, location: str
+) -> None:
+    """Every statement text a connection runs is prepared and kept, with its parameters, by the
+    driver's cache and SQLAlchemy's: a window bound as an ``IN`` list of its keys was a new
+    statement for every length of the last window, so a worker purging every 30 s grew by
+    megabytes a minute. Windows are ranges of the key now: the same statements every time."""
+    await service.create_webhook(location, EVENT, RECEIVER)
+    for n in range(9):
+        await service.emit(EVENT, location, SAMPLE, id=f"e-{n:02d}")
+    statements: set[str] = set()
+
+    def note(*args: Any) -> None:
+        statements.add(args[2])  # (conn, cursor, statement, parameters, context, executemany)
+
+    seen: list[set[str]] = []
+    for n in range(9, 14):  # windows of 4: the last one holds 1, 2, 3, 0 and 1 keys
+        sqlalchemy.event.listen(service.store.engine.sync_engine, "before_cursor_execute", note)
+        try:
+            await service.store.purge(datetime.now(UTC) - timedelta(days=30), batch=4)
+        finally:
+            sqlalchemy.event.remove(service.store.engine.sync_engine, "before_cursor_execute", note)
+        seen.append(set(statements))
+        await service.emit(EVENT, location, SAMPLE, id=f"e-{n:02d}")
+
+    assert all(found == seen[0] for found in seen), [len(found) for found in seen]
+    assert len(seen[0]) <= 12  # windows with and without an upper bound, BEGIN and such
 
 
 async def test_retention_purges_inside_the_dispatcher(

@@ -1008,14 +1008,12 @@ class Store:
             started = time.monotonic()
             async with self.write() as conn:
                 window, after = await _window(conn, deliveries.c.id, after, batch)
-                doomed = select(deliveries.c.id).where(deliveries.c.id.in_(window), *old_and_done)
+                doomed = select(deliveries.c.id).where(window, *old_and_done)
                 gone = await conn.execute(
                     delete(attempts).where(attempts.c.delivery_id.in_(doomed.scalar_subquery()))
                 )
                 purged.attempts += int(gone.rowcount)
-                gone = await conn.execute(
-                    delete(deliveries).where(deliveries.c.id.in_(window), *old_and_done)
-                )
+                gone = await conn.execute(delete(deliveries).where(window, *old_and_done))
                 purged.deliveries += int(gone.rowcount)
             _timed(purged, started)
         after = ""
@@ -1025,7 +1023,7 @@ class Store:
                 window, after = await _window(conn, events.c.id, after, batch)
                 gone = await conn.execute(
                     delete(events).where(
-                        events.c.id.in_(window),
+                        window,
                         events.c.created_at < older_than,
                         ~select(deliveries.c.id)
                         .where(deliveries.c.event_id == events.c.id)
@@ -1450,13 +1448,20 @@ async def _claim_skipping_locked(
 
 async def _window(
     conn: AsyncConnection, key: Any, after: str, size: int
-) -> tuple[list[str], str | None]:
-    """The next ``size`` primary keys after ``after``, and where the window after it starts
-    (None: this is the last one)."""
-    keys = list(
-        (await conn.execute(select(key).where(key > after).order_by(key).limit(size))).scalars()
-    )
-    return keys, keys[-1] if len(keys) == size else None
+) -> tuple[ColumnElement[bool], str | None]:
+    """The window of the next ``size`` primary keys after ``after``, as a range of the key, and
+    where the window after it starts (None: this is the last one).
+
+    A range, not the keys themselves: an ``IN`` list of as many keys as the window holds is a
+    statement of its own for every length, and the last window's length is a new one at every
+    purge; each was prepared and kept, with its keys, by the driver's and SQLAlchemy's caches of
+    every connection (a worker purging every 30 s grew by 40 MB in 8 minutes)."""
+    last = (
+        await conn.execute(select(key).where(key > after).order_by(key).offset(size - 1).limit(1))
+    ).scalar()
+    if last is None:
+        return key > after, None
+    return and_(key > after, key <= last), last
 
 
 def _timed(purged: Purged, started: float) -> None:
