@@ -28,6 +28,7 @@ from .database import within
 from .notify import NOTIFY_SQL, NewWork
 from .records import EmitCounts, EmitRules, EventIdTaken, NewEvent, UnknownLocation
 from .sqlite_writer import SqliteWriter
+from .driver_sql import driver_sql
 from .statements import (
     INSERT_DELIVERY,
     INSERT_EVENT,
@@ -37,7 +38,6 @@ from .statements import (
     ExistingEvent,
     LocationOwner,
     Subscription,
-    driver_sql,
     emit_lookups,
 )
 
