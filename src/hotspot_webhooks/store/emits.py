@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..states import OwnerStatus
 from ..subscription import ANY
 from .database import within
+from .driver_sql import driver_sql
 from .notify import NOTIFY_SQL, NewWork
 from .records import EmitCounts, EmitRules, EventIdTaken, NewEvent, UnknownLocation
 from .sqlite_writer import SqliteWriter
-from .driver_sql import driver_sql
 from .statements import (
     INSERT_DELIVERY,
     INSERT_EVENT,

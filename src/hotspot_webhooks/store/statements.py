@@ -28,7 +28,6 @@ from sqlalchemy import (
     select,
     update,
 )
-
 from sqlalchemy.dialects import postgresql
 
 from ..states import DeliveryStatus, WebhookStatus
@@ -43,7 +42,6 @@ from .schema import (
     subscriptions,
     webhooks,
 )
-
 
 # ---- emit -----------------------------------------------------------------------------------
 
