@@ -176,13 +176,13 @@ async def test_the_backlog_is_what_waits_due_and_for_how_long(
         await service.emit(EVENT, location, SAMPLE)
     await asyncio.sleep(0.1)
 
-    backlog = await service.store.backlog(datetime.now(UTC))
+    backlog = await service.store.queue.backlog(datetime.now(UTC))
     assert backlog.due == 3
     assert 0.1 <= backlog.oldest_due_age < 30
     assert backlog.disabled_webhooks == 0
 
     await service.update_webhook(webhook.id, status="disabled")
-    backlog = await service.store.backlog(datetime.now(UTC))
+    backlog = await service.store.queue.backlog(datetime.now(UTC))
     assert backlog.disabled_webhooks == 1
 
 
@@ -290,14 +290,14 @@ async def test_a_supervised_worker_serves_the_sum_of_its_processes(
         assert total(samples, "hotspot_webhooks_deliveries_total", outcome="succeeded") == 200
         assert total(samples, "hotspot_webhooks_attempt_duration_seconds_count") == 200
         assert total(samples, "hotspot_webhooks_dispatchers") == 2
-        pids = sorted(w.pid for w in await service.store.list_workers())
+        pids = sorted(w.pid for w in await service.store.queue.workers.list_workers())
         assert len(pids) == 2, pids
 
         # a child killed outright: its live gauges go, its counts stay, its successor counts
         os.kill(pids[0], signal.SIGKILL)
 
         async def replaced() -> bool:
-            live = {w.pid for w in await service.store.list_workers()} - {pids[0]}
+            live = {w.pid for w in await service.store.queue.workers.list_workers()} - {pids[0]}
             return len(live) == 2
 
         await eventually(replaced, within=30)
