@@ -27,10 +27,8 @@ from .locations import Locations
 from .migrate import require_current, upgrade
 from .queue import Queue
 from .reports import Reports
-from .retention import Retention
 from .tenancy import Tenancy
 from .webhooks import Webhooks
-from .workers import Workers
 
 
 class Store:
@@ -46,8 +44,6 @@ class Store:
         self.deliveries = Deliveries(db)
         self.reports = Reports(db)
         self.queue = Queue(db)
-        self.workers = Workers(db)
-        self.retention = Retention(db)
 
     @classmethod
     async def open(
