@@ -73,11 +73,13 @@ async def scrape(url: str, **headers: str) -> Samples:
     return parse(response.text)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = 30, what: str = "the condition"
+) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"{what}: not reached within {within} s")
         await asyncio.sleep(0.05)
 
 
@@ -191,6 +193,11 @@ async def test_database_outages_are_counted_where_they_are_met(
     make_api: Callable[..., Awaitable[LiveAPI]], database_url: str
 ) -> None:
     api = await make_api(interval=0.1, heartbeat=0.2, worker_timeout=1)
+
+    async def registered() -> bool:  # on a busy machine the API answers before its dispatcher
+        return total(await scrape(f"{api.url}/metrics"), "hotspot_webhooks_dispatchers") >= 1
+
+    await eventually(registered, within=60, what="the API's dispatcher registered")
     before = await scrape(f"{api.url}/metrics")
     name = database_url.rsplit("/", 1)[1]
     await admin_sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
@@ -209,10 +216,10 @@ async def test_database_outages_are_counted_where_they_are_met(
             now = await scrape(f"{api.url}/metrics")
             return moved(now, "api") >= 1 and moved(now, "claim") >= 1
 
-        await eventually(counted, within=20)
+        await eventually(counted, within=20, what="an error counted by the API and by a claim")
     finally:
         await admin_sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
-    await eventually(lambda: _answers(api), within=20)
+    await eventually(lambda: _answers(api), within=20, what="the API answering again")
 
 
 async def _answers(api: LiveAPI) -> bool:
