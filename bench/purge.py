@@ -77,7 +77,7 @@ async def prepare(url: str, rows: int) -> None:
     settings = Settings(database_url=url, secret_key=SECRET_KEY, _env_file=None)  # type: ignore[call-arg]
     service = await Service.open(settings, migrate=True)
     try:
-        async with service.store.write() as conn:
+        async with service.store.db.write() as conn:
             dialect = conn.dialect.name
             for statement in (
                 "INSERT INTO operators (id, name, created_at) VALUES ('op_bench', 'bench', "

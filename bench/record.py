@@ -59,7 +59,7 @@ async def measure(database_url: str, batch: int) -> dict[str, float]:
             before = await backend_ticks(probe)
             started = time.process_time()
             now = datetime.now(UTC)
-            got = await store.claim_due(
+            got = await store.queue.claim_due(
                 owner=OWNER,
                 due_by=now,
                 lease_until=now + timedelta(seconds=300),
@@ -101,7 +101,7 @@ async def measure(database_url: str, batch: int) -> dict[str, float]:
             for start in range(0, len(outcomes), batch):
                 before = await backend_ticks(probe)
                 started = time.process_time()
-                kept = await store.record(OWNER, outcomes[start : start + batch], now=now)
+                kept = await store.queue.record(OWNER, outcomes[start : start + batch], now=now)
                 recording += time.process_time() - started
                 recording_server += ticks_since(before, await backend_ticks(probe))
                 if kept != len(outcomes[start : start + batch]):

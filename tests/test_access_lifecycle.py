@@ -159,7 +159,7 @@ async def test_while_its_listener_is_cut_off_a_process_trusts_no_remembered_toke
     forgets everything when it is."""
     service = await Service.open(make_settings(), migrate=True)
     forgotten: list[float] = []
-    watch = service.store.watch_access(lambda: forgotten.append(time.monotonic()))
+    watch = service.store.db.watch_access(lambda: forgotten.append(time.monotonic()))
     try:
         await wait_until(watch.trusted)
         before = len(forgotten)
@@ -383,7 +383,7 @@ async def test_deleting_a_location_in_small_batches_takes_its_events_and_webhook
             await service.create_webhook(location, "customer.create", "http://127.0.0.1:9/a")
             for _ in range(7):
                 await service.emit("customer.create", location, sample("customer.create"))
-        async with service.store.write() as conn:  # attempts too, as after a few passes
+        async with service.store.db.write() as conn:  # attempts too, as after a few passes
             rows = (await conn.execute(select(deliveries.c.id))).scalars().all()
             for number, delivery_id in enumerate(rows):
                 await conn.execute(
@@ -394,11 +394,11 @@ async def test_deleting_a_location_in_small_batches_takes_its_events_and_webhook
                     )
                 )  # fmt: skip
 
-        purged = await service.store.delete_location("loc-1", batch=3)
+        purged = await service.store.locations.delete_location("loc-1", batch=3)
 
         assert (purged.events, purged.deliveries, purged.attempts) == (7, 7, 7)
         assert purged.transactions == 4  # 3 + 3 + 1 events, then the location itself
-        async with service.store.read() as conn:
+        async with service.store.db.read() as conn:
             left = (await conn.execute(select(events.c.location_id))).scalars().all()
             hooks = (await conn.execute(select(subscriptions.c.location_id))).scalars().all()
             count = len((await conn.execute(select(attempts.c.delivery_id))).all())
@@ -460,7 +460,7 @@ async def test_disabling_changes_no_other_operators_webhooks(
             await service.create_location(location, "Café", name)
             await service.create_webhook(location, "customer.create", "http://127.0.0.1:9/a")
         await service.set_operator_status("acme", "disabled")
-        async with service.store.read() as conn:
+        async with service.store.db.read() as conn:
             statuses = dict(
                 (
                     await conn.execute(

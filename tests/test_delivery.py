@@ -35,7 +35,7 @@ async def deliver_until_settled(
 
 @pytest.fixture
 async def dispatcher(service: Service) -> Dispatcher:
-    made = Dispatcher(service.store, service.settings, service.cipher)
+    made = Dispatcher(service.store.queue, service.settings, service.cipher)
     yield made  # type: ignore[misc]
     await made.close()
 
@@ -119,7 +119,7 @@ async def test_php_receiver_verifies_like_the_original_sample(
             webhook = await service.create_webhook(location, event_type, "http://127.0.0.1:1/")
             php = PhpReceiver(webhook.api_key, tmp_path / f"{event_type}.log")
             receivers.append(php)
-            await service.store.update_webhook(webhook.id, {"callback_url": php.url})
+            await service.store.webhooks.update_webhook(webhook.id, {"callback_url": php.url})
             await service.emit(event_type, location, catalog.EVENT_TYPES[event_type].sample)
 
         stats = await dispatcher.run_pass()
@@ -142,7 +142,7 @@ async def test_php_receiver_rejects_a_delivery_signed_with_another_key(
     webhook = await service.create_webhook(location, "customer.create", "http://127.0.0.1:1/")
     php = PhpReceiver("not-the-api-key", tmp_path / "php.log")
     try:
-        await service.store.update_webhook(webhook.id, {"callback_url": php.url})
+        await service.store.webhooks.update_webhook(webhook.id, {"callback_url": php.url})
         await service.emit("customer.create", location, SAMPLE)
         stats = await dispatcher.run_pass()
         assert (stats.succeeded, stats.retrying) == (0, 1)
@@ -203,7 +203,7 @@ async def test_backoff_schedules_the_retry_one_interval_later(
 ) -> None:
     python_receiver.respond = lambda n: 500
     settings = make_settings(retry_policy="backoff", interval=60)
-    dispatcher = Dispatcher(service.store, settings, service.cipher)
+    dispatcher = Dispatcher(service.store.queue, settings, service.cipher)
     await service.create_webhook(location, "customer.create", python_receiver.url)
     await service.emit("customer.create", location, SAMPLE)
     before = datetime.now(UTC)
@@ -256,7 +256,7 @@ async def test_deliveries_pending_when_their_webhook_is_disabled_fail_unsent(
 ) -> None:
     webhook = await service.create_webhook(location, "customer.create", python_receiver.url)
     await service.emit("customer.create", location, SAMPLE)
-    await service.store.update_webhook(webhook.id, {"status": "disabled"})
+    await service.store.webhooks.update_webhook(webhook.id, {"status": "disabled"})
 
     await dispatcher.run_pass()
 
@@ -285,7 +285,7 @@ async def test_slow_receiver_times_out_and_is_retried(
     service: Service, location: str, python_receiver: PythonReceiver, make_settings
 ) -> None:
     python_receiver.delay = 2.0
-    dispatcher = Dispatcher(service.store, make_settings(timeout=0.3), service.cipher)
+    dispatcher = Dispatcher(service.store.queue, make_settings(timeout=0.3), service.cipher)
     await service.create_webhook(location, "customer.create", python_receiver.url)
     await service.emit("customer.create", location, SAMPLE)
 
@@ -340,7 +340,7 @@ async def test_private_target_is_refused_at_connect_time_when_not_allowed(
 ) -> None:
     """A URL that passed the creation check but now points inside (DNS rebinding)."""
     strict = make_settings(allow_private_targets=False)
-    dispatcher = Dispatcher(service.store, strict, service.cipher)
+    dispatcher = Dispatcher(service.store.queue, strict, service.cipher)
     by_ip = await service.create_webhook(location, "customer.create", python_receiver.url)
     by_name = await service.create_webhook(
         location, "customer.create", f"http://localhost:{python_receiver.port}/hook"
@@ -373,7 +373,7 @@ async def test_per_host_concurrency_is_never_exceeded(
         return web.Response(text="ok")
 
     settings = make_settings(per_host_concurrency=3, concurrency=50)
-    dispatcher = Dispatcher(service.store, settings, service.cipher)
+    dispatcher = Dispatcher(service.store.queue, settings, service.cipher)
     async with serving(handle) as port:
         await service.create_webhook(location, "customer.create", f"http://127.0.0.1:{port}/")
         for _ in range(30):
@@ -415,7 +415,7 @@ async def test_a_lease_left_by_a_dead_worker_is_recorded_as_an_attempt_of_unknow
     await service.emit("customer.create", location, SAMPLE)
     now = datetime.now(UTC)
     # a worker claims it and dies; its lease has run out by the next pass
-    [claimed] = await service.store.claim_due(
+    [claimed] = await service.store.queue.claim_due(
         owner="dead-worker", due_by=now, lease_until=now - timedelta(seconds=1), limit=10
     )
 
@@ -439,13 +439,15 @@ async def test_an_expired_lease_is_taken_over_by_exactly_one_worker(
     await service.create_webhook(location, "customer.create", python_receiver.url)
     await service.emit("customer.create", location, SAMPLE)
     now = datetime.now(UTC)
-    await service.store.claim_due(
+    await service.store.queue.claim_due(
         owner="dead-worker", due_by=now, lease_until=now - timedelta(seconds=1), limit=10
     )
 
     attempts = Attempts(service.settings, service.cipher)
-    first = await service.store.take_expired_leases(now, lambda lease: attempts.lost(lease).outcome)
-    second = await service.store.take_expired_leases(
+    first = await service.store.queue.workers.take_expired_leases(
+        now, lambda lease: attempts.lost(lease).outcome
+    )
+    second = await service.store.queue.workers.take_expired_leases(
         now, lambda lease: attempts.lost(lease).outcome
     )
 

@@ -73,7 +73,7 @@ async def test_a_hanging_endpoint_holds_only_its_share_and_stalls_no_one(
             interval=interval, timeout=60, concurrency=40, per_host_concurrency=10
         )
 
-        async with running_dispatcher(service.store, settings, service.cipher):
+        async with running_dispatcher(service.store.queue, settings, service.cipher):
             await asyncio.sleep(0.2)  # the first pass is under way
             await service.emit(EVENT, "loc-2", SAMPLE)  # emitted meanwhile
             took = await eventually(
@@ -103,7 +103,7 @@ async def test_a_dripping_endpoint_times_out_alone(
         await emit(service, location, 50)
         settings = make_settings(interval=1.0, timeout=1.5, per_host_concurrency=5)
 
-        async with running_dispatcher(service.store, settings, service.cipher):
+        async with running_dispatcher(service.store.queue, settings, service.cipher):
             await eventually(lambda: _all_succeeded(service, [good.id], 50), within=5)
             await eventually(lambda: _attempted(service, slow.id), within=10)
 
@@ -135,7 +135,7 @@ async def test_endpoints_that_always_fail_neither_stall_others_nor_burn_held_ret
         )
 
         with caplog.at_level(logging.WARNING, logger="hotspot_webhooks"):
-            async with running_dispatcher(service.store, settings, service.cipher):
+            async with running_dispatcher(service.store.queue, settings, service.cipher):
                 await eventually(lambda: _all_succeeded(service, [good.id], 40), within=5)
                 await eventually(lambda: _count_at_least(erroring, 80), within=10)
 
@@ -165,7 +165,7 @@ async def test_an_open_circuit_probes_once_per_step_and_closes_when_the_endpoint
     )
     receiver = PythonReceiver(port=port)
 
-    async with running_dispatcher(service.store, settings, service.cipher):
+    async with running_dispatcher(service.store.queue, settings, service.cipher):
         await eventually(lambda: _attempts_at_least(service, webhook.id, 3), within=5)
         # open: 2 failures, then a probe per step (0.4 s, 0.8 s, ...), not a request per pass
         await asyncio.sleep(1.0)
@@ -192,7 +192,7 @@ async def test_low_latency_sends_a_new_event_at_once_in_process(
     try:
         await service.create_webhook(location, EVENT, receiver.url)
         settings = make_settings(interval=60, low_latency=True)
-        async with running_dispatcher(service.store, settings, service.cipher):
+        async with running_dispatcher(service.store.queue, settings, service.cipher):
             await asyncio.sleep(0.3)  # the first pass found nothing; the next is in a minute
             took = await _emit_and_time(service, location, receiver)
         assert took < 2.0  # a wake-up, not the 60 s pass

@@ -67,7 +67,7 @@ async def workers_beating(settings: Settings, count: int) -> AsyncIterator[list[
     """``count`` workers, each with a store (connections) of its own, heartbeating."""
     services = [await Service.open(settings, migrate=n == 0) for n in range(count)]
     made = [
-        Liveness(s.store, settings, Attempts(settings, s.cipher), f"worker-{n}", OnWire())
+        Liveness(s.store.queue, settings, Attempts(settings, s.cipher), f"worker-{n}", OnWire())
         for n, s in enumerate(services)
     ]
     stopping = asyncio.Event()
@@ -91,15 +91,15 @@ async def hang_and_come_back(
 ) -> None:
     """A few good heartbeats, every worker's heartbeat hung for ``HANG`` s, then long enough
     for each to judge again; no worker may have been declared dead, by itself or another."""
-    store = workers[0].store
+    queue = workers[0].queue
     await asyncio.sleep(2.5 * HEARTBEAT)
-    before = {row.id: row.started_at for row in await store.list_workers()}
+    before = {row.id: row.started_at for row in await queue.workers.list_workers()}
     assert set(before) == {w.owner for w in workers}
     with caplog.at_level(logging.WARNING, logger="hotspot_webhooks.delivery.liveness"):
         async with writes_to_workers_held(database_url):
             await asyncio.sleep(HANG)
         await asyncio.sleep(WORKER_TIMEOUT + 3 * HEARTBEAT)  # they judge again meanwhile
-    after = {row.id: row.started_at for row in await store.list_workers()}
+    after = {row.id: row.started_at for row in await queue.workers.list_workers()}
     judged = [
         message
         for record in caplog.records
@@ -132,15 +132,21 @@ async def test_a_silent_worker_is_declared_dead_by_another_by_the_database_clock
     service: Service,
 ) -> None:
     long_ago = datetime.now(UTC) - timedelta(minutes=10)
-    await service.store.register_worker("silent", "host", 1, long_ago)
-    await service.store.register_worker("judge", "host", 2)  # stamped by the database: now
+    await service.store.queue.workers.register_worker("silent", "host", 1, long_ago)
+    await service.store.queue.workers.register_worker(
+        "judge", "host", 2
+    )  # stamped by the database: now
     now = datetime.now(UTC)
     silent_for = timedelta(seconds=30)
 
-    itself = await service.store.take_over_dead_workers(silent_for, now, _no_lost, judge="silent")
+    itself = await service.store.queue.workers.take_over_dead_workers(
+        silent_for, now, _no_lost, judge="silent"
+    )
     assert [t.worker for t in itself] == []
-    taken = await service.store.take_over_dead_workers(silent_for, now, _no_lost, judge="judge")
+    taken = await service.store.queue.workers.take_over_dead_workers(
+        silent_for, now, _no_lost, judge="judge"
+    )
     assert [t.worker for t in taken] == ["silent"]
-    assert [w.id for w in await service.store.list_workers()] == ["judge"]
-    stamped: Any = (await service.store.list_workers())[0].heartbeat_at
+    assert [w.id for w in await service.store.queue.workers.list_workers()] == ["judge"]
+    stamped: Any = (await service.store.queue.workers.list_workers())[0].heartbeat_at
     assert abs((stamped - now).total_seconds()) < 60  # the database's clock, in UTC

@@ -73,11 +73,13 @@ async def scrape(url: str, **headers: str) -> Samples:
     return parse(response.text)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = 30, what: str = "the condition"
+) -> None:
     deadline = asyncio.get_running_loop().time() + within
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
+            raise AssertionError(f"{what}: not reached within {within} s")
         await asyncio.sleep(0.05)
 
 
@@ -176,13 +178,13 @@ async def test_the_backlog_is_what_waits_due_and_for_how_long(
         await service.emit(EVENT, location, SAMPLE)
     await asyncio.sleep(0.1)
 
-    backlog = await service.store.backlog(datetime.now(UTC))
+    backlog = await service.store.queue.backlog(datetime.now(UTC))
     assert backlog.due == 3
     assert 0.1 <= backlog.oldest_due_age < 30
     assert backlog.disabled_webhooks == 0
 
     await service.update_webhook(webhook.id, status="disabled")
-    backlog = await service.store.backlog(datetime.now(UTC))
+    backlog = await service.store.queue.backlog(datetime.now(UTC))
     assert backlog.disabled_webhooks == 1
 
 
@@ -191,6 +193,11 @@ async def test_database_outages_are_counted_where_they_are_met(
     make_api: Callable[..., Awaitable[LiveAPI]], database_url: str
 ) -> None:
     api = await make_api(interval=0.1, heartbeat=0.2, worker_timeout=1)
+
+    async def registered() -> bool:  # on a busy machine the API answers before its dispatcher
+        return total(await scrape(f"{api.url}/metrics"), "hotspot_webhooks_dispatchers") >= 1
+
+    await eventually(registered, within=60, what="the API's dispatcher registered")
     before = await scrape(f"{api.url}/metrics")
     name = database_url.rsplit("/", 1)[1]
     await admin_sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
@@ -209,10 +216,10 @@ async def test_database_outages_are_counted_where_they_are_met(
             now = await scrape(f"{api.url}/metrics")
             return moved(now, "api") >= 1 and moved(now, "claim") >= 1
 
-        await eventually(counted, within=20)
+        await eventually(counted, within=20, what="an error counted by the API and by a claim")
     finally:
         await admin_sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
-    await eventually(lambda: _answers(api), within=20)
+    await eventually(lambda: _answers(api), within=20, what="the API answering again")
 
 
 async def _answers(api: LiveAPI) -> bool:
@@ -290,14 +297,14 @@ async def test_a_supervised_worker_serves_the_sum_of_its_processes(
         assert total(samples, "hotspot_webhooks_deliveries_total", outcome="succeeded") == 200
         assert total(samples, "hotspot_webhooks_attempt_duration_seconds_count") == 200
         assert total(samples, "hotspot_webhooks_dispatchers") == 2
-        pids = sorted(w.pid for w in await service.store.list_workers())
+        pids = sorted(w.pid for w in await service.store.queue.workers.list_workers())
         assert len(pids) == 2, pids
 
         # a child killed outright: its live gauges go, its counts stay, its successor counts
         os.kill(pids[0], signal.SIGKILL)
 
         async def replaced() -> bool:
-            live = {w.pid for w in await service.store.list_workers()} - {pids[0]}
+            live = {w.pid for w in await service.store.queue.workers.list_workers()} - {pids[0]}
             return len(live) == 2
 
         await eventually(replaced, within=30)

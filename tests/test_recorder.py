@@ -14,12 +14,12 @@ import pytest
 from hotspot_webhooks.delivery import recorder as recording
 from hotspot_webhooks.delivery.recorder import RECORD_BATCH, PassStats, Recorder
 from hotspot_webhooks.states import DeliveryStatus
+from hotspot_webhooks.store.queue import Queue
 from hotspot_webhooks.store.records import Outcome
-from hotspot_webhooks.store.store import Store
 
 
 class Writes:
-    """Stands in for ``Store.record``: notes the size of each batch."""
+    """Stands in for ``Queue.record``: notes the size of each batch."""
 
     def __init__(self) -> None:
         self.batches: list[int] = []
@@ -47,7 +47,7 @@ def outcome(number: int) -> Outcome:
 async def running() -> AsyncIterator[tuple[Recorder, Writes]]:
     """A recorder writing to a ``Writes``, running until the block ends."""
     writes = Writes()
-    recorder = Recorder(cast(Store, writes), "owner", PassStats())
+    recorder = Recorder(cast(Queue, writes), "owner", PassStats())
     task = asyncio.create_task(recorder.run())
     try:
         yield recorder, writes

@@ -45,14 +45,14 @@ def finished(delivery_id: str, status: DeliveryStatus) -> Outcome:
 
 
 async def count(service: Service, table: Any, *where: Any) -> int:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         query = select(func.count()).select_from(table).where(*where)
         return int((await conn.execute(query)).scalar_one())
 
 
 async def backdate(service: Service, event_ids: list[str]) -> None:
     """Make these events, and their deliveries, 40 days old."""
-    async with service.store.write() as conn:
+    async with service.store.db.write() as conn:
         await conn.execute(
             update(events).where(events.c.id.in_(event_ids)).values(created_at=LONG_AGO)
         )
@@ -74,14 +74,14 @@ async def old_and_new(service: Service, location: str) -> dict[str, list[str]]:
     await service.create_location("loc-quiet", "No webhooks", "acme")
     kinds["unheard"] = [(await service.emit(EVENT, "loc-quiet", SAMPLE, id="unheard")).id]
     now = datetime.now(UTC)
-    claimed = await service.store.claim_due(
+    claimed = await service.store.queue.claim_due(
         owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=100
     )
     status_of = {
         **{e: DeliveryStatus.SUCCEEDED for e in kinds["succeeded"] + kinds["recent"]},
         **{e: DeliveryStatus.FAILED for e in kinds["failed"]},
     }
-    await service.store.record(
+    await service.store.queue.record(
         "w1", [finished(c.id, status_of[c.event_id]) for c in claimed if c.event_id in status_of]
     )
     await backdate(service, kinds["succeeded"] + kinds["failed"] + kinds["pending"])
@@ -94,7 +94,9 @@ async def test_purge_deletes_old_finished_work_in_batches_and_keeps_pending_and_
 ) -> None:
     kinds = await old_and_new(service, location)
 
-    purged = await service.store.purge(datetime.now(UTC) - timedelta(days=30), batch=3)
+    purged = await service.store.queue.retention.purge(
+        datetime.now(UTC) - timedelta(days=30), batch=3
+    )
 
     assert (purged.deliveries, purged.attempts, purged.events) == (10, 10, 11)
     assert purged.transactions >= 10 / 3 + 11 / 3  # small transactions, not one
@@ -103,7 +105,9 @@ async def test_purge_deletes_old_finished_work_in_batches_and_keeps_pending_and_
     assert await count(service, deliveries) == 10  # the pending old ones and the recent
     assert await count(service, attempts) == 5  # the recent ones' attempts
     # purging again finds nothing; an event id is free again once its event is gone
-    again = await service.store.purge(datetime.now(UTC) - timedelta(days=30), batch=3)
+    again = await service.store.queue.retention.purge(
+        datetime.now(UTC) - timedelta(days=30), batch=3
+    )
     assert (again.deliveries, again.attempts, again.events) == (0, 0, 0)
     assert not (await service.emit(EVENT, location, SAMPLE, id="succeeded-0")).duplicate
 
@@ -125,11 +129,15 @@ async def test_purge_runs_the_same_few_statements_whatever_its_windows_hold(
 
     seen: list[set[str]] = []
     for n in range(9, 14):  # windows of 4: the last one holds 1, 2, 3, 0 and 1 keys
-        sqlalchemy.event.listen(service.store.engine.sync_engine, "before_cursor_execute", note)
+        sqlalchemy.event.listen(service.store.db.engine.sync_engine, "before_cursor_execute", note)
         try:
-            await service.store.purge(datetime.now(UTC) - timedelta(days=30), batch=4)
+            await service.store.queue.retention.purge(
+                datetime.now(UTC) - timedelta(days=30), batch=4
+            )
         finally:
-            sqlalchemy.event.remove(service.store.engine.sync_engine, "before_cursor_execute", note)
+            sqlalchemy.event.remove(
+                service.store.db.engine.sync_engine, "before_cursor_execute", note
+            )
         seen.append(set(statements))
         await service.emit(EVENT, location, SAMPLE, id=f"e-{n:02d}")
 
@@ -148,7 +156,7 @@ async def test_retention_purges_inside_the_dispatcher(
     monkeypatch.setattr(retention, "PERIOD_CEILING", 0.1)  # 30d: a purge every 0.1 s
     settings = make_settings(retention="30d", interval=60)
 
-    async with running_dispatcher(service.store, settings, service.cipher):
+    async with running_dispatcher(service.store.queue, settings, service.cipher):
         for _ in range(100):
             if await count(service, events) == 10:
                 break
@@ -189,5 +197,5 @@ def test_durations_read_as_operators_write_them() -> None:
 
 
 async def _all(service: Service, query: Any) -> list[Any]:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         return list((await conn.execute(query)).all())

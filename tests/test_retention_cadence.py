@@ -40,7 +40,7 @@ def test_purges_come_every_tenth_of_the_retention_between_30_s_and_an_hour() -> 
 
 
 async def _count(service: Service, table: object, *where: object) -> int:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         query = select(func.count()).select_from(table).where(*where)  # type: ignore[arg-type]
         return int((await conn.execute(query)).scalar_one())
 
@@ -68,7 +68,7 @@ async def test_a_short_retention_is_purged_again_and_again_by_the_running_dispat
     settings = make_settings(retention="2s", interval=0.05)
     succeeded = deliveries.c.status == DeliveryStatus.SUCCEEDED
 
-    async with running_dispatcher(service.store, settings, service.cipher):
+    async with running_dispatcher(service.store.queue, settings, service.cipher):
         for wave in range(3):
             ids = [
                 (await service.emit(EVENT, location, SAMPLE, id=f"wave{wave}-{n}")).id
@@ -92,7 +92,7 @@ async def _gone(service: Service, ids: list[str]) -> bool:
 
 @pytest.mark.postgresql_only
 async def test_the_hot_tables_are_vacuumed_at_one_percent_of_dead_rows(service: Service) -> None:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         rows = await conn.execute(
             text("SELECT relname, reloptions FROM pg_class WHERE relname = ANY(:names)"),
             {"names": ["deliveries", "attempts", "events", "workers"]},
@@ -110,7 +110,7 @@ async def test_the_hot_tables_are_vacuumed_at_one_percent_of_dead_rows(service: 
 async def test_the_autovacuum_migration_runs_on_sqlite_and_changes_nothing_there(
     service: Service,
 ) -> None:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         revision = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
     assert revision == head_revision()  # 0008 included: SQLite has no storage parameters
 
@@ -140,12 +140,14 @@ async def test_a_server_whose_autovacuum_is_off_is_named_at_the_first_purge(
     monkeypatch.setattr(retention, "PERIOD_FLOOR", 0.05)
     try:
         for _ in range(50):  # the reload reaches new sessions at once, or very soon
-            if await service.store.autovacuum_is_off() == (autovacuum == "off"):
+            if await service.store.queue.retention.autovacuum_is_off() == (autovacuum == "off"):
                 break
             await asyncio.sleep(0.1)
         stopping = asyncio.Event()
         purging = asyncio.create_task(
-            retention.purge_periodically(service.store, timedelta(seconds=1), stopping)
+            retention.purge_periodically(
+                service.store.queue.retention, timedelta(seconds=1), stopping
+            )
         )
         await asyncio.sleep(2)  # the first purge comes within 0.1 to 1 period (0.1 s here)
         stopping.set()

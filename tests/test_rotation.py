@@ -133,7 +133,7 @@ async def test_during_the_grace_both_keys_verify_and_after_it_only_the_new_one(
 
 
 async def previous_key_of(service: Service, webhook_id: str) -> str | None:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         query = select(webhooks.c.previous_api_key_encrypted).where(webhooks.c.id == webhook_id)
         found: str | None = (await conn.execute(query)).scalar_one()
         return found

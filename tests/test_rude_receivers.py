@@ -62,7 +62,7 @@ async def test_an_endpoint_that_closes_every_connection_after_200_keeps_its_circ
         webhook = await service.create_webhook(location, EVENT, receiver.url)
         await service.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * 60)
         settings = make_settings(interval=0.2, circuit_threshold=3, circuit_wait=60)
-        async with running_dispatcher(service.store, settings, service.cipher) as dispatcher:
+        async with running_dispatcher(service.store.queue, settings, service.cipher) as dispatcher:
             deadline = asyncio.get_running_loop().time() + 30
             while (await service.list_deliveries(webhook_id=webhook.id, status="pending")).data:
                 assert asyncio.get_running_loop().time() < deadline, "still pending after 30 s"

@@ -70,7 +70,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> Non
 
 
 async def scalar(service: Service, sql: str, **params: object) -> int:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         return int((await conn.execute(text(sql), params)).scalar_one())
 
 
@@ -174,7 +174,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_burns_no_retry(
         first = min(at for _, at in requests)
         assert any(first - 6 <= kill and first <= kill for kill in kills), delivery
     # an attempt of unknown outcome only where the request really was on the wire
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         unknown = (
             await conn.execute(
                 text("SELECT delivery_id, number FROM attempts WHERE error LIKE 'outcome unknown%'")

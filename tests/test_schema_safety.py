@@ -218,7 +218,7 @@ async def test_a_type_stored_by_an_older_version_never_fetches_nor_fails_at_emit
         stored = json.loads(json.dumps(schema).replace("{remote}", remote.url))
         service = await Service.open(api.settings, migrate=False)
         try:  # as an older version stored it: no checks on the way in
-            await service.store.insert_event_type(
+            await service.store.event_types.insert_event_type(
                 CustomEventType(NAME, "A note.", stored, {}, datetime.now(UTC))
             )
         finally:

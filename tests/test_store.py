@@ -29,6 +29,7 @@ from hotspot_webhooks.errors import (
 )
 from hotspot_webhooks.service import ADMIN, Caller, EmitRequest, Service
 from hotspot_webhooks.states import DeliveryStatus
+from hotspot_webhooks.store.queue import CLAIM_WINDOW
 from hotspot_webhooks.store.records import AttemptRecord, ExpiredLease, NewEvent, Outcome
 from hotspot_webhooks.store.schema import attempts, deliveries, events, metadata
 from hotspot_webhooks.store.sqlite_writer import SqliteWriter
@@ -38,7 +39,6 @@ from hotspot_webhooks.store.statements import (
     OUTCOME_ROW,
     ClaimParams,
 )
-from hotspot_webhooks.store.store import CLAIM_WINDOW
 
 BACKENDS = ("sqlite", "postgresql")  # every test with a database runs on both
 CUSTOMER = "customer.create"
@@ -52,25 +52,25 @@ async def webhook(service: Service, location: str, event_type: str = CUSTOMER) -
 
 
 async def count(service: Service, table: Any, *where: Any) -> int:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         query = select(func.count()).select_from(table).where(*where)
         return (await conn.execute(query)).scalar_one()
 
 
 async def delivery_rows(service: Service, *where: Any) -> list[Any]:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         query = select(deliveries).where(*where).order_by(deliveries.c.id)
         return list((await conn.execute(query)).all())
 
 
 async def set_delivery(service: Service, delivery_id: str, **values: Any) -> None:
-    async with service.store.write() as conn:
+    async with service.store.db.write() as conn:
         query = update(deliveries).where(deliveries.c.id == delivery_id).values(**values)
         await conn.execute(query)
 
 
 async def stored_body(service: Service, event_id: str) -> bytes:
-    row = await service.store.get_event(event_id)
+    row = await service.store.events.get_event(event_id)
     assert row is not None
     return bytes(row.body)
 
@@ -110,13 +110,13 @@ async def test_migrated_schema_matches_the_table_definitions(service: Service) -
         context = MigrationContext.configure(sync_conn, opts={"compare_type": True})
         return list(compare_metadata(context, metadata))
 
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         assert await conn.run_sync(differences) == []
 
 
 @pytest.mark.postgresql_only
 async def test_migrated_row_types_are_what_the_record_statements_bind(service: Service) -> None:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         for row_type in (ATTEMPT_ROW, OUTCOME_ROW):
             found = await conn.exec_driver_sql(
                 "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
@@ -129,7 +129,7 @@ async def test_migrated_row_types_are_what_the_record_statements_bind(service: S
 
 @pytest.mark.sqlite_only
 async def test_sqlite_runs_in_wal_mode_with_full_sync_and_foreign_keys(service: Service) -> None:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
 
         async def pragma(name: str) -> Any:
             return (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
@@ -151,7 +151,7 @@ async def test_emit_creates_one_pending_delivery_per_enabled_matching_webhook(
     other_type = await webhook(service, location, SUBSCRIBER)
     other_location = await webhook(service, "loc-2")
     disabled = await webhook(service, location)
-    assert await service.store.update_webhook(disabled, {"status": "disabled"})
+    assert await service.store.webhooks.update_webhook(disabled, {"status": "disabled"})
 
     result = await service.emit(CUSTOMER, location, SAMPLE, id="evt-fanout")
 
@@ -244,9 +244,9 @@ async def test_a_failure_while_writing_deliveries_leaves_no_event_behind(
     # Two matching webhooks given the same delivery id: the deliveries insert fails after the
     # event row was written in the same transaction.
     with pytest.raises(Exception, match=r"(?i)unique"):
-        await service.store.insert_events([new], lambda: "dlv_same", ADMIN)
+        await service.store.events.insert_events([new], lambda: "dlv_same", ADMIN)
 
-    assert await service.store.get_event("evt-torn") is None
+    assert await service.store.events.get_event("evt-torn") is None
     assert await count(service, deliveries) == 0
 
 
@@ -263,14 +263,14 @@ async def test_a_crash_inside_a_write_transaction_commits_nothing(
     }
 
     async def insert_then_crash() -> None:
-        async with service.store.write() as conn:
+        async with service.store.db.write() as conn:
             await conn.execute(insert(events), row)
             raise RuntimeError("crash after the insert, before the commit")
 
     with pytest.raises(RuntimeError, match="crash"):
         await insert_then_crash()
 
-    assert await service.store.get_event("evt-crash") is None
+    assert await service.store.events.get_event("evt-crash") is None
     assert await count(service, events) == 0
     if backend == "sqlite":  # and the file itself, through a connection of its own
         path = service.settings.database_url.removeprefix("sqlite:///")
@@ -293,7 +293,7 @@ async def test_claim_due_leases_only_due_unleased_pending_deliveries(
     await set_delivery(service, ids["evt-done"], status="succeeded")
     lease_until = now + timedelta(minutes=5)
 
-    claimed = await service.store.claim_due(
+    claimed = await service.store.queue.claim_due(
         owner="w1", due_by=now, lease_until=lease_until, limit=10
     )
 
@@ -307,7 +307,7 @@ async def test_claim_due_leases_only_due_unleased_pending_deliveries(
     # a leased delivery is its holder's, even once the backstop lease has run out: it comes
     # back only through a takeover (a dead worker's, or an unregistered holder's lease)
     for due_by in (now + timedelta(minutes=1), lease_until + timedelta(seconds=1)):
-        taken = await service.store.claim_due(
+        taken = await service.store.queue.claim_due(
             owner="w2", due_by=due_by, lease_until=due_by + timedelta(minutes=5), limit=10
         )
         assert taken == []
@@ -323,7 +323,7 @@ async def test_a_claim_is_fair_across_webhooks_and_skips_the_excluded(
     await service.emit(CUSTOMER, location, SAMPLE)  # one more each, and one for the busy one
     now = datetime.now(UTC)
 
-    claim = await service.store.claim_due(
+    claim = await service.store.queue.claim_due(
         owner="w1",
         due_by=now,
         lease_until=now + timedelta(minutes=5),
@@ -348,7 +348,7 @@ async def test_a_claim_locks_its_rows_by_primary_key_even_before_statistics_exis
     scanned the whole backlog for each (135 ms a claim at 60,000 due, against 6)."""
     hook = await webhook(service, location)
     await service.emit(CUSTOMER, location, SAMPLE, id="evt-burst")
-    async with service.store.write() as conn:
+    async with service.store.db.write() as conn:
         await conn.exec_driver_sql("ALTER TABLE deliveries SET (autovacuum_enabled = off)")
         await conn.exec_driver_sql(
             "INSERT INTO deliveries (id, event_id, webhook_id, status, attempt_count, "
@@ -358,7 +358,7 @@ async def test_a_claim_locks_its_rows_by_primary_key_even_before_statistics_exis
         )
     now = datetime.now(UTC)
     params = ClaimParams("w1", now + timedelta(minutes=5), now, 500, 100, 250, [])
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         compiled = CLAIM_POSTGRESQL._compile(conn.dialect)
         explain = "EXPLAIN (FORMAT JSON) " + compiled.sql
         [[plan]] = (await conn.exec_driver_sql(explain, compiled.params(params))).all()
@@ -372,7 +372,7 @@ async def test_a_claim_locks_its_rows_by_primary_key_even_before_statistics_exis
         if node.get("Index Name") == "ix_deliveries_due" and "= ANY" in node.get("Filter", "")
     ]
     assert by_id_through_due_index == []
-    claimed = await service.store.claim_due(
+    claimed = await service.store.queue.claim_due(
         owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=250, per_webhook=100
     )
     assert len(claimed) == 100
@@ -385,25 +385,27 @@ async def test_record_by_a_worker_that_lost_its_lease_keeps_the_attempt_but_not_
     await service.emit(CUSTOMER, location, SAMPLE)
     now = datetime.now(UTC)
     long_ago = now - timedelta(minutes=10)
-    await service.store.register_worker("w1", "host", 1, long_ago)
-    [claimed] = await service.store.claim_due(
+    await service.store.queue.workers.register_worker("w1", "host", 1, long_ago)
+    [claimed] = await service.store.queue.claim_due(
         owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=10
     )
     # w1 falls silent and is taken for dead; its merely claimed delivery goes back untouched
-    [taken] = await service.store.take_over_dead_workers(now - timedelta(seconds=30), now, _no_lost)
+    [taken] = await service.store.queue.workers.take_over_dead_workers(
+        now - timedelta(seconds=30), now, _no_lost
+    )
     assert (taken.worker, taken.released, taken.on_wire) == ("w1", 1, [])
-    await service.store.claim_due(
+    await service.store.queue.claim_due(
         owner="w2", due_by=now, lease_until=now + timedelta(minutes=5), limit=10
     )
 
-    kept = await service.store.record("w1", [succeeded(claimed.id)])
+    kept = await service.store.queue.record("w1", [succeeded(claimed.id)])
 
     assert kept == 0
     [row] = await delivery_rows(service, deliveries.c.id == claimed.id)
     assert (row.status, row.lease_owner, row.attempt_count) == ("pending", "w2", 0)
     assert await count(service, attempts, attempts.c.delivery_id == claimed.id) == 1
 
-    assert await service.store.record("w2", [succeeded(claimed.id)]) == 1
+    assert await service.store.queue.record("w2", [succeeded(claimed.id)]) == 1
     [row] = await delivery_rows(service, deliveries.c.id == claimed.id)
     assert (row.status, row.lease_owner, row.last_status) == ("succeeded", None, 200)
 
@@ -420,18 +422,18 @@ async def test_a_dead_worker_gives_back_what_it_claimed_and_records_only_what_wa
         await service.emit(CUSTOMER, location, SAMPLE, id=f"evt-{index}")
     now = datetime.now(UTC)
     silent_since = now - timedelta(seconds=30)
-    await service.store.register_worker("dead", "host", 1, now - timedelta(minutes=1))
-    await service.store.register_worker("alive", "host", 2, now)
-    dead_claim = await service.store.claim_due(
+    await service.store.queue.workers.register_worker("dead", "host", 1, now - timedelta(minutes=1))
+    await service.store.queue.workers.register_worker("alive", "host", 2, now)
+    dead_claim = await service.store.queue.claim_due(
         owner="dead", due_by=now, lease_until=now + timedelta(minutes=5), limit=3
     )
-    [alive_claim] = await service.store.claim_due(
+    [alive_claim] = await service.store.queue.claim_due(
         owner="alive", due_by=now, lease_until=now + timedelta(minutes=5), limit=3
     )
     sent_at = now - timedelta(seconds=5)
     on_wire = dead_claim[0].id
-    await service.store.mark_on_wire("dead", {on_wire: sent_at})
-    await service.store.mark_on_wire("alive", {alive_claim.id: sent_at})
+    await service.store.queue.mark_on_wire("dead", {on_wire: sent_at})
+    await service.store.queue.mark_on_wire("alive", {alive_claim.id: sent_at})
 
     seen: list[ExpiredLease] = []
 
@@ -448,8 +450,8 @@ async def test_a_dead_worker_gives_back_what_it_claimed_and_records_only_what_wa
             attempt=attempt(lease.delivery_id, status=None),
         )
 
-    [taken] = await service.store.take_over_dead_workers(silent_since, now, lost)
-    again = await service.store.take_over_dead_workers(silent_since, now, lost)
+    [taken] = await service.store.queue.workers.take_over_dead_workers(silent_since, now, lost)
+    again = await service.store.queue.workers.take_over_dead_workers(silent_since, now, lost)
 
     assert again == []  # exactly one worker takes a dead one over
     assert (taken.worker, taken.released) == ("dead", 2)
@@ -463,9 +465,11 @@ async def test_a_dead_worker_gives_back_what_it_claimed_and_records_only_what_wa
         assert (row.lease_owner, row.attempt_count, row.next_attempt_at) == (None, 0, now)
     assert rows[alive_claim.id].lease_owner == "alive"  # a live worker's stay its own
     assert await count(service, attempts) == 1
-    assert not await service.store.heartbeat("dead", now)  # it hears it was declared dead
-    assert await service.store.heartbeat("alive", now)
-    assert [w.id for w in await service.store.list_workers()] == ["alive"]
+    assert not await service.store.queue.workers.heartbeat(
+        "dead", now
+    )  # it hears it was declared dead
+    assert await service.store.queue.workers.heartbeat("alive", now)
+    assert [w.id for w in await service.store.queue.workers.list_workers()] == ["alive"]
 
 
 # ---- listing, retrying, deleting ------------------------------------------------------------
@@ -537,7 +541,7 @@ async def test_retry_makes_a_failed_delivery_pending_and_due_now(
     assert retried.status == "pending"
     assert retried.next_attempt_at is not None
     assert before <= retried.next_attempt_at <= after
-    due = await service.store.claim_due(
+    due = await service.store.queue.claim_due(
         owner="w1", due_by=after, lease_until=after + timedelta(minutes=5), limit=10
     )
     assert [c.id for c in due] == [row.id]
@@ -550,7 +554,7 @@ async def test_retry_of_a_delivery_being_attempted_is_refused(
     await service.emit(CUSTOMER, location, SAMPLE)
     now = datetime.now(UTC)
     lease_until = now + timedelta(minutes=5)
-    [claimed] = await service.store.claim_due(
+    [claimed] = await service.store.queue.claim_due(
         owner="w1", due_by=now, lease_until=lease_until, limit=10
     )
 
@@ -570,20 +574,20 @@ async def test_delete_webhook_removes_its_deliveries_and_attempts_only(
     kept = await webhook(service, location)
     await service.emit(CUSTOMER, location, SAMPLE, id="evt-shared")
     now = datetime.now(UTC)
-    claimed = await service.store.claim_due(
+    claimed = await service.store.queue.claim_due(
         owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=10
     )
-    assert await service.store.record("w1", [succeeded(c.id) for c in claimed]) == 2
+    assert await service.store.queue.record("w1", [succeeded(c.id) for c in claimed]) == 2
     doomed_ids = [r.id for r in await delivery_rows(service, deliveries.c.webhook_id == doomed)]
 
     await service.delete_webhook(doomed)
 
-    assert await service.store.get_webhook(doomed) is None
+    assert await service.store.webhooks.get_webhook(doomed) is None
     assert await count(service, deliveries, deliveries.c.webhook_id == doomed) == 0
     assert await count(service, attempts, attempts.c.delivery_id.in_(doomed_ids)) == 0
     assert await count(service, deliveries, deliveries.c.webhook_id == kept) == 1
     assert await count(service, attempts) == 1
-    assert await service.store.get_event("evt-shared") is not None
+    assert await service.store.events.get_event("evt-shared") is not None
     with pytest.raises(NotFound):
         await service.delete_webhook(doomed)
 
@@ -597,12 +601,12 @@ async def test_an_attempt_in_flight_when_its_webhook_is_deleted_is_recorded_with
     kept = await webhook(service, location)
     await service.emit(CUSTOMER, location, SAMPLE, id="evt-shared")
     now = datetime.now(UTC)
-    claimed = await service.store.claim_due(
+    claimed = await service.store.queue.claim_due(
         owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=10
     )
     await service.delete_webhook(doomed)
 
-    assert await service.store.record("w1", [succeeded(c.id) for c in claimed]) == 1
+    assert await service.store.queue.record("w1", [succeeded(c.id) for c in claimed]) == 1
 
     [survivor] = [c.id for c in claimed if c.webhook_id == kept]
     assert await count(service, attempts) == 1
@@ -662,7 +666,7 @@ async def test_concurrent_emits_are_committed_together_yet_each_gets_its_own_res
 ) -> None:
     await webhook(service, location)
     commits = 0
-    group_commit = service.store._group_commit
+    group_commit = service.store.events.group_commit
     commit = group_commit._commit
 
     async def counted(group: Any) -> Any:

@@ -344,7 +344,7 @@ async def test_a_sample_stored_before_strict_json_is_never_a_500(api: LiveAPI) -
     422 naming the sample, not a 500 from serializing what JSON cannot carry."""
     service = await Service.open(api.settings, migrate=False)
     try:  # as an older version stored it: no checks on the way in
-        await service.store.insert_event_type(
+        await service.store.event_types.insert_event_type(
             CustomEventType(
                 "legacy.reading", "A reading.", {"type": "object"}, {"value": math.nan},
                 datetime.now(UTC),

@@ -348,7 +348,7 @@ async def test_existing_webhooks_and_their_deliveries_migrate_unchanged(
         assert (webhook.location_id, webhook.event_type) == ("loc-1", "subscriber.create")
         assert (webhook.location_ids, webhook.event_types) == (["loc-1"], ["subscriber.create"])
         assert webhook.operator_id == "op_1"
-        async with service.store.read() as conn:
+        async with service.store.db.read() as conn:
             counted = [
                 (await conn.execute(select(func.count()).select_from(table))).scalar_one()
                 for table in (deliveries, attempts, subscriptions)

@@ -51,12 +51,12 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30) -
 
 async def worker_pids(service: Service) -> set[int]:
     """The pids of the dispatchers registered now (each child registers itself)."""
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         return {int(pid) for (pid,) in await conn.execute(text("SELECT pid FROM workers"))}
 
 
 async def delivered(service: Service) -> int:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         query = text("SELECT count(*) FROM deliveries WHERE status = 'succeeded'")
         return int((await conn.execute(query)).scalar_one())
 

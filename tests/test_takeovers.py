@@ -50,7 +50,7 @@ async def start_worker(service: Service, **settings: str) -> asyncio.subprocess.
 
 
 async def rows(service: Service, sql: str) -> list[Any]:
-    async with service.store.read() as conn:
+    async with service.store.db.read() as conn:
         return list((await conn.exec_driver_sql(sql)).all())
 
 
@@ -119,11 +119,11 @@ async def test_the_database_refuses_a_second_counted_attempt_of_one_number(
         "duration_ms": 0,
         "request_headers": {},
     }
-    async with service.store.write() as conn:
+    async with service.store.db.write() as conn:
         await conn.execute(insert(attempts), [{**row, "late": False}])
         await conn.execute(insert(attempts), [{**row, "late": True}])  # a late one: kept beside
     with pytest.raises(IntegrityError):
-        async with service.store.write() as conn:
+        async with service.store.db.write() as conn:
             await conn.execute(insert(attempts), [{**row, "late": False}])
 
 

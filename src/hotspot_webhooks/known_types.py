@@ -16,14 +16,14 @@ from . import catalog, strict_json
 from .custom_types import CustomEventType
 from .custom_types import serialize as serialize_custom
 from .errors import InvalidInput, field_error
-from .store.store import Store
+from .store.event_types import EventTypes
 
 EventType = catalog.EventType | CustomEventType
 
 
 class KnownEventTypes:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, event_types: EventTypes) -> None:
+        self._event_types = event_types
         self._custom: dict[str, CustomEventType] | None = None
 
     def forget(self) -> None:
@@ -36,7 +36,7 @@ class KnownEventTypes:
 
     async def custom(self) -> Mapping[str, CustomEventType]:
         if self._custom is None:
-            self._custom = {t.name: t for t in await self._store.list_event_types()}
+            self._custom = {t.name: t for t in await self._event_types.list_event_types()}
         return self._custom
 
     async def names(self) -> list[str]:

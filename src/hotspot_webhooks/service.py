@@ -173,13 +173,13 @@ class Service:
         self.store = store
         self.cipher = cipher
         # LOW_LATENCY across processes: a commit that stores deliveries wakes every worker
-        store.announce_new_work_across_processes(settings.low_latency)
+        store.db.announce_new_work_across_processes(settings.low_latency)
         self._attempts: Attempts | None = None  # for test sends; opened on first use
         # token hash → caller, trusted while ``_access`` says so
         self._callers: TTLCache[str, Caller] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)
         self._access: AccessWatch | None = None  # started by the first authentication
         self._forgotten = 0  # how many times the callers were forgotten
-        self.event_types = KnownEventTypes(store)
+        self.event_types = KnownEventTypes(store.event_types)
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Service:
@@ -210,24 +210,24 @@ class Service:
     async def ping(self) -> None:
         """Raise ``DatabaseUnavailable`` unless the database answers and writes succeed
         (readiness)."""
-        await self.store.ping()
-        await self.store.check_writes()
+        await self.store.db.ping()
+        await self.store.db.check_writes()
 
     def dispatcher(self) -> AbstractAsyncContextManager[Dispatcher]:
         """A dispatcher on this service's database, for a process that runs its passes
         itself (``worker``); closed when the block ends."""
-        return open_dispatcher(self.store, self.settings, self.cipher)
+        return open_dispatcher(self.store.queue, self.settings, self.cipher)
 
     def running_dispatcher(self) -> AbstractAsyncContextManager[Dispatcher]:
         """A dispatcher passing in the background while the block lasts (``serve``)."""
-        return running_dispatcher(self.store, self.settings, self.cipher)
+        return running_dispatcher(self.store.queue, self.settings, self.cipher)
 
     # authentication
 
     def _watch_access(self) -> AccessWatch:
         """Start hearing the announcements of other processes (tokens, registered types)."""
         if self._access is None:
-            self._access = self.store.watch_access(self._forget_callers)
+            self._access = self.store.db.watch_access(self._forget_callers)
         return self._access
 
     async def authenticate(self, token: str | None) -> Caller:
@@ -246,7 +246,7 @@ class Service:
             if cached is not None:
                 return cached
         forgotten = self._forgotten
-        found = await self.store.find_token(token_hash)
+        found = await self.store.tenancy.find_token(token_hash)
         # the lookup is by hash; the comparison still runs in constant time
         if found is None or not token_matches(token, found.token_hash):
             raise Unauthorized("this token is not valid; ask your administrator for a new one")
@@ -269,10 +269,10 @@ class Service:
     async def ensure_admin_token(self) -> str | None:
         """On first start with no admin token configured, create one and return it (to be
         shown once); afterwards, and when one is configured, return None."""
-        if self.settings.admin_token or await self.store.has_admin_token():
+        if self.settings.admin_token or await self.store.tenancy.has_admin_token():
             return None
         token = new_token()
-        await self.store.insert_token(self._token_row(None, token, _now()))
+        await self.store.tenancy.insert_token(self._token_row(None, token, _now()))
         return token
 
     # retention
@@ -282,7 +282,7 @@ class Service:
         (pending ones stay): what ``RETENTION`` runs every tenth of it, and ``purge`` by hand."""
         caller.require_admin()
         try:
-            return await self.store.purge(_now() - older_than)
+            return await self.store.queue.retention.purge(_now() - older_than)
         except DatabaseUnavailable as exc:
             if disk_full(exc):  # deleting writes too: say what to do (docs/operations.md)
                 raise DatabaseUnavailable(f"purge failed: {DISK_FULL_ADVICE}") from exc
@@ -296,7 +296,7 @@ class Service:
         token = new_token()
         now = _now()
         row: dict[str, Any] = {"id": new_id("op"), "name": name, "created_at": now}
-        await self.store.insert_operator(row, self._token_row(row["id"], token, now))
+        await self.store.tenancy.insert_operator(row, self._token_row(row["id"], token, now))
         return OperatorWithToken(**row, token=token)
 
     async def create_token(self, operator: str | None, *, caller: Caller = ADMIN) -> TokenCreated:
@@ -305,7 +305,7 @@ class Service:
         operator_id = None if operator is None else (await self._operator(operator)).id
         token = new_token()
         row = self._token_row(operator_id, token, _now())
-        await self.store.insert_token(row)
+        await self.store.tenancy.insert_token(row)
         return TokenCreated(
             id=row["id"], operator_id=operator_id, token=token, created_at=row["created_at"]
         )
@@ -316,13 +316,13 @@ class Service:
         """Tokens (never their values): an operator sees its own (``operator`` is ignored,
         as for locations); the admin all of them, or those of ``operator`` (id or name)."""
         operator_id = await self._listed_operator(operator, caller)
-        return [Token.model_validate(r) for r in await self.store.list_tokens(operator_id)]
+        return [Token.model_validate(r) for r in await self.store.tenancy.list_tokens(operator_id)]
 
     async def revoke_token(self, token_id: str, *, caller: Caller = ADMIN) -> None:
         """Delete a token: it stops working at once, on every process. An operator revokes
         only its own; the admin any but the last admin token (unless one is configured), so
         that someone can still manage operators."""
-        deleted = is_id(token_id) and await self.store.delete_token(
+        deleted = is_id(token_id) and await self.store.tenancy.delete_token(
             token_id,
             caller.operator_id,
             keep_an_admin=not self.settings.admin_token,
@@ -332,10 +332,10 @@ class Service:
 
     async def list_operators(self, *, caller: Caller = ADMIN) -> list[Operator]:
         caller.require_admin()
-        return [Operator.model_validate(r) for r in await self.store.list_operators()]
+        return [Operator.model_validate(r) for r in await self.store.tenancy.list_operators()]
 
     async def _operator(self, id_or_name: str) -> Operator:
-        found = await self.store.find_operator(id_or_name) if is_text(id_or_name) else None
+        found = await self.store.tenancy.find_operator(id_or_name) if is_text(id_or_name) else None
         return Operator.model_validate(_found(found, "operator", id_or_name))
 
     async def set_operator_status(
@@ -357,7 +357,7 @@ class Service:
             if wanted is OwnerStatus.ENABLED
             else f"{OPERATOR_DISABLED} by the admin at {_stamp()}"
         )
-        await self.store.set_operator_status(found.id, wanted, reason, _now())
+        await self.store.tenancy.set_operator_status(found.id, wanted, reason, _now())
         self._forget_callers()
         return await self._operator(found.id)
 
@@ -367,7 +367,7 @@ class Service:
         then deleted in short transactions. Run again if it was interrupted."""
         caller.require_admin()
         found = await self._operator(operator)
-        purged = await self.store.delete_operator(found.id, _now())
+        purged = await self.store.tenancy.delete_operator(found.id, _now())
         self._forget_callers()
         return purged
 
@@ -416,7 +416,7 @@ class Service:
         strict_json.check(sample, "sample", what="invalid sample")
         defined = check_definition(name, description, json_schema, sample)
         registered = replace(defined, created_at=_now())
-        await self.store.insert_event_type(registered)
+        await self.store.event_types.insert_event_type(registered)
         self._forget_callers()
         return EventTypeInfo(**describe(registered))
 
@@ -426,7 +426,7 @@ class Service:
         caller.require_admin()
         if name in catalog.EVENT_TYPES:
             raise Conflict(f"{name!r} is a built-in event type; built-ins cannot be removed")
-        if not (is_text(name) and await self.store.delete_event_type(name)):
+        if not (is_text(name) and await self.store.event_types.delete_event_type(name)):
             raise NotFound(f"event type {name!r} is not registered")
         self._forget_callers()
 
@@ -456,14 +456,17 @@ class Service:
         else:
             owner_id = (await self._operator(operator)).id
         row = {"id": location_id, "name": name, "operator_id": owner_id, "created_at": _now()}
-        await self.store.insert_location(row)
+        await self.store.locations.insert_location(row)
         return Location(**row)
 
     async def list_locations(
         self, operator: str | None = None, *, caller: Caller = ADMIN
     ) -> list[Location]:
         operator_id = await self._listed_operator(operator, caller)
-        return [Location.model_validate(r) for r in await self.store.list_locations(operator_id)]
+        return [
+            Location.model_validate(r)
+            for r in await self.store.locations.list_locations(operator_id)
+        ]
 
     async def _listed_operator(self, operator: str | None, caller: Caller) -> str | None:
         """Whose objects a list shows: an operator's own (``operator`` is ignored); for the
@@ -476,7 +479,7 @@ class Service:
 
     async def get_location(self, location_id: str, *, caller: Caller = ADMIN) -> Location:
         found = (
-            await self.store.get_location(location_id, caller.operator_id)
+            await self.store.locations.get_location(location_id, caller.operator_id)
             if is_id(location_id)
             else None
         )
@@ -497,7 +500,7 @@ class Service:
         reason = (
             None if wanted is OwnerStatus.ENABLED else f"{LOCATION_DISABLED} by {who} at {_stamp()}"
         )
-        await self.store.set_location_status(location.id, wanted, reason, _now())
+        await self.store.locations.set_location_status(location.id, wanted, reason, _now())
         return await self.get_location(location.id, caller=caller)
 
     async def delete_location(self, location_id: str, *, caller: Caller = ADMIN) -> Purged:
@@ -505,7 +508,7 @@ class Service:
         their deliveries and attempts, in short transactions. An event emitted there later
         is refused (unknown location)."""
         location = await self.get_location(location_id, caller=caller)
-        return await self.store.delete_location(location.id)
+        return await self.store.locations.delete_location(location.id)
 
     async def _require_enabled_location(self, location: Location) -> None:
         """Refuse (409) to enable or add a webhook under a disabled location or operator."""
@@ -566,7 +569,7 @@ class Service:
             "created_at": now,
             "updated_at": now,
         }
-        await self.store.insert_webhook(row, subscription.pairs())
+        await self.store.webhooks.insert_webhook(row, subscription.pairs())
         webhook = await self.get_webhook(webhook_id, caller=caller)
         return WebhookWithSecret(
             **webhook.model_dump(), api_key=api_key, signing_secret=signing_secret(api_key)
@@ -659,7 +662,7 @@ class Service:
             await self.event_types.get(event_type, field="event_type")
         if status is not None:
             check_choice(status, WebhookStatus, "status", what="webhook status")
-        found = await self.store.list_webhooks(
+        found = await self.store.webhooks.list_webhooks(
             location_id=location_id or None,
             event_type=event_type,
             status=status,
@@ -672,7 +675,7 @@ class Service:
 
     async def _subscribed(self, webhook_id: str, caller: Caller) -> SubscribedWebhook:
         found = (
-            await self.store.get_webhook(webhook_id, caller.operator_id)
+            await self.store.webhooks.get_webhook(webhook_id, caller.operator_id)
             if is_id(webhook_id)
             else None
         )
@@ -726,12 +729,12 @@ class Service:
                 "event_types",
             )
         values["updated_at"] = _now()
-        await self.store.update_webhook(webhook_id, values, pairs)
+        await self.store.webhooks.update_webhook(webhook_id, values, pairs)
         return await self.get_webhook(webhook_id, caller=caller)
 
     async def delete_webhook(self, webhook_id: str, *, caller: Caller = ADMIN) -> None:
         await self.get_webhook(webhook_id, caller=caller)
-        if not await self.store.delete_webhook(webhook_id):
+        if not await self.store.webhooks.delete_webhook(webhook_id):
             raise NotFound(f"webhook {webhook_id!r} does not exist")
 
     async def rotate_key(self, webhook_id: str, *, caller: Caller = ADMIN) -> WebhookWithSecret:
@@ -742,7 +745,7 @@ class Service:
         await self.get_webhook(webhook_id, caller=caller)
         api_key = new_api_key()
         now = _now()
-        await self.store.rotate_key(
+        await self.store.webhooks.rotate_key(
             webhook_id, self.cipher.encrypt(api_key), now, now + self.settings.rotation_grace
         )
         webhook = await self.get_webhook(webhook_id, caller=caller)
@@ -770,7 +773,7 @@ class Service:
         now = _now()
         owner = test_send_lease_owner()
         try:
-            claimed = await self.store.insert_leased_delivery(
+            claimed = await self.store.queue.insert_leased_delivery(
                 NewEvent(
                     new_id("evt"),
                     sample_of.name,
@@ -788,7 +791,7 @@ class Service:
             raise NotFound(exc.message, details=details) from None
         if self._attempts is None:
             self._attempts = Attempts(self.settings, self.cipher)
-        await self._attempts.make_and_record(self.store, claimed, owner)
+        await self._attempts.make_and_record(self.store.queue, claimed, owner)
         return await self.get_delivery(claimed.id, caller=caller)
 
     async def _test_location(self, webhook: Webhook, wanted: str | None) -> str:
@@ -797,13 +800,13 @@ class Service:
         else the subscription's first location (for "*", the operator's first)."""
         if wanted:  # in a query string, empty means not given
             check_id(wanted, "location_id")
-            if await self.store.get_location(wanted, webhook.operator_id) is None:
+            if await self.store.locations.get_location(wanted, webhook.operator_id) is None:
                 missing = UnknownLocation(wanted, 0).message
                 raise NotFound(missing, details=[field_error("location_id", "no such location")])
         chosen = self._within(webhook.location_ids, wanted, "location_id")
         if chosen != ANY:
             return chosen
-        its = await self.store.list_locations(webhook.operator_id)
+        its = await self.store.locations.list_locations(webhook.operator_id)
         if not its:
             raise Conflict(
                 f"webhook {webhook.id!r} subscribes to all locations of an operator that "
@@ -833,7 +836,7 @@ class Service:
         webhook = await self.get_webhook(webhook_id, caller=caller)
         check_aware(since, "since")
         self._require_enabled(webhook)
-        count = await self.store.requeue_failed(webhook_id, since, _now())
+        count = await self.store.deliveries.requeue_failed(webhook_id, since, _now())
         return RecoverResult(webhook_id=webhook_id, since=since, requeued=count)
 
     @staticmethod
@@ -875,7 +878,9 @@ class Service:
             event_id = new_id("evt") if request.id is None else check_id(request.id, f"{prefix}id")
             new_events.append(NewEvent(event_id, event_type.name, location_id, body, now))
         try:
-            stored = await self.store.insert_events(new_events, lambda: new_id("dlv"), caller)
+            stored = await self.store.events.insert_events(
+                new_events, lambda: new_id("dlv"), caller
+            )
         except UnknownLocation as exc:
             field = "location_id" if single else f"events[{exc.index}].location_id"
             raise NotFound(exc.message, details=[field_error(field, "no such location")]) from None
@@ -900,7 +905,9 @@ class Service:
 
     async def get_event(self, event_id: str, *, caller: Caller = ADMIN) -> Event:
         found = (
-            await self.store.get_event(event_id, caller.operator_id) if is_id(event_id) else None
+            await self.store.events.get_event(event_id, caller.operator_id)
+            if is_id(event_id)
+            else None
         )
         return Event.from_row(_found(found, "event", event_id))
 
@@ -919,7 +926,7 @@ class Service:
         if type is not None:
             await self.event_types.get(type)
         check_limit(limit)
-        rows = await self.store.list_events(
+        rows = await self.store.events.list_events(
             location_id=location_id or None,
             type=type,
             operator_id=caller.operator_id,
@@ -950,7 +957,7 @@ class Service:
         if status is not None:
             check_choice(status, DeliveryStatus, "status", what="delivery status")
         check_limit(limit)
-        rows = await self.store.list_deliveries(
+        rows = await self.store.deliveries.list_deliveries(
             webhook_id=webhook_id or None,
             event_id=event_id or None,
             status=status,
@@ -964,7 +971,7 @@ class Service:
         self, delivery_id: str, *, caller: Caller = ADMIN
     ) -> DeliveryWithAttempts:
         found = (
-            await self.store.get_delivery(delivery_id, caller.operator_id)
+            await self.store.deliveries.get_delivery(delivery_id, caller.operator_id)
             if is_id(delivery_id)
             else None
         )
@@ -978,7 +985,7 @@ class Service:
         """Make a delivery due now, whatever its state; the next pass sends it again."""
         delivery = await self.get_delivery(delivery_id, caller=caller)
         self._require_enabled(await self.get_webhook(delivery.webhook_id, caller=caller))
-        if not await self.store.schedule_now(delivery_id, _now()):
+        if not await self.store.deliveries.schedule_now(delivery_id, _now()):
             raise Conflict(
                 f"delivery {delivery_id!r} is being attempted right now; retry after it finishes"
             )
@@ -1000,7 +1007,9 @@ class Service:
         bucket_seconds = hours * 3600 // buckets
         webhooks = await self.list_webhooks(caller=caller)
         success = sorted(parse_success_statuses(self.settings.success_statuses))
-        rows = await self.store.webhook_health(since, success, bucket_seconds, caller.operator_id)
+        rows = await self.store.reports.webhook_health(
+            since, success, bucket_seconds, caller.operator_id
+        )
         stats = {row.webhook_id: row for row in rows.stats}
         failures = {row.webhook_id: row for row in rows.last_failures}
         unreachable = {row.webhook_id: int(row.in_a_row) for row in rows.unreachable}
@@ -1075,7 +1084,7 @@ class Service:
             if when is not None:
                 check_aware(when, field)
         check_limit(limit)
-        rows = await self.store.find_deliveries(
+        rows = await self.store.deliveries.find_deliveries(
             location_id=location_id or None,
             webhook_id=webhook_id or None,
             event_type=event_type or None,
@@ -1096,7 +1105,9 @@ class Service:
         """The exact bytes every attempt of this event sent: what reproducing an attempt
         (the control center's "copy as curl") must send again for its signature to hold."""
         found = (
-            await self.store.get_event(event_id, caller.operator_id) if is_id(event_id) else None
+            await self.store.events.get_event(event_id, caller.operator_id)
+            if is_id(event_id)
+            else None
         )
         return bytes(_found(found, "event", event_id).body)
 

@@ -20,8 +20,8 @@ from ..config import Settings
 from ..keys import KeyCipher
 from ..signing import DeliveryRequest, Signer, delivery_headers
 from ..states import DeliveryStatus
+from ..store.queue import Queue
 from ..store.records import ClaimedDelivery, ExpiredLease, Outcome
-from ..store.store import Store
 from .outcome import AttemptResult, Decision, decide
 from .retry import RetryPolicy
 from .sender import Sender
@@ -85,14 +85,14 @@ class Attempts:
             return None
         return self._decide(claimed.id, claimed.attempt_number, result, headers)
 
-    async def make_and_record(self, store: Store, claimed: ClaimedDelivery, owner: str) -> None:
+    async def make_and_record(self, queue: Queue, claimed: ClaimedDelivery, owner: str) -> None:
         """``make``, then record the attempt at once (a test send: nothing to batch with)."""
         decision = await self.make(claimed)
         if decision is None:  # unfenced: always sent
             return
         disable = webhooks_to_disable(claimed, decision)
         now = datetime.now(UTC)
-        await store.record(owner, [decision.outcome], now=now, disable_webhooks=disable)
+        await queue.record(owner, [decision.outcome], now=now, disable_webhooks=disable)
         log_disabled(disable)
 
     def lost(self, lease: ExpiredLease) -> Decision:

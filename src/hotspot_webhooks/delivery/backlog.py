@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 from .. import metrics
 from ..errors import DatabaseUnavailable
+from ..store.queue import Queue
 from ..store.records import Backlog
-from ..store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,11 @@ def publish(backlog: Backlog) -> None:
     metrics.BACKLOG_MEASURED.set(time.time())
 
 
-async def measure_periodically(store: Store, every: float, stopping: asyncio.Event) -> None:
+async def measure_periodically(queue: Queue, every: float, stopping: asyncio.Event) -> None:
     """Measure and publish the backlog every ``every`` seconds until ``stopping``."""
     while not stopping.is_set():
         try:
-            publish(await store.backlog(datetime.now(UTC)))
+            publish(await queue.backlog(datetime.now(UTC)))
         except DatabaseUnavailable as exc:  # the claims count the outage; this only waits
             log.debug("measuring the backlog failed (%s)", exc)
         except Exception:  # a metric must never take a dispatcher down

@@ -35,8 +35,8 @@ from ..config import Settings
 from ..errors import DatabaseUnavailable
 from ..keys import KeyCipher
 from ..states import DeliveryStatus
+from ..store.queue import Queue
 from ..store.records import ClaimedDelivery, worker_lease_owner
-from ..store.store import Store
 from .attempt import Attempts, unsent_webhook_disabled, webhooks_to_disable
 from .backlog import measure_periodically
 from .circuit import Circuit
@@ -53,20 +53,20 @@ SUCCEEDED, RETRYING, FAILED = "succeeded", "retrying", "failed"
 
 
 class Dispatcher:
-    def __init__(self, store: Store, settings: Settings, cipher: KeyCipher) -> None:
-        self.store = store
+    def __init__(self, queue: Queue, settings: Settings, cipher: KeyCipher) -> None:
+        self.queue = queue
         self.settings = settings
         self.owner = worker_lease_owner()
         on_wire = OnWire()
         self.attempts = Attempts(settings, cipher, on_wire=on_wire.sent)
-        self.liveness = Liveness(store, settings, self.attempts, self.owner, on_wire)
+        self.liveness = Liveness(queue, settings, self.attempts, self.owner, on_wire)
         self.fence = self.attempts.sender.fence = self.liveness.fence
         self.fence.on_new_run = self._hand_back_claimed_before
         self.fence.on_reopen = self._nudge
         self.stats = PassStats()
         self.counted = metrics.Outcomes()  # published with each batch the recorder writes
         self.recorder = Recorder(
-            store, self.owner, self.stats, counted=self.counted, fence=self.fence
+            queue, self.owner, self.stats, counted=self.counted, fence=self.fence
         )
         self.lanes: EndpointLanes[ClaimedDelivery] = EndpointLanes(
             concurrency=settings.concurrency,
@@ -91,7 +91,7 @@ class Dispatcher:
         self._background: list[asyncio.Task[None]] = []
         self._deferrals: set[asyncio.Task[None]] = set()
         self._registered = False
-        self.unsure_claims = UnsureClaims(store, self.owner, settings.db_timeout)
+        self.unsure_claims = UnsureClaims(queue, self.owner, settings.db_timeout)
 
     def stop(self) -> None:
         """Ask the dispatcher to finish in-flight attempts and return."""
@@ -144,7 +144,7 @@ class Dispatcher:
                     metrics.PASS_SECONDS.observe(time.perf_counter() - started)
                 except DatabaseUnavailable as exc:
                     metrics.record_database_error("claim")
-                    self.unsure_claims.note(self.store.last_lease_end)
+                    self.unsure_claims.note(self.queue.last_lease_end)
                     log.warning("claiming failed (%s); trying again in %.1f s", exc, backoff)
                     await self._sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
@@ -211,25 +211,29 @@ class Dispatcher:
                 asyncio.create_task(self.liveness.marks(self.stopping)),
             ]
         if continuous:
-            erasing = erase_expired_keys(self.store, self.settings.heartbeat, self.stopping)
+            erasing = erase_expired_keys(
+                self.queue.retention, self.settings.heartbeat, self.stopping
+            )
             self._background.append(asyncio.create_task(erasing))
         if continuous and metrics.exported():  # someone reads the backlog gauges
-            measuring = measure_periodically(self.store, self.settings.heartbeat, self.stopping)
+            measuring = measure_periodically(self.queue, self.settings.heartbeat, self.stopping)
             self._background.append(asyncio.create_task(measuring))
         if continuous and self.settings.retention is not None:
-            purging = purge_periodically(self.store, self.settings.retention, self.stopping)
+            purging = purge_periodically(
+                self.queue.retention, self.settings.retention, self.stopping
+            )
             self._background.append(asyncio.create_task(purging))
         if continuous and self.settings.low_latency:
-            self.store.new_work.listeners.append(self._nudge)
-            listening = self.store.listen_for_new_work(self._nudge, self.stopping)
+            self.queue.db.new_work.listeners.append(self._nudge)
+            listening = self.queue.db.listen_for_new_work(self._nudge, self.stopping)
             if listening is not None:
                 self._background.append(asyncio.create_task(listening))
 
     async def _finish(self) -> None:
         """Stop gracefully: hand back what waits, let in-flight attempts finish, record."""
         self.stopping.set()
-        if self._nudge in self.store.new_work.listeners:
-            self.store.new_work.listeners.remove(self._nudge)
+        if self._nudge in self.queue.db.new_work.listeners:
+            self.queue.db.new_work.listeners.remove(self._nudge)
         self.lanes.hand_back_queued()
         await self.lanes.wait_idle()
         await self.recorder.drain()
@@ -264,7 +268,7 @@ class Dispatcher:
             if not self.fence.holds(run):
                 return False  # nothing may go out now: claim once a heartbeat confirms it
             now = datetime.now(UTC)
-            batch = await self.store.claim_due(
+            batch = await self.queue.claim_due(
                 owner=self.owner,
                 due_by=due_by,
                 lease_until=now + timedelta(seconds=self.settings.lease),
@@ -368,7 +372,7 @@ class Dispatcher:
 
     async def _write_deferral(self, webhook_ids: set[str], due: datetime) -> None:
         try:
-            moved = await self.store.defer_due(webhook_ids, due)
+            moved = await self.queue.defer_due(webhook_ids, due)
         except DatabaseUnavailable as exc:  # only a cost: claims skip them anyway
             metrics.record_database_error("defer")
             log.warning("could not move the deliveries of an open circuit aside (%s)", exc)
@@ -384,10 +388,10 @@ class Dispatcher:
 
 @asynccontextmanager
 async def open_dispatcher(
-    store: Store, settings: Settings, cipher: KeyCipher
+    queue: Queue, settings: Settings, cipher: KeyCipher
 ) -> AsyncIterator[Dispatcher]:
     """A dispatcher for this process, closed (its HTTP client too) when the block ends."""
-    dispatcher = Dispatcher(store, settings, cipher)
+    dispatcher = Dispatcher(queue, settings, cipher)
     tune_process_for_throughput()
     try:
         yield dispatcher
@@ -397,12 +401,12 @@ async def open_dispatcher(
 
 @asynccontextmanager
 async def running_dispatcher(
-    store: Store, settings: Settings, cipher: KeyCipher
+    queue: Queue, settings: Settings, cipher: KeyCipher
 ) -> AsyncIterator[Dispatcher]:
     """A dispatcher running in the background for as long as the block lasts; leaving the
     block stops it the graceful way (in-flight attempts finish and are recorded, the rest is
     handed back)."""
-    async with open_dispatcher(store, settings, cipher) as dispatcher:
+    async with open_dispatcher(queue, settings, cipher) as dispatcher:
         task = asyncio.create_task(dispatcher.run())
         try:
             yield dispatcher

@@ -42,8 +42,8 @@ from .. import metrics
 from ..config import Settings
 from ..errors import DatabaseUnavailable
 from ..store.database import display_url, within
+from ..store.queue import Queue
 from ..store.records import ExpiredLease, Outcome
-from ..store.store import Store
 from .attempt import Attempts
 from .fence import LeaseFence
 
@@ -80,9 +80,9 @@ class Liveness:
     """One worker's registration, heartbeat and marks, and its duty to take over the dead."""
 
     def __init__(
-        self, store: Store, settings: Settings, attempts: Attempts, owner: str, on_wire: OnWire
+        self, queue: Queue, settings: Settings, attempts: Attempts, owner: str, on_wire: OnWire
     ) -> None:
-        self.store = store
+        self.queue = queue
         self.settings = settings
         self.attempts = attempts
         self.owner = owner
@@ -96,12 +96,14 @@ class Liveness:
 
     async def register(self) -> None:
         started = time.monotonic()
-        await self.store.register_worker(self.owner, socket.gethostname()[:255], os.getpid())
+        await self.queue.workers.register_worker(
+            self.owner, socket.gethostname()[:255], os.getpid()
+        )
         self.fence.confirm(started)
 
     async def deregister(self) -> None:
         with contextlib.suppress(DatabaseUnavailable):
-            await self.store.deregister_worker(self.owner)
+            await self.queue.workers.deregister_worker(self.owner)
 
     async def heartbeats(self, stopping: asyncio.Event) -> None:
         """Heartbeat and take over the dead every ``heartbeat`` seconds until ``stopping``.
@@ -111,7 +113,7 @@ class Liveness:
         nothing else of it was asking the database anything."""
         bound = (
             min(self.settings.db_timeout, self.settings.heartbeat)
-            if self.store.engine.dialect.name == "postgresql"
+            if self.queue.db.engine.dialect.name == "postgresql"
             else None  # a file does not go away; a busy writer is only slow
         )
         while not stopping.is_set():
@@ -139,7 +141,7 @@ class Liveness:
 
     async def beat(self) -> None:
         started = time.monotonic()
-        alive = await self.store.heartbeat(self.owner)
+        alive = await self.queue.workers.heartbeat(self.owner)
         beaten, previous = time.monotonic(), self._last_beat
         self._last_beat = beaten
         if previous is not None and beaten - previous > self.late_beat:
@@ -174,7 +176,7 @@ class Liveness:
             return
         now = datetime.now(UTC)
         silent_for = timedelta(seconds=self.settings.worker_timeout)
-        for taken in await self.store.take_over_dead_workers(
+        for taken in await self.queue.workers.take_over_dead_workers(
             silent_for, now, self._lost, judge=self.owner
         ):
             log.warning(
@@ -182,7 +184,7 @@ class Liveness:
                 "queue, %d that were on the wire recorded as attempts of unknown outcome",
                 taken.worker, self.settings.worker_timeout, taken.released, len(taken.on_wire),
             )  # fmt: skip
-        expired = await self.store.take_expired_leases(now, self._lost)
+        expired = await self.queue.workers.take_expired_leases(now, self._lost)
         if expired:
             log.warning("%d leases ran out unrecorded: recorded as unknown outcomes", len(expired))
 
@@ -201,7 +203,7 @@ class Liveness:
         if not lingering:
             return
         try:
-            await self.store.mark_on_wire(self.owner, lingering)
+            await self.queue.mark_on_wire(self.owner, lingering)
         except DatabaseUnavailable as exc:
             metrics.record_database_error("mark")
             log.warning("marking requests on the wire failed (%s); trying again", exc)

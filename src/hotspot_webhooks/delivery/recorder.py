@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 
 from .. import metrics
 from ..errors import DatabaseUnavailable
+from ..store.queue import Queue
 from ..store.records import Outcome
-from ..store.store import Store
 from .attempt import log_disabled
 from .fence import LeaseFence
 
@@ -59,7 +59,7 @@ class PassStats:
 class Recorder:
     """Buffers one lease owner's outcomes and hand-backs and writes them in batches."""
 
-    store: Store
+    queue: Queue
     owner: str
     stats: PassStats
     counted: metrics.Outcomes | None = None  # the metrics' counts, published with each batch
@@ -140,7 +140,7 @@ class Recorder:
         released, self.released = self.released, {}
         disable, self.disable = self.disable, {}
         try:
-            kept = await self.store.record(
+            kept = await self.queue.record(
                 self.owner,
                 outcomes,
                 released=released,

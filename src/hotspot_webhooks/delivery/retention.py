@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..errors import DatabaseUnavailable
 from ..store.disk_full import ADVICE, disk_full
-from ..store.store import Store
+from ..store.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,9 @@ def purge_period(retention: timedelta) -> float:
     return max(PERIOD_FLOOR, min(share, PERIOD_CEILING))
 
 
-async def purge_periodically(store: Store, retention: timedelta, stopping: asyncio.Event) -> None:
+async def purge_periodically(
+    store: Retention, retention: timedelta, stopping: asyncio.Event
+) -> None:
     """Until ``stopping``: purge every ``purge_period(retention)``, the first time within one
     period of start."""
     period = purge_period(retention)
@@ -63,7 +65,7 @@ async def purge_periodically(store: Store, retention: timedelta, stopping: async
         )  # fmt: skip
 
 
-async def _warn_if_autovacuum_is_off(store: Store) -> bool:
+async def _warn_if_autovacuum_is_off(store: Retention) -> bool:
     """Say so once if PostgreSQL's autovacuum is off: a purge then deletes rows whose room is
     never reused, and the database grows as if nothing were purged. True once checked."""
     try:
@@ -79,7 +81,7 @@ async def _warn_if_autovacuum_is_off(store: Store) -> bool:
     return True
 
 
-async def erase_expired_keys(store: Store, every: float, stopping: asyncio.Event) -> None:
+async def erase_expired_keys(store: Retention, every: float, stopping: asyncio.Event) -> None:
     """Until ``stopping``, every ``every`` seconds: erase the previous keys past their grace
     (they stopped signing at the end of it already; this takes them out of storage)."""
     while not await _stopped_within(stopping, every):

@@ -21,15 +21,15 @@ import time
 from datetime import datetime
 
 from ..errors import DatabaseUnavailable
-from ..store.store import Store
+from ..store.queue import Queue
 
 log = logging.getLogger(__name__)
 EVERY = 1.0  # seconds between two tries to give back
 
 
 class UnsureClaims:
-    def __init__(self, store: Store, owner: str, db_timeout: float) -> None:
-        self.store = store
+    def __init__(self, queue: Queue, owner: str, db_timeout: float) -> None:
+        self.queue = queue
         self.owner = owner
         self.settled_after = 6 * db_timeout + 2 * EVERY
         self._failed: dict[datetime, float] = {}  # lease end -> time.monotonic() it failed at
@@ -51,7 +51,7 @@ class UnsureClaims:
             return
         self._next_try = began + EVERY
         try:
-            released = await self.store.release_claims(self.owner, list(self._failed))
+            released = await self.queue.release_claims(self.owner, list(self._failed))
         except DatabaseUnavailable:
             return  # the database is still away: at the next chance
         if released:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..states import OwnerStatus
 from ..subscription import ANY
 from .database import within
+from .driver_sql import driver_sql
 from .notify import NOTIFY_SQL, NewWork
 from .records import EmitCounts, EmitRules, EventIdTaken, NewEvent, UnknownLocation
 from .sqlite_writer import SqliteWriter
@@ -37,7 +38,6 @@ from .statements import (
     ExistingEvent,
     LocationOwner,
     Subscription,
-    driver_sql,
     emit_lookups,
 )
 
