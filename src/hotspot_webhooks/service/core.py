@@ -1,10 +1,4 @@
-"""The application's verbs: the one layer every face (CLI, REST, web, Python) calls.
-
-It validates input (``validation``, the catalog and the SSRF guard), decides who may do what
-(``Caller``; the store applies the decision), owns the secrets (API keys are encrypted before
-the store sees them and shown once), and turns store rows into the resource shapes of
-``models``. It never speaks SQL or HTTP.
-"""
+"""``Service``: every verb of the service, in one class (being split into parts)."""
 
 from __future__ import annotations
 
@@ -17,13 +11,13 @@ from typing import Any, TypeVar
 
 from cachetools import TTLCache
 
-from . import catalog, metrics, strict_json
-from .config import Settings, parse_success_statuses
-from .custom_types import MAX_DESCRIPTION, check_definition
-from .delivery.attempt import Attempts
-from .delivery.dispatcher import Dispatcher, open_dispatcher, running_dispatcher
-from .delivery.targets import check_callback_url
-from .errors import (
+from .. import catalog, metrics, strict_json
+from ..config import Settings, parse_success_statuses
+from ..custom_types import MAX_DESCRIPTION, check_definition
+from ..delivery.attempt import Attempts
+from ..delivery.dispatcher import Dispatcher, open_dispatcher, running_dispatcher
+from ..delivery.targets import check_callback_url
+from ..errors import (
     Conflict,
     DatabaseNotReady,
     DatabaseUnavailable,
@@ -32,9 +26,9 @@ from .errors import (
     Unauthorized,
     field_error,
 )
-from .ids import new_id
-from .keys import KeyCipher, hash_token, load_secret_keys, new_api_key, new_token, token_matches
-from .known_types import (
+from ..ids import new_id
+from ..keys import KeyCipher, hash_token, load_secret_keys, new_api_key, new_token, token_matches
+from ..known_types import (
     EventType,
     KnownEventTypes,
     UnknownEventType,
@@ -42,7 +36,7 @@ from .known_types import (
     describe,
     sample_body,
 )
-from .models import (
+from ..models import (
     Attempt,
     Delivery,
     DeliveryWithAttempts,
@@ -59,19 +53,19 @@ from .models import (
     Webhook,
     WebhookWithSecret,
 )
-from .signing import signing_secret
-from .states import (
+from ..signing import signing_secret
+from ..states import (
     LOCATION_DISABLED,
     OPERATOR_DISABLED,
     DeliveryStatus,
     OwnerStatus,
     WebhookStatus,
 )
-from .store.access import AccessWatch
-from .store.database import parse_database_url, sqlite_file
-from .store.disk_full import ADVICE as DISK_FULL_ADVICE
-from .store.disk_full import disk_full
-from .store.records import (
+from ..store.access import AccessWatch
+from ..store.database import parse_database_url, sqlite_file
+from ..store.disk_full import ADVICE as DISK_FULL_ADVICE
+from ..store.disk_full import disk_full
+from ..store.records import (
     EventIdTaken,
     NewEvent,
     Purged,
@@ -79,9 +73,9 @@ from .store.records import (
     UnknownLocation,
     test_send_lease_owner,
 )
-from .store.store import Store
-from .subscription import ANY, Subscription, subscription_from
-from .validation import (
+from ..store.store import Store
+from ..subscription import ANY, Subscription, subscription_from
+from ..validation import (
     check_aware,
     check_batch_size,
     check_choice,
