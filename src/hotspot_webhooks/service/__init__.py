@@ -6,9 +6,8 @@ the store sees them and shown once), and turns store rows into the resource shap
 ``models``. It never speaks SQL or HTTP.
 """
 
+from .caller import ADMIN, Caller
 from .core import (
-    ADMIN,
-    Caller,
     EmitRequest,
     LastFailure,
     LocatedDelivery,

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from cachetools import TTLCache
-
-from .. import catalog, metrics, strict_json
+from .. import catalog, metrics
 from ..config import Settings, parse_success_statuses
-from ..custom_types import MAX_DESCRIPTION, check_definition
 from ..delivery.attempt import Attempts
 from ..delivery.dispatcher import Dispatcher, open_dispatcher, running_dispatcher
 from ..delivery.targets import check_callback_url
@@ -23,17 +20,14 @@ from ..errors import (
     DatabaseUnavailable,
     Forbidden,
     NotFound,
-    Unauthorized,
     field_error,
 )
 from ..ids import new_id
-from ..keys import KeyCipher, hash_token, load_secret_keys, new_api_key, new_token, token_matches
+from ..keys import KeyCipher, load_secret_keys, new_api_key
 from ..known_types import (
-    EventType,
     KnownEventTypes,
     UnknownEventType,
     body_of,
-    describe,
     sample_body,
 )
 from ..models import (
@@ -42,26 +36,16 @@ from ..models import (
     DeliveryWithAttempts,
     EmitResult,
     Event,
-    EventTypeInfo,
-    Location,
-    Operator,
-    OperatorWithToken,
     Page,
     RecoverResult,
-    Token,
-    TokenCreated,
     Webhook,
     WebhookWithSecret,
 )
 from ..signing import signing_secret
 from ..states import (
-    LOCATION_DISABLED,
-    OPERATOR_DISABLED,
     DeliveryStatus,
-    OwnerStatus,
     WebhookStatus,
 )
-from ..store.access import AccessWatch
 from ..store.database import parse_database_url, sqlite_file
 from ..store.disk_full import ADVICE as DISK_FULL_ADVICE
 from ..store.disk_full import disk_full
@@ -81,55 +65,17 @@ from ..validation import (
     check_choice,
     check_id,
     check_limit,
-    check_text,
     invalid,
     is_id,
-    is_text,
 )
-
-T = TypeVar("T")
-# Known tokens are remembered (a busy client costs no query per request; without it single-event
-# ingest was 2.7x slower on SQLite) until a change of access is announced by any process
-# (``store/access.py``): a revoked token stops working at once everywhere. The time limit only
-# bounds how long an entry may sit unused.
-TOKEN_CACHE_SECONDS = 300.0
-TOKEN_CACHE_SIZE = 10_000
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is asking. An operator sees and touches only what hangs off its own locations;
-    the admin (``operator_id`` None) manages operators and sees everything.
-
-    The CLI and the Python API act as the admin: whoever runs them holds the database.
-    """
-
-    operator_id: str | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.operator_id is None
-
-    def require_admin(self) -> None:
-        if not self.is_admin:
-            raise Forbidden(
-                "this needs the admin token; an operator token manages only its own "
-                "locations, webhooks, events and deliveries"
-            )
-
-    # the store's ``EmitRules``: applied inside the emit's transaction
-
-    def may_emit_at(self, location_owner: str | None) -> bool:
-        """An operator emits at its own locations; the admin at any that exists."""
-        return location_owner is not None and (self.is_admin or location_owner == self.operator_id)
-
-    def may_reuse_event_id(self, event_owner: str) -> bool:
-        """Re-emitting an id is idempotent for whoever can see the event; to anyone else the
-        id is taken (409), which reveals that it exists but nothing of the event."""
-        return self.is_admin or event_owner == self.operator_id
-
-
-ADMIN = Caller()
+from . import common
+from .access import Access
+from .caller import ADMIN, Caller
+from .event_types import EventTypes
+from .flat import FlatVerbs
+from .locations import Locations
+from .operators import Operators
+from .tokens import Tokens
 
 
 @dataclass(frozen=True)
@@ -140,10 +86,6 @@ class EmitRequest:
     location_id: str
     data: Any
     id: str | None = None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def key_file_for(settings: Settings) -> Path | None:
@@ -161,7 +103,7 @@ def admin_token_file_for(settings: Settings) -> Path:
     return path.with_name(path.name + ".admin-token").absolute()
 
 
-class Service:
+class Service(FlatVerbs):
     def __init__(self, settings: Settings, store: Store, cipher: KeyCipher) -> None:
         self.settings = settings
         self.store = store
@@ -169,11 +111,12 @@ class Service:
         # LOW_LATENCY across processes: a commit that stores deliveries wakes every worker
         store.announce_new_work_across_processes(settings.low_latency)
         self._attempts: Attempts | None = None  # for test sends; opened on first use
-        # token hash → caller, trusted while ``_access`` says so
-        self._callers: TTLCache[str, Caller] = TTLCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_SECONDS)
-        self._access: AccessWatch | None = None  # started by the first authentication
-        self._forgotten = 0  # how many times the callers were forgotten
-        self.event_types = KnownEventTypes(store)
+        known = KnownEventTypes(store)
+        self.access = Access(settings, store, known)
+        self.event_types = EventTypes(store, self.access, known)
+        self.operators = Operators(store, self.access)
+        self.tokens = Tokens(settings, store, self.access, self.operators)
+        self.locations = Locations(store, self.operators)
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = False) -> Service:
@@ -197,8 +140,7 @@ class Service:
     async def close(self) -> None:
         if self._attempts is not None:
             await self._attempts.close()
-        if self._access is not None:
-            await self._access.close()
+        await self.access.close()
         await self.store.close()
 
     async def ping(self) -> None:
@@ -216,59 +158,6 @@ class Service:
         """A dispatcher passing in the background while the block lasts (``serve``)."""
         return running_dispatcher(self.store, self.settings, self.cipher)
 
-    # authentication
-
-    def _watch_access(self) -> AccessWatch:
-        """Start hearing the announcements of other processes (tokens, registered types)."""
-        if self._access is None:
-            self._access = self.store.watch_access(self._forget_callers)
-        return self._access
-
-    async def authenticate(self, token: str | None) -> Caller:
-        """The caller a token stands for; the configured admin token, or one stored hashed
-        (remembered until a change of access anywhere makes it stale)."""
-        if not token:
-            raise Unauthorized(
-                "no token: send 'Authorization: Bearer <token>' or 'sn-apikey: <token>'"
-            )
-        configured = self.settings.admin_token
-        if configured and token_matches(token, hash_token(configured)):
-            return ADMIN
-        token_hash = hash_token(token)
-        if self._watch_access().trusted():
-            cached = self._callers.get(token_hash)
-            if cached is not None:
-                return cached
-        forgotten = self._forgotten
-        found = await self.store.find_token(token_hash)
-        # the lookup is by hash; the comparison still runs in constant time
-        if found is None or not token_matches(token, found.token_hash):
-            raise Unauthorized("this token is not valid; ask your administrator for a new one")
-        if found.operator_status == OwnerStatus.DISABLED:
-            raise Forbidden(
-                f"operator {found.operator_id} is disabled, and its tokens with it; ask your "
-                "administrator"
-            )
-        caller = Caller(found.operator_id)
-        if forgotten == self._forgotten:  # nothing announced while looking: still current
-            self._callers[token_hash] = caller
-        return caller
-
-    def _forget_callers(self) -> None:
-        """Access or the registered types changed somewhere: forget what was remembered."""
-        self._forgotten += 1
-        self._callers.clear()
-        self.event_types.forget()
-
-    async def ensure_admin_token(self) -> str | None:
-        """On first start with no admin token configured, create one and return it (to be
-        shown once); afterwards, and when one is configured, return None."""
-        if self.settings.admin_token or await self.store.has_admin_token():
-            return None
-        token = new_token()
-        await self.store.insert_token(self._token_row(None, token, _now()))
-        return token
-
     # retention
 
     async def purge(self, older_than: timedelta, *, caller: Caller = ADMIN) -> Purged:
@@ -276,246 +165,11 @@ class Service:
         (pending ones stay): what ``RETENTION`` runs every tenth of it, and ``purge`` by hand."""
         caller.require_admin()
         try:
-            return await self.store.purge(_now() - older_than)
+            return await self.store.purge(common.now() - older_than)
         except DatabaseUnavailable as exc:
             if disk_full(exc):  # deleting writes too: say what to do (docs/operations.md)
                 raise DatabaseUnavailable(f"purge failed: {DISK_FULL_ADVICE}") from exc
             raise
-
-    # operators
-
-    async def create_operator(self, name: str, *, caller: Caller = ADMIN) -> OperatorWithToken:
-        caller.require_admin()
-        name = check_text(name, "name")
-        token = new_token()
-        now = _now()
-        row: dict[str, Any] = {"id": new_id("op"), "name": name, "created_at": now}
-        await self.store.insert_operator(row, self._token_row(row["id"], token, now))
-        return OperatorWithToken(**row, token=token)
-
-    async def create_token(self, operator: str | None, *, caller: Caller = ADMIN) -> TokenCreated:
-        """A further token for ``operator`` (id or name), or with None an admin token."""
-        caller.require_admin()
-        operator_id = None if operator is None else (await self._operator(operator)).id
-        token = new_token()
-        row = self._token_row(operator_id, token, _now())
-        await self.store.insert_token(row)
-        return TokenCreated(
-            id=row["id"], operator_id=operator_id, token=token, created_at=row["created_at"]
-        )
-
-    async def list_tokens(
-        self, operator: str | None = None, *, caller: Caller = ADMIN
-    ) -> list[Token]:
-        """Tokens (never their values): an operator sees its own (``operator`` is ignored,
-        as for locations); the admin all of them, or those of ``operator`` (id or name)."""
-        operator_id = await self._listed_operator(operator, caller)
-        return [Token.model_validate(r) for r in await self.store.list_tokens(operator_id)]
-
-    async def revoke_token(self, token_id: str, *, caller: Caller = ADMIN) -> None:
-        """Delete a token: it stops working at once, on every process. An operator revokes
-        only its own; the admin any but the last admin token (unless one is configured), so
-        that someone can still manage operators."""
-        deleted = is_id(token_id) and await self.store.delete_token(
-            token_id,
-            caller.operator_id,
-            keep_an_admin=not self.settings.admin_token,
-        )
-        _found(True if deleted else None, "token", token_id)
-        self._forget_callers()  # at once here; other processes hear the announcement
-
-    async def list_operators(self, *, caller: Caller = ADMIN) -> list[Operator]:
-        caller.require_admin()
-        return [Operator.model_validate(r) for r in await self.store.list_operators()]
-
-    async def _operator(self, id_or_name: str) -> Operator:
-        found = await self.store.find_operator(id_or_name) if is_text(id_or_name) else None
-        return Operator.model_validate(_found(found, "operator", id_or_name))
-
-    async def set_operator_status(
-        self, operator: str, status: str, *, caller: Caller = ADMIN
-    ) -> Operator:
-        """Disable or enable an operator (id or name; the admin's act).
-
-        Disabled, its tokens are refused at once on every process and its webhooks are
-        disabled: their queued deliveries fail unsent, as any disabled webhook's do (``recover``
-        sends them again once enabled), and events at its locations are still accepted, with
-        no delivery. Enabled again, its tokens work and the webhooks its disabling disabled
-        are enabled (not those disabled for another reason).
-        """
-        caller.require_admin()
-        found = await self._operator(operator)
-        wanted = OwnerStatus(check_choice(status, OwnerStatus, "status", what="operator status"))
-        reason = (
-            None
-            if wanted is OwnerStatus.ENABLED
-            else f"{OPERATOR_DISABLED} by the admin at {_stamp()}"
-        )
-        await self.store.set_operator_status(found.id, wanted, reason, _now())
-        self._forget_callers()
-        return await self._operator(found.id)
-
-    async def delete_operator(self, operator: str, *, caller: Caller = ADMIN) -> Purged:
-        """Delete an operator (id or name; the admin's act) with its tokens, locations,
-        webhooks, events, deliveries and attempts: disabled first (its tokens stop at once),
-        then deleted in short transactions. Run again if it was interrupted."""
-        caller.require_admin()
-        found = await self._operator(operator)
-        purged = await self.store.delete_operator(found.id, _now())
-        self._forget_callers()
-        return purged
-
-    @staticmethod
-    def _token_row(operator_id: str | None, token: str, now: datetime) -> dict[str, Any]:
-        return {
-            "id": new_id("tok"),
-            "operator_id": operator_id,
-            "token_hash": hash_token(token),
-            "created_at": now,
-        }
-
-    # event types
-
-    async def list_event_types(self) -> list[EventTypeInfo]:
-        """The six built-ins, then the registered types by name."""
-        self._watch_access()
-        custom = await self.event_types.custom()
-        every: list[EventType] = [*catalog.EVENT_TYPES.values(), *custom.values()]
-        return [EventTypeInfo(**describe(t)) for t in every]
-
-    async def get_event_type(self, name: str) -> EventTypeInfo:
-        self._watch_access()
-        try:
-            found = await self.event_types.get(name, field="name")
-        except UnknownEventType as exc:
-            raise NotFound(exc.message) from None
-        return EventTypeInfo(**describe(found))
-
-    async def register_event_type(
-        self,
-        name: str,
-        description: str,
-        json_schema: object,
-        sample: object,
-        *,
-        caller: Caller = ADMIN,
-    ) -> EventTypeInfo:
-        """Register a further event type (the admin's act): events of it are validated
-        against ``json_schema`` (JSON Schema, Draft 2020-12) and webhooks may subscribe to it.
-        A built-in's name is refused (409), as is a name registered already."""
-        caller.require_admin()
-        description = check_text(description, "description", max_length=MAX_DESCRIPTION)
-        # stored as JSON, and the sample sent as a payload (test sends): RFC 8259 only
-        strict_json.check(json_schema, "schema", nul=False, what="invalid schema")
-        strict_json.check(sample, "sample", what="invalid sample")
-        defined = check_definition(name, description, json_schema, sample)
-        registered = replace(defined, created_at=_now())
-        await self.store.insert_event_type(registered)
-        self._forget_callers()
-        return EventTypeInfo(**describe(registered))
-
-    async def remove_event_type(self, name: str, *, caller: Caller = ADMIN) -> None:
-        """Remove a registered type no event and no webhook uses (409 otherwise); the
-        built-ins cannot be removed (409)."""
-        caller.require_admin()
-        if name in catalog.EVENT_TYPES:
-            raise Conflict(f"{name!r} is a built-in event type; built-ins cannot be removed")
-        if not (is_text(name) and await self.store.delete_event_type(name)):
-            raise NotFound(f"event type {name!r} is not registered")
-        self._forget_callers()
-
-    # locations
-
-    async def create_location(
-        self, location_id: str, name: str, operator: str | None, *, caller: Caller = ADMIN
-    ) -> Location:
-        """A location for ``operator`` (id or name). An operator creates only its own, so it
-        may leave ``operator`` out; the admin must name one."""
-        location_id = check_id(location_id, "id")
-        name = check_text(name, "name")
-        if caller.operator_id is not None:
-            if operator is not None and operator != caller.operator_id:
-                raise Forbidden(
-                    "an operator token creates locations for its own operator only; "
-                    "leave operator_id out",
-                    details=[field_error("operator_id", "not your operator")],
-                )
-            owner_id = caller.operator_id
-        elif operator is None:
-            raise invalid(
-                "operator_id",
-                "required",
-                headline="operator_id is required when the admin creates a location",
-            )
-        else:
-            owner_id = (await self._operator(operator)).id
-        row = {"id": location_id, "name": name, "operator_id": owner_id, "created_at": _now()}
-        await self.store.insert_location(row)
-        return Location(**row)
-
-    async def list_locations(
-        self, operator: str | None = None, *, caller: Caller = ADMIN
-    ) -> list[Location]:
-        operator_id = await self._listed_operator(operator, caller)
-        return [Location.model_validate(r) for r in await self.store.list_locations(operator_id)]
-
-    async def _listed_operator(self, operator: str | None, caller: Caller) -> str | None:
-        """Whose objects a list shows: an operator's own (``operator`` is ignored); for the
-        admin, those of ``operator`` (id or name), or everyone's (None)."""
-        if operator:  # in a query string, empty means not given
-            check_text(operator, "operator_id")
-        if caller.operator_id is not None:
-            return caller.operator_id
-        return (await self._operator(operator)).id if operator else None
-
-    async def get_location(self, location_id: str, *, caller: Caller = ADMIN) -> Location:
-        found = (
-            await self.store.get_location(location_id, caller.operator_id)
-            if is_id(location_id)
-            else None
-        )
-        return Location.model_validate(_found(found, "location", location_id))
-
-    async def set_location_status(
-        self, location_id: str, status: str, *, caller: Caller = ADMIN
-    ) -> Location:
-        """Disable or enable a location (the admin, or its operator), as an operator is:
-        disabling disables its webhooks (queued deliveries fail unsent, events there are
-        still accepted with no delivery); enabling enables those again. A location of a
-        disabled operator stays disabled until the operator is enabled."""
-        location = await self.get_location(location_id, caller=caller)
-        wanted = OwnerStatus(check_choice(status, OwnerStatus, "status", what="location status"))
-        if wanted is OwnerStatus.ENABLED:
-            await self._require_enabled_operator(location.operator_id)
-        who = "the admin" if caller.is_admin else "its operator"
-        reason = (
-            None if wanted is OwnerStatus.ENABLED else f"{LOCATION_DISABLED} by {who} at {_stamp()}"
-        )
-        await self.store.set_location_status(location.id, wanted, reason, _now())
-        return await self.get_location(location.id, caller=caller)
-
-    async def delete_location(self, location_id: str, *, caller: Caller = ADMIN) -> Purged:
-        """Delete a location (the admin, or its operator) with its webhooks and its events,
-        their deliveries and attempts, in short transactions. An event emitted there later
-        is refused (unknown location)."""
-        location = await self.get_location(location_id, caller=caller)
-        return await self.store.delete_location(location.id)
-
-    async def _require_enabled_location(self, location: Location) -> None:
-        """Refuse (409) to enable or add a webhook under a disabled location or operator."""
-        if location.status == OwnerStatus.DISABLED:
-            raise Conflict(
-                f"location {location.id!r} is disabled; enable it first "
-                f"(`hotspot-webhooks locations enable {location.id}`)"
-            )
-        await self._require_enabled_operator(location.operator_id)
-
-    async def _require_enabled_operator(self, operator_id: str) -> None:
-        operator = await self._operator(operator_id)
-        if operator.status == OwnerStatus.DISABLED:
-            raise Conflict(
-                f"operator {operator.name!r} is disabled; the admin must enable it first"
-            )
 
     # webhooks
 
@@ -548,7 +202,7 @@ class Service:
         callback_url = await self._check_callback_url(callback_url)
         owner_id = await self._subscriber(subscription, operator, caller)
         api_key = new_api_key()
-        now = _now()
+        now = common.now()
         webhook_id = new_id("wh")
         row = {
             "id": webhook_id,
@@ -580,7 +234,7 @@ class Service:
         owners: set[str] = set()
         for location_id in () if subscription.all_locations else subscription.location_ids:
             location = await self.get_location(location_id, caller=caller)
-            await self._require_enabled_location(location)
+            await self.locations.require_enabled(location)
             owners.add(location.operator_id)
         if caller.operator_id is not None:
             owner_id = caller.operator_id
@@ -593,31 +247,31 @@ class Service:
                     f"({', '.join(sorted(owners))}); a webhook belongs to one",
                 )
             [owner_id] = owners
-            if operator and (await self._operator(operator)).id != owner_id:
+            if operator and (await self.operators.find(operator)).id != owner_id:
                 raise invalid(
                     "operator_id",
                     "not the locations' operator",
                     headline=f"operator_id: the locations belong to operator {owner_id}",
                 )
         elif operator:
-            owner_id = (await self._operator(operator)).id
+            owner_id = (await self.operators.find(operator)).id
         else:
             raise invalid(
                 "operator_id",
                 "required",
                 headline='operator_id is required when the admin subscribes to "*" locations',
             )
-        await self._require_enabled_operator(owner_id)
+        await self.operators.require_enabled(owner_id)
         return owner_id
 
     async def _subscription(self, **given: Any) -> Subscription:
         """``subscription_from`` with the event types this process knows, registered ones
         included (read again once before a name is refused: it may be new elsewhere)."""
-        self._watch_access()
+        self.access.watch()
         for again in (False, True):
             if again:
-                self.event_types.forget()
-            names = await self.event_types.names()
+                self.event_types.known.forget()
+            names = await self.event_types.known.names()
 
             def known(name: str, field: str, names: list[str] = names) -> str:
                 if name not in names:
@@ -650,7 +304,7 @@ class Service:
         if location_id:  # in a query string, empty means not given
             check_id(location_id, "location_id")
         if event_type is not None:
-            await self.event_types.get(event_type, field="event_type")
+            await self.event_types.known.get(event_type, field="event_type")
         if status is not None:
             check_choice(status, WebhookStatus, "status", what="webhook status")
         found = await self.store.list_webhooks(
@@ -670,7 +324,7 @@ class Service:
             if is_id(webhook_id)
             else None
         )
-        return _found(found, "webhook", webhook_id)
+        return common.found(found, "webhook", webhook_id)
 
     async def update_webhook(
         self,
@@ -706,12 +360,11 @@ class Service:
         if status is not None:
             values["status"] = check_choice(status, WebhookStatus, "status", what="webhook status")
             if status == WebhookStatus.ENABLED:
-                await self._require_enabled_operator(webhook.operator_id)
+                await self.operators.require_enabled(webhook.operator_id)
                 for location_id in [] if webhook.location_ids == [ANY] else webhook.location_ids:
-                    await self._require_enabled_location(await self.get_location(location_id))
-            values["disabled_reason"] = (
-                None if status == WebhookStatus.ENABLED else f"disabled by request at {_stamp()}"
-            )
+                    await self.locations.require_enabled(await self.get_location(location_id))
+            disabled = f"disabled by request at {common.stamp()}"
+            values["disabled_reason"] = None if status == WebhookStatus.ENABLED else disabled
         if not values and pairs is None:
             raise invalid(
                 "callback_url",
@@ -719,7 +372,7 @@ class Service:
                 headline="nothing to change: give callback_url, status, location_ids and/or "
                 "event_types",
             )
-        values["updated_at"] = _now()
+        values["updated_at"] = common.now()
         await self.store.update_webhook(webhook_id, values, pairs)
         return await self.get_webhook(webhook_id, caller=caller)
 
@@ -735,7 +388,7 @@ class Service:
         without refusing a delivery. Then the previous key is erased."""
         await self.get_webhook(webhook_id, caller=caller)
         api_key = new_api_key()
-        now = _now()
+        now = common.now()
         await self.store.rotate_key(
             webhook_id, self.cipher.encrypt(api_key), now, now + self.settings.rotation_grace
         )
@@ -759,9 +412,9 @@ class Service:
         chosen_type = self._within(webhook.event_types, event_type, "event_type")
         if chosen_type == ANY:
             chosen_type = next(iter(catalog.EVENT_TYPES))
-        sample_of = await self.event_types.get(chosen_type, field="event_type")
+        sample_of = await self.event_types.known.get(chosen_type, field="event_type")
         chosen_location = await self._test_location(webhook, location_id)
-        now = _now()
+        now = common.now()
         owner = test_send_lease_owner()
         try:
             claimed = await self.store.insert_leased_delivery(
@@ -827,7 +480,7 @@ class Service:
         webhook = await self.get_webhook(webhook_id, caller=caller)
         check_aware(since, "since")
         self._require_enabled(webhook)
-        count = await self.store.requeue_failed(webhook_id, since, _now())
+        count = await self.store.requeue_failed(webhook_id, since, common.now())
         return RecoverResult(webhook_id=webhook_id, since=since, requeued=count)
 
     @staticmethod
@@ -859,11 +512,11 @@ class Service:
     ) -> list[EmitResult]:
         """Validate every event, then store all of them in one transaction (or none)."""
         check_batch_size(len(requests))
-        now = _now()
+        now = common.now()
         new_events = []
         for index, request in enumerate(requests):
             prefix = "" if single else f"events[{index}]."
-            event_type = await self.event_types.get(request.type, field=f"{prefix}type")
+            event_type = await self.event_types.known.get(request.type, field=f"{prefix}type")
             location_id = check_id(request.location_id, f"{prefix}location_id")
             body = body_of(event_type, request.data, field=f"{prefix}data")
             event_id = new_id("evt") if request.id is None else check_id(request.id, f"{prefix}id")
@@ -896,7 +549,7 @@ class Service:
         found = (
             await self.store.get_event(event_id, caller.operator_id) if is_id(event_id) else None
         )
-        return Event.from_row(_found(found, "event", event_id))
+        return Event.from_row(common.found(found, "event", event_id))
 
     async def list_events(
         self,
@@ -911,7 +564,7 @@ class Service:
             if value:  # in a query string, empty means not given
                 check_id(value, field)
         if type is not None:
-            await self.event_types.get(type)
+            await self.event_types.known.get(type)
         check_limit(limit)
         rows = await self.store.list_events(
             location_id=location_id or None,
@@ -920,7 +573,7 @@ class Service:
             after_id=cursor or None,
             limit=limit + 1,
         )
-        return _page([Event.from_row(r) for r in rows], limit)
+        return common.page([Event.from_row(r) for r in rows], limit)
 
     # deliveries
 
@@ -952,7 +605,7 @@ class Service:
             limit=limit + 1,
             operator_id=caller.operator_id,
         )
-        return _page([Delivery.model_validate(r) for r in rows], limit)
+        return common.page([Delivery.model_validate(r) for r in rows], limit)
 
     async def get_delivery(
         self, delivery_id: str, *, caller: Caller = ADMIN
@@ -962,7 +615,7 @@ class Service:
             if is_id(delivery_id)
             else None
         )
-        row, attempts = _found(found, "delivery", delivery_id)
+        row, attempts = common.found(found, "delivery", delivery_id)
         return DeliveryWithAttempts(
             **Delivery.model_validate(row).model_dump(),
             attempts=[Attempt.model_validate(a) for a in attempts],
@@ -972,7 +625,7 @@ class Service:
         """Make a delivery due now, whatever its state; the next pass sends it again."""
         delivery = await self.get_delivery(delivery_id, caller=caller)
         self._require_enabled(await self.get_webhook(delivery.webhook_id, caller=caller))
-        if not await self.store.schedule_now(delivery_id, _now()):
+        if not await self.store.schedule_now(delivery_id, common.now()):
             raise Conflict(
                 f"delivery {delivery_id!r} is being attempted right now; retry after it finishes"
             )
@@ -989,7 +642,7 @@ class Service:
         latency of its attempts over the last ``hours``, attempts per bucket by outcome, the
         last failure, an open circuit (as many unreachable attempts in a row as open one)
         and what waits; the webhooks that need attention first."""
-        now = _now()
+        now = common.now()
         since = now - timedelta(hours=hours)
         bucket_seconds = hours * 3600 // buckets
         webhooks = await self.list_webhooks(caller=caller)
@@ -1062,7 +715,7 @@ class Service:
             if value:  # in a query string, empty means not given
                 check_id(value, field)
         if event_type:
-            await self.event_types.get(event_type, field="event_type")
+            await self.event_types.known.get(event_type, field="event_type")
         if status:
             check_choice(status, DeliveryStatus, "status", what="delivery status")
         for when, field in ((since, "since"), (until, "until")):
@@ -1092,21 +745,7 @@ class Service:
         found = (
             await self.store.get_event(event_id, caller.operator_id) if is_id(event_id) else None
         )
-        return bytes(_found(found, "event", event_id).body)
-
-    async def create_own_token(self, *, caller: Caller = ADMIN) -> TokenCreated:
-        """A further token for the caller's own operator (the admin: a further admin token):
-        an operator replaces a token without the admin by creating one, then revoking the
-        old one (the control center's tokens page)."""
-        return await self.create_token(caller.operator_id, caller=ADMIN)
-
-    async def operator_of(self, caller: Caller) -> Operator | None:
-        """The caller's own operator (None for the admin): whom the control center shows as
-        signed in."""
-        return None if caller.operator_id is None else await self._operator(caller.operator_id)
-
-
-P = TypeVar("P", Event, Delivery)
+        return bytes(common.found(found, "event", event_id).body)
 
 
 def _webhook(subscribed: SubscribedWebhook) -> Webhook:
@@ -1123,27 +762,6 @@ def _webhook(subscribed: SubscribedWebhook) -> Webhook:
             "event_types": event_types,
         }
     )
-
-
-def _page(fetched: list[P], limit: int) -> Page[P]:
-    """A page from ``limit + 1`` rows fetched: the extra one only says that more follow."""
-    data = fetched[:limit]
-    return Page[P](data=data, next_cursor=data[-1].id if len(fetched) > limit else None)
-
-
-def _stamp() -> str:
-    return f"{_now():%Y-%m-%d %H:%M:%S} UTC"
-
-
-def _found(value: T | None, kind: str, key: str) -> T:
-    """``value``, or the one not-found error every face shows for a missing ``kind``.
-
-    Ids that cannot exist (``validation.is_id``) are not looked up, and are answered here too:
-    a malformed id in a path names nothing, and never reaches the database."""
-    if value is None:
-        shown = repr(key) if len(key) <= 60 else f"{key[:50]!r}..."
-        raise NotFound(f"{kind} {shown} does not exist")
-    return value
 
 
 # the control center's overview (``Service.overview``)
