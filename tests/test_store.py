@@ -693,7 +693,7 @@ async def test_in_a_shared_commit_a_failing_emit_fails_alone(
     other = await service.create_operator("other")
     await service.create_location("loc-other", "Elsewhere", other.id)
     await service.emit(CUSTOMER, "loc-other", SAMPLE, id="theirs")
-    acme = await service._operator("acme")
+    acme = await service.operators.find("acme")
     caller = Caller(acme.id)
 
     outcomes = await asyncio.gather(

@@ -95,7 +95,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
             events.complete_examples(FastAPI.openapi(app))
         built: dict[str, Any] = app.openapi_schema  # type: ignore[assignment]
         service: Service | None = getattr(app.state, "service", None)
-        registered = {} if service is None else service.event_types.loaded()
+        registered = {} if service is None else service.event_types.known.loaded()
         samples = {name: dict(t.sample) for name, t in registered.items()}
         return published(built, list(registered), samples)
 
@@ -153,7 +153,7 @@ class KnowRegisteredTypes:
         if scope["type"] == "http" and scope["path"] == self.path:
             service: Service | None = getattr(self.state, "service", None)
             if service is not None:
-                await service.event_types.custom()
+                await service.event_types.known.custom()
         await self.app(scope, receive, send)
 
 
