@@ -224,12 +224,17 @@ class PgCluster:
         """Create database ``name``; return its URL."""
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise ValueError(f"{name!r} is not a plain database name")
+        await self.admin_sql(f"CREATE DATABASE {name}")
+        return self.database_url(name)
+
+    async def admin_sql(self, *statements: str) -> None:
+        """Run ``statements`` in turn as the superuser, in the ``postgres`` database."""
         conn = await asyncpg.connect(self.database_url("postgres"))
         try:
-            await conn.execute(f"CREATE DATABASE {name}")
+            for statement in statements:
+                await conn.execute(statement)
         finally:
             await conn.close()
-        return self.database_url(name)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

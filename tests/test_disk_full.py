@@ -19,7 +19,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from hotspot_webhooks import catalog
@@ -281,12 +280,10 @@ async def postgres_on_small_disk(
     if os.geteuid() == 0:  # the cluster's server runs as `postgres` (tests/pg_cluster.py)
         server = pwd.getpwnam("postgres")
         os.chown(tablespace, server.pw_uid, server.pw_gid)
-    admin = await asyncpg.connect(pg_cluster.database_url("postgres"))
-    try:
-        await admin.execute(f"CREATE TABLESPACE small LOCATION '{tablespace}'")
-        await admin.execute("CREATE DATABASE hooks TABLESPACE small")
-    finally:
-        await admin.close()
+    await pg_cluster.admin_sql(
+        f"CREATE TABLESPACE small LOCATION '{tablespace}'",
+        "CREATE DATABASE hooks TABLESPACE small",
+    )
     return pg_cluster.database_url("hooks"), old_logs
 
 

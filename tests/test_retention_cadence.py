@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
 
-import asyncpg
 import pytest
 from sqlalchemy import func, select, text
 
@@ -126,12 +125,9 @@ async def test_a_server_whose_autovacuum_is_off_is_named_at_the_first_purge(
     """Purged rows' room is reused only once VACUUM has run: with autovacuum off the database
     grows as if nothing were purged, so the dispatcher says so (once) instead of saying
     nothing. A throwaway cluster of its own: the machine's server is never reconfigured."""
-    admin = await asyncpg.connect(pg_cluster.database_url("postgres"))
-    try:
-        await admin.execute(f"ALTER SYSTEM SET autovacuum = {autovacuum}")
-        await admin.execute("SELECT pg_reload_conf()")
-    finally:
-        await admin.close()
+    await pg_cluster.admin_sql(
+        f"ALTER SYSTEM SET autovacuum = {autovacuum}", "SELECT pg_reload_conf()"
+    )
     url = await pg_cluster.create_database("hooks")
     service = await Service.open(
         Settings(_env_file=None, database_url=url, secret_key="k" * 32), migrate=True

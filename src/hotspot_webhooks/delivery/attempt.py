@@ -153,7 +153,7 @@ def signed_headers(claimed: ClaimedDelivery, signers: Sequence[Signer]) -> dict[
 
 
 def webhooks_to_disable(claimed: ClaimedDelivery, decision: Decision) -> dict[str, str]:
-    """Webhook id → reason, for ``Store.record``: the webhook a 410 just disabled."""
+    """Webhook id → reason, for ``Queue.record``: the webhook a 410 just disabled."""
     return {claimed.webhook_id: decision.disable_reason} if decision.disable_reason else {}
 
 

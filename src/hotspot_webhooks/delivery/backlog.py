@@ -1,7 +1,7 @@
 """The due backlog, measured for the metrics: how many deliveries wait, and for how long.
 
 A dispatcher whose metrics someone reads (``metrics.exported()``) measures it every
-``HEARTBEAT`` (``Store.backlog``: two small read-only queries). Every process measures the
+``HEARTBEAT`` (``Queue.backlog``: two small read-only queries). Every process measures the
 same database, so the gauges keep the most recent measurement of a live process.
 """
 

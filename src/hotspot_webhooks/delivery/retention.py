@@ -7,7 +7,7 @@ most one period more (a purge a day let ``RETENTION=5m`` grow the database all d
 first comes within one period of start, at a random moment so that workers started together
 do not purge at once (several purging is harmless, only wasted: each batch deletes what is
 still there). Each purge walks the tables in windows of ``PURGE_BATCH`` rows, one short
-transaction each (``Store.purge``). A purge that finds the database away is tried again
+transaction each (``Retention.purge``). A purge that finds the database away is tried again
 after one period.
 """
 

@@ -1,7 +1,7 @@
 """Claims whose outcome is unknown: given back once the database answers again.
 
 A claim is one transaction that leases a batch to this worker under a lease end no other
-claim of the process shares (``Store.claim_due``). When the link to the database fails while
+claim of the process shares (``Queue.claim_due``). When the link to the database fails while
 its ``COMMIT`` is on the way, the claim raises, but the commit may still land: the rows are then
 leased to a worker that is alive, heartbeating and holding none of them in memory, and no one
 would send them until it stopped (``take_expired_leases`` spares registered workers).

@@ -1,10 +1,9 @@
-"""Writing a batch's outcomes: its attempts, and the new states of the deliveries still held.
-
-Late outcomes: which of a batch's attempts were recorded after their lease was lost.
+"""Writing a batch's outcomes: its attempts, and the new states of the deliveries still held
+(``write_outcomes``, for ``Queue.record`` and the takeovers in ``workers.py``).
 
 A worker that stalled or was cut off past ``WORKER_TIMEOUT`` may record outcomes of leases that
 another worker took over meanwhile. Those attempts are stored flagged ``late``: they change no
-delivery, and the attempts that count stay unique per (delivery, number) (migration 0008).
+delivery, and the attempts that count stay unique per (delivery, number) (migration 0009).
 Which leases are still the recorder's is decided where they are locked: on PostgreSQL by the
 outcomes' update itself (``RECORD_OUTCOMES`` returns them); on SQLite, which has one writer at
 a time, by reading them in the same write (``held_sqlite``).

@@ -28,7 +28,7 @@ from .scoping import Query, webhooks_of
 
 
 class HealthRows(NamedTuple):
-    """The overview's reads (``Store.webhook_health``), each a list of rows per webhook."""
+    """The overview's reads (``Reports.webhook_health``), each a list of rows per webhook."""
 
     stats: Sequence[Row[Any]]  # webhook_id, attempts, succeeded, p50_ms, p95_ms
     timeline: Sequence[Row[Any]]  # webhook_id, bucket, outcome, attempts

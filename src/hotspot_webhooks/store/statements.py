@@ -389,7 +389,7 @@ ATTEMPT_ROW = RowType(
         "status": "integer",
         "response_excerpt": "text",
         "error": "text",
-        "late": "boolean",  # migration 0008
+        "late": "boolean",  # migration 0009
     },
 )
 _attempts = unnest_rows(ATTEMPT_ROW)
