@@ -153,14 +153,14 @@ async def fill(database_url: str, urls: Sequence[str], count: int, concurrency: 
     locations: one pending delivery each. Returns the webhook ids, in the order of ``urls``."""
     service = await Service.open(bench_settings(database_url, concurrency), migrate=True)
     try:
-        await service.create_operator("bench")
+        await service.operators.create("bench")
         webhooks = []
         for number, url in enumerate(urls, 1):
-            await service.create_location(f"bench-{number}", f"Bench {number}", "bench")
-            webhooks.append((await service.create_webhook(f"bench-{number}", EVENT, url)).id)
+            await service.locations.create(f"bench-{number}", f"Bench {number}", "bench")
+            webhooks.append((await service.webhooks.create(f"bench-{number}", EVENT, url)).id)
         sample = dict(catalog.EVENT_TYPES[EVENT].sample)
         for start in range(0, count, 1000):
-            await service.emit_many(
+            await service.events.emit_many(
                 [
                     EmitRequest(EVENT, f"bench-{n % len(urls) + 1}", sample)
                     for n in range(start, min(start + 1000, count))
@@ -552,7 +552,7 @@ async def emit_paced(service: Service, rate: float, seconds: float) -> dict[str,
 
     async def send(n: int) -> None:
         began = time.time()
-        result = await service.emit(EVENT, "bench-1", sample)
+        result = await service.events.emit(EVENT, "bench-1", sample)
         sent[result.id] = began
 
     await paced(rate, seconds, send)

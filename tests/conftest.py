@@ -97,8 +97,8 @@ async def service(make_settings: Callable[..., Settings]) -> AsyncIterator[Servi
 
 @pytest.fixture
 async def location(service: Service) -> str:
-    await service.create_operator("acme")
-    await service.create_location("loc-1", "Café Central", "acme")
+    await service.operators.create("acme")
+    await service.locations.create("loc-1", "Café Central", "acme")
     return "loc-1"
 
 

@@ -1,6 +1,6 @@
 """Access that changes while the service runs (SPEC §5, issue 9): a token revoked, an operator
 or a location disabled or deleted, takes effect at once on every API process; what happens to
-their webhooks and deliveries follows one rule, written in ``Service.set_operator_status``.
+their webhooks and deliveries follows one rule, written in ``Operators.set_status`` (service/operators.py).
 
 Two API processes share each database: one served in the test's loop, one the real
 ``hotspot-webhooks api`` process. On SQLite and on PostgreSQL.
@@ -377,12 +377,12 @@ async def test_deleting_a_location_in_small_batches_takes_its_events_and_webhook
     the neighbouring location untouched."""
     service = await Service.open(make_settings(), migrate=True)
     try:
-        await service.create_operator("acme")
+        await service.operators.create("acme")
         for location in ("loc-1", "loc-2"):
-            await service.create_location(location, "Café", "acme")
-            await service.create_webhook(location, "customer.create", "http://127.0.0.1:9/a")
+            await service.locations.create(location, "Café", "acme")
+            await service.webhooks.create(location, "customer.create", "http://127.0.0.1:9/a")
             for _ in range(7):
-                await service.emit("customer.create", location, sample("customer.create"))
+                await service.events.emit("customer.create", location, sample("customer.create"))
         async with service.store.db.write() as conn:  # attempts too, as after a few passes
             rows = (await conn.execute(select(deliveries.c.id))).scalars().all()
             for number, delivery_id in enumerate(rows):
@@ -405,7 +405,7 @@ async def test_deleting_a_location_in_small_batches_takes_its_events_and_webhook
         assert set(left) == {"loc-2"} and len(left) == 7
         assert hooks == ["loc-2"]
         assert count == 7
-        assert [loc.id for loc in await service.list_locations()] == ["loc-2"]
+        assert [loc.id for loc in await service.locations.get_all()] == ["loc-2"]
     finally:
         await service.close()
 
@@ -456,10 +456,10 @@ async def test_disabling_changes_no_other_operators_webhooks(
     service = await Service.open(make_settings(), migrate=True)
     try:
         for name, location in (("acme", "loc-1"), ("other", "loc-9")):
-            await service.create_operator(name)
-            await service.create_location(location, "Café", name)
-            await service.create_webhook(location, "customer.create", "http://127.0.0.1:9/a")
-        await service.set_operator_status("acme", "disabled")
+            await service.operators.create(name)
+            await service.locations.create(location, "Café", name)
+            await service.webhooks.create(location, "customer.create", "http://127.0.0.1:9/a")
+        await service.operators.set_status("acme", "disabled")
         async with service.store.db.read() as conn:
             statuses = dict(
                 (

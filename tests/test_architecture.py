@@ -1,8 +1,7 @@
 """The house's rules that import-linter cannot check (docs/architecture.md): no module of
 ``src/`` over 600 lines and no class over 400, so a new capability gets a room of its own; the
-roots (``Store``, ``Service``) only open, close and wire what they hold, and the service's flat
-verbs only delegate and gain no new name, so nothing grows back into the place where everything
-goes."""
+roots (``Store``, ``Service``) only open, close and wire what they hold, and inherit nothing, so
+nothing grows back into the place where everything goes."""
 
 from __future__ import annotations
 
@@ -21,52 +20,6 @@ ROOTS = {
         {"__init__", "open", "close", "ping", "dispatcher", "running_dispatcher"},
     ),
 }
-# the service's flat verbs (``service/flat.py``), kept while the faces move to the parts: one-line
-# delegates, and no new ones (a new verb is a part's: ``service.webhooks.create``)
-FLAT = "service/flat.py"
-FLAT_VERBS = frozenset(
-    [
-        "authenticate",
-        "create_location",
-        "create_operator",
-        "create_own_token",
-        "create_token",
-        "create_webhook",
-        "delete_location",
-        "delete_operator",
-        "delete_webhook",
-        "emit",
-        "emit_many",
-        "ensure_admin_token",
-        "event_body",
-        "find_deliveries",
-        "get_delivery",
-        "get_event",
-        "get_event_type",
-        "get_location",
-        "get_webhook",
-        "list_deliveries",
-        "list_event_types",
-        "list_events",
-        "list_locations",
-        "list_operators",
-        "list_tokens",
-        "list_webhooks",
-        "operator_of",
-        "overview",
-        "purge",
-        "recover",
-        "register_event_type",
-        "remove_event_type",
-        "retry_delivery",
-        "revoke_token",
-        "rotate_key",
-        "set_location_status",
-        "set_operator_status",
-        "test_webhook",
-        "update_webhook",
-    ]
-)
 
 
 def modules() -> list[Path]:
@@ -114,23 +67,11 @@ def test_the_roots_only_wire_what_they_hold() -> None:
             for node in root.body
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
         }
+        assert not root.bases, (
+            f"{class_name} inherits {[ast.unparse(base) for base in root.bases]}: the faces call "
+            "its parts (service.webhooks.create), so it has no verbs to inherit"
+        )
         assert methods <= allowed, (
             f"{class_name} gained {sorted(methods - allowed)}: a verb belongs to the repository "
             "of its concern (docs/architecture.md, 'Where to add things')"
         )
-
-
-def test_the_flat_verbs_only_delegate_and_gain_no_new_name() -> None:
-    [flat] = classes(SRC / FLAT)
-    verbs = [node for node in flat.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
-    new = sorted({verb.name for verb in verbs} - FLAT_VERBS)
-    assert not new, f"{new}: a new verb belongs to its part (service/<concern>.py), not here"
-    for verb in verbs:
-        [statement] = verb.body
-        assert isinstance(statement, ast.Return | ast.Expr), f"{verb.name} does more than delegate"
-        value = statement.value
-        call = value.value if isinstance(value, ast.Await) else value
-        assert isinstance(call, ast.Call), f"{verb.name} does not call its part"
-        target = call.func
-        assert isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute)
-        assert ast.unparse(target.value.value) == "self", f"{verb.name}: self.<part>.<verb>(...)"

@@ -680,11 +680,11 @@ def seed_one_pending_delivery(db: Database, callback_url: str) -> str:
         settings = Settings(database_url=db.url, allow_private_targets=True, _env_file=None)
         service = await Service.open(settings, migrate=True)
         try:
-            await service.create_operator(OPERATOR)
-            await service.create_location(LOCATION, "Café", OPERATOR)
-            created = await service.create_webhook(LOCATION, CUSTOMER, callback_url)
+            await service.operators.create(OPERATOR)
+            await service.locations.create(LOCATION, "Café", OPERATOR)
+            created = await service.webhooks.create(LOCATION, CUSTOMER, callback_url)
             sample = catalog.get_event_type(CUSTOMER).sample
-            await service.emit(CUSTOMER, LOCATION, sample, id="evt-cli-worker")
+            await service.events.emit(CUSTOMER, LOCATION, sample, id="evt-cli-worker")
             return created.api_key
         finally:
             await service.close()

@@ -132,12 +132,12 @@ async def seed(
     first location. Returns (webhook id, api key) for the webhook."""
     service = await Service.open(db.settings(), migrate=True)
     try:
-        await service.create_operator(OPERATOR)
+        await service.operators.create(OPERATOR)
         for location in locations:
-            await service.create_location(location, f"Café {location}", OPERATOR)
+            await service.locations.create(location, f"Café {location}", OPERATOR)
         if callback_url is None:
             return None
-        created = await service.create_webhook(locations[0], event_type, callback_url)
+        created = await service.webhooks.create(locations[0], event_type, callback_url)
         return created.id, created.api_key
     finally:
         await service.close()
@@ -156,7 +156,7 @@ async def seed_webhook(db: Database, callback_url: str, event_type: str = CUSTOM
     """One more webhook on ``LOCATION`` of an already seeded database; returns its id."""
     service = await Service.open(db.settings())
     try:
-        return (await service.create_webhook(LOCATION, event_type, callback_url)).id
+        return (await service.webhooks.create(LOCATION, event_type, callback_url)).id
     finally:
         await service.close()
 
@@ -481,7 +481,7 @@ def events_db(tmp_path_factory: pytest.TempPathFactory) -> Database:
         try:
             for event_id, event_type, location in EMITTED:
                 sample = catalog.EVENT_TYPES[event_type].sample
-                await service.emit(event_type, location, sample, id=event_id)
+                await service.events.emit(event_type, location, sample, id=event_id)
         finally:
             await service.close()
 

@@ -18,7 +18,7 @@ async def unreachable(base_url: str) -> str:
     client = RemoteService(base_url, "token")
     try:
         with pytest.raises(ServerUnreachable) as info:
-            await client.list_operators()
+            await client.operators.get_all()
     finally:
         await client.close()
     return str(info.value)

@@ -215,7 +215,7 @@ async def emit_into_the_hole(
             hole.hold_on(pattern)
             began = time.monotonic()
             with pytest.raises(DatabaseUnavailable) as refused:
-                await service.emit("customer.create", "loc-1", CUSTOMER_SAMPLE, id=event_id)
+                await service.events.emit("customer.create", "loc-1", CUSTOMER_SAMPLE, id=event_id)
             took = time.monotonic() - began
             assert hole.holding, "the emit failed before it sent what the link was to fail on"
             assert took < 2 + SLACK, f"answered after {took:.1f} s"
@@ -241,6 +241,8 @@ async def test_an_emit_given_up_after_its_commit_was_sent_says_its_outcome_is_un
     message = await emit_into_the_hole(make_settings, database_url, b"COMMIT", "evt-unknown")
     assert "its commit was sent, so whether it was stored is unknown" in message, message
     # the promise that makes the unknown harmless: emitted again, the event is stored once
-    again: Any = await service.emit("customer.create", location, CUSTOMER_SAMPLE, id="evt-unknown")
+    again: Any = await service.events.emit(
+        "customer.create", location, CUSTOMER_SAMPLE, id="evt-unknown"
+    )
     assert again.id == "evt-unknown"
     assert await events_named(database_url, "evt-unknown") == 1

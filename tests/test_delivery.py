@@ -28,7 +28,7 @@ async def deliver_until_settled(
     passes = []
     for _ in range(max_passes):
         passes.append(await dispatcher.run_pass())
-        if not (await service.list_deliveries(status="pending")).data:
+        if not (await service.deliveries.get_all(status="pending")).data:
             break
     return passes
 
@@ -43,8 +43,8 @@ async def dispatcher(service: Service) -> Dispatcher:
 async def test_python_receiver_gets_a_signed_delivery_that_verifies(
     service: Service, location: str, python_receiver: PythonReceiver, dispatcher: Dispatcher
 ) -> None:
-    webhook = await service.create_webhook(location, "customer.create", python_receiver.url)
-    emitted = await service.emit("customer.create", location, SAMPLE, id="evt-1")
+    webhook = await service.webhooks.create(location, "customer.create", python_receiver.url)
+    emitted = await service.events.emit("customer.create", location, SAMPLE, id="evt-1")
 
     stats = await dispatcher.run_pass()
 
@@ -63,10 +63,10 @@ async def test_python_receiver_gets_a_signed_delivery_that_verifies(
     assert request.header(
         "User-Agent",
     ).startswith("hotspot-webhooks/")  # type: ignore[union-attr]
-    delivery = (await service.list_deliveries(event_id=emitted.id)).data[0]
+    delivery = (await service.deliveries.get_all(event_id=emitted.id)).data[0]
     assert delivery.status == "succeeded" and delivery.last_status == 200
     assert request.header("X-Hotspotsystem-Delivery") == delivery.id
-    shown = await service.get_delivery(delivery.id)
+    shown = await service.deliveries.get(delivery.id)
     assert [a.status for a in shown.attempts] == [200]
     assert shown.attempts[0].response_excerpt == "answer 200"
     assert shown.attempts[0].request_headers["webhook-id"] == "evt-1"
@@ -75,8 +75,8 @@ async def test_python_receiver_gets_a_signed_delivery_that_verifies(
 async def test_raw_socket_sees_the_literal_header_name_in_its_exact_case(
     service: Service, location: str, raw_receiver: RawSocketReceiver, dispatcher: Dispatcher
 ) -> None:
-    webhook = await service.create_webhook(location, "customer.create", raw_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    webhook = await service.webhooks.create(location, "customer.create", raw_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
 
     await dispatcher.run_pass()
 
@@ -111,16 +111,16 @@ async def test_php_receiver_verifies_like_the_original_sample(
     service: Service, location: str, dispatcher: Dispatcher, tmp_path: Path
 ) -> None:
     """Every event type reaches PHP's built-in server and verifies through getallheaders()."""
-    probe = await service.create_webhook(location, "customer.create", "http://127.0.0.1:1/")
-    await service.delete_webhook(probe.id)
+    probe = await service.webhooks.create(location, "customer.create", "http://127.0.0.1:1/")
+    await service.webhooks.delete(probe.id)
     receivers = []
     try:
         for event_type in catalog.EVENT_TYPES:
-            webhook = await service.create_webhook(location, event_type, "http://127.0.0.1:1/")
+            webhook = await service.webhooks.create(location, event_type, "http://127.0.0.1:1/")
             php = PhpReceiver(webhook.api_key, tmp_path / f"{event_type}.log")
             receivers.append(php)
             await service.store.webhooks.update_webhook(webhook.id, {"callback_url": php.url})
-            await service.emit(event_type, location, catalog.EVENT_TYPES[event_type].sample)
+            await service.events.emit(event_type, location, catalog.EVENT_TYPES[event_type].sample)
 
         stats = await dispatcher.run_pass()
 
@@ -139,16 +139,16 @@ async def test_php_receiver_verifies_like_the_original_sample(
 async def test_php_receiver_rejects_a_delivery_signed_with_another_key(
     service: Service, location: str, dispatcher: Dispatcher, tmp_path: Path
 ) -> None:
-    webhook = await service.create_webhook(location, "customer.create", "http://127.0.0.1:1/")
+    webhook = await service.webhooks.create(location, "customer.create", "http://127.0.0.1:1/")
     php = PhpReceiver("not-the-api-key", tmp_path / "php.log")
     try:
         await service.store.webhooks.update_webhook(webhook.id, {"callback_url": php.url})
-        await service.emit("customer.create", location, SAMPLE)
+        await service.events.emit("customer.create", location, SAMPLE)
         stats = await dispatcher.run_pass()
         assert (stats.succeeded, stats.retrying) == (0, 1)
         [entry] = php.entries()
         assert entry["literal_header_verified"] is False
-        delivery = (await service.list_deliveries()).data[0]
+        delivery = (await service.deliveries.get_all()).data[0]
         assert delivery.status == "pending" and delivery.last_status == 401
     finally:
         php.stop()
@@ -158,13 +158,13 @@ async def test_receiver_failing_three_times_then_succeeding_gets_four_attempts(
     service: Service, location: str, python_receiver: PythonReceiver, dispatcher: Dispatcher
 ) -> None:
     python_receiver.respond = lambda n: 500 if n <= 3 else 200
-    await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
 
     await deliver_until_settled(dispatcher, service)
 
-    delivery = (await service.list_deliveries()).data[0]
-    shown = await service.get_delivery(delivery.id)
+    delivery = (await service.deliveries.get_all()).data[0]
+    shown = await service.deliveries.get(delivery.id)
     assert delivery.status == "succeeded" and delivery.attempt_count == 4
     assert [a.status for a in shown.attempts] == [500, 500, 500, 200]
     assert [a.number for a in shown.attempts] == [1, 2, 3, 4]
@@ -182,20 +182,20 @@ async def test_receiver_that_always_fails_ends_failed_after_exactly_21_attempts(
     service: Service, location: str, python_receiver: PythonReceiver, dispatcher: Dispatcher
 ) -> None:
     python_receiver.respond = lambda n: 500
-    await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
 
     passes = await deliver_until_settled(dispatcher, service)
     extra = await dispatcher.run_pass()
 
-    delivery = (await service.list_deliveries()).data[0]
+    delivery = (await service.deliveries.get_all()).data[0]
     assert delivery.status == "failed"
     assert delivery.attempt_count == 21
     assert len(python_receiver.requests) == 21
     assert len(passes) == 21  # one attempt per pass under next-pass
     assert extra.claimed == 0
     assert delivery.last_error == "receiver answered HTTP 500"
-    assert len((await service.get_delivery(delivery.id)).attempts) == 21
+    assert len((await service.deliveries.get(delivery.id)).attempts) == 21
 
 
 async def test_backoff_schedules_the_retry_one_interval_later(
@@ -204,15 +204,15 @@ async def test_backoff_schedules_the_retry_one_interval_later(
     python_receiver.respond = lambda n: 500
     settings = make_settings(retry_policy="backoff", interval=60)
     dispatcher = Dispatcher(service.store.queue, settings, service.cipher)
-    await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
     before = datetime.now(UTC)
 
     await dispatcher.run_pass()
     second = await dispatcher.run_pass()
     await dispatcher.close()
 
-    delivery = (await service.list_deliveries()).data[0]
+    delivery = (await service.deliveries.get_all()).data[0]
     assert second.claimed == 0
     wait = (delivery.next_attempt_at - before).total_seconds()  # type: ignore[operator]
     assert 54 <= wait <= 67
@@ -222,13 +222,13 @@ async def test_retry_after_on_429_pushes_the_next_attempt_later(
     service: Service, location: str, python_receiver: PythonReceiver, dispatcher: Dispatcher
 ) -> None:
     python_receiver.respond = lambda n: (429, {"Retry-After": "120"})
-    await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
     before = datetime.now(UTC)
 
     await dispatcher.run_pass()
 
-    delivery = (await service.list_deliveries()).data[0]
+    delivery = (await service.deliveries.get_all()).data[0]
     wait = (delivery.next_attempt_at - before).total_seconds()  # type: ignore[operator]
     assert delivery.status == "pending" and 119 <= wait <= 125
 
@@ -237,45 +237,45 @@ async def test_410_gone_disables_the_webhook_and_fails_its_deliveries(
     service: Service, location: str, python_receiver: PythonReceiver, dispatcher: Dispatcher
 ) -> None:
     python_receiver.respond = lambda n: 410
-    webhook = await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    webhook = await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
 
     await dispatcher.run_pass()
 
-    found = await service.get_webhook(webhook.id)
+    found = await service.webhooks.get(webhook.id)
     assert found.status == "disabled"
     assert "410" in (found.disabled_reason or "")
-    delivery = (await service.list_deliveries()).data[0]
+    delivery = (await service.deliveries.get_all()).data[0]
     assert delivery.status == "failed" and delivery.attempt_count == 1
     # a disabled webhook gets no new deliveries
-    assert (await service.emit("customer.create", location, SAMPLE)).deliveries == 0
+    assert (await service.events.emit("customer.create", location, SAMPLE)).deliveries == 0
 
 
 async def test_deliveries_pending_when_their_webhook_is_disabled_fail_unsent(
     service: Service, location: str, python_receiver: PythonReceiver, dispatcher: Dispatcher
 ) -> None:
-    webhook = await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    webhook = await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
     await service.store.webhooks.update_webhook(webhook.id, {"status": "disabled"})
 
     await dispatcher.run_pass()
 
-    delivery = (await service.list_deliveries()).data[0]
+    delivery = (await service.deliveries.get_all()).data[0]
     assert python_receiver.requests == []
     assert delivery.status == "failed" and "disabled" in (delivery.last_error or "")
-    assert (await service.get_delivery(delivery.id)).attempts == []
+    assert (await service.deliveries.get(delivery.id)).attempts == []
 
 
 async def test_redirects_are_not_followed(
     service: Service, location: str, python_receiver: PythonReceiver, dispatcher: Dispatcher
 ) -> None:
     python_receiver.respond = lambda n: (302, {"Location": "http://127.0.0.1:1/elsewhere"})
-    await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
 
     await dispatcher.run_pass()
 
-    delivery = (await service.list_deliveries()).data[0]
+    delivery = (await service.deliveries.get_all()).data[0]
     assert delivery.status == "pending" and delivery.last_status == 302
     assert "redirect" in (delivery.last_error or "")
     assert len(python_receiver.requests) == 1
@@ -286,16 +286,16 @@ async def test_slow_receiver_times_out_and_is_retried(
 ) -> None:
     python_receiver.delay = 2.0
     dispatcher = Dispatcher(service.store.queue, make_settings(timeout=0.3), service.cipher)
-    await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
 
     await dispatcher.run_pass()
     await dispatcher.close()
 
-    delivery = (await service.list_deliveries()).data[0]
+    delivery = (await service.deliveries.get_all()).data[0]
     assert delivery.status == "pending" and delivery.last_status is None
     assert delivery.last_error == "timed out after 0.3 s"
-    [attempt] = (await service.get_delivery(delivery.id)).attempts
+    [attempt] = (await service.deliveries.get(delivery.id)).attempts
     assert 250 <= attempt.duration_ms < 1500
 
 
@@ -304,14 +304,14 @@ async def test_unreachable_receiver_is_a_failed_attempt_with_the_error(
 ) -> None:
     from tests.receivers import free_port
 
-    await service.create_webhook(
+    await service.webhooks.create(
         location, "customer.create", f"http://127.0.0.1:{free_port()}/nobody"
     )
-    await service.emit("customer.create", location, SAMPLE)
+    await service.events.emit("customer.create", location, SAMPLE)
 
     await dispatcher.run_pass()
 
-    delivery = (await service.list_deliveries()).data[0]
+    delivery = (await service.deliveries.get_all()).data[0]
     assert delivery.status == "pending" and delivery.attempt_count == 1
     assert "connect" in (delivery.last_error or "").lower()
 
@@ -326,12 +326,12 @@ async def test_response_excerpt_keeps_only_the_first_4_kib(
         return web.Response(text="x" * 100_000, status=500)
 
     async with serving(big) as port:
-        await service.create_webhook(location, "customer.create", f"http://127.0.0.1:{port}/")
-        await service.emit("customer.create", location, SAMPLE)
+        await service.webhooks.create(location, "customer.create", f"http://127.0.0.1:{port}/")
+        await service.events.emit("customer.create", location, SAMPLE)
         await dispatcher.run_pass()
 
-    delivery = (await service.list_deliveries()).data[0]
-    [attempt] = (await service.get_delivery(delivery.id)).attempts
+    delivery = (await service.deliveries.get_all()).data[0]
+    [attempt] = (await service.deliveries.get(delivery.id)).attempts
     assert attempt.response_excerpt == "x" * 4096
 
 
@@ -341,17 +341,17 @@ async def test_private_target_is_refused_at_connect_time_when_not_allowed(
     """A URL that passed the creation check but now points inside (DNS rebinding)."""
     strict = make_settings(allow_private_targets=False)
     dispatcher = Dispatcher(service.store.queue, strict, service.cipher)
-    by_ip = await service.create_webhook(location, "customer.create", python_receiver.url)
-    by_name = await service.create_webhook(
+    by_ip = await service.webhooks.create(location, "customer.create", python_receiver.url)
+    by_name = await service.webhooks.create(
         location, "customer.create", f"http://localhost:{python_receiver.port}/hook"
     )
-    await service.emit("customer.create", location, SAMPLE)
+    await service.events.emit("customer.create", location, SAMPLE)
 
     await dispatcher.run_pass()
     await dispatcher.close()
 
     assert python_receiver.requests == []
-    errors = {d.webhook_id: d.last_error for d in (await service.list_deliveries()).data}
+    errors = {d.webhook_id: d.last_error for d in (await service.deliveries.get_all()).data}
     assert "refused" in (errors[by_ip.id] or "") and "loopback" in (errors[by_ip.id] or "")
     assert "refused" in (errors[by_name.id] or "")
 
@@ -375,9 +375,9 @@ async def test_per_host_concurrency_is_never_exceeded(
     settings = make_settings(per_host_concurrency=3, concurrency=50)
     dispatcher = Dispatcher(service.store.queue, settings, service.cipher)
     async with serving(handle) as port:
-        await service.create_webhook(location, "customer.create", f"http://127.0.0.1:{port}/")
+        await service.webhooks.create(location, "customer.create", f"http://127.0.0.1:{port}/")
         for _ in range(30):
-            await service.emit("customer.create", location, SAMPLE)
+            await service.events.emit("customer.create", location, SAMPLE)
         stats = await dispatcher.run_pass()
     await dispatcher.close()
 
@@ -388,11 +388,11 @@ async def test_per_host_concurrency_is_never_exceeded(
 async def test_one_event_reaches_every_matching_webhook(
     service: Service, location: str, python_receiver: PythonReceiver, dispatcher: Dispatcher
 ) -> None:
-    first = await service.create_webhook(location, "customer.create", python_receiver.url)
-    second = await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.create_webhook(location, "subscriber.create", python_receiver.url)
+    first = await service.webhooks.create(location, "customer.create", python_receiver.url)
+    second = await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.webhooks.create(location, "subscriber.create", python_receiver.url)
 
-    result = await service.emit("customer.create", location, SAMPLE)
+    result = await service.events.emit("customer.create", location, SAMPLE)
     await dispatcher.run_pass()
 
     assert result.deliveries == 2
@@ -411,8 +411,8 @@ async def test_one_event_reaches_every_matching_webhook(
 async def test_a_lease_left_by_a_dead_worker_is_recorded_as_an_attempt_of_unknown_outcome(
     service: Service, location: str, python_receiver: PythonReceiver, dispatcher: Dispatcher
 ) -> None:
-    await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
     now = datetime.now(UTC)
     # a worker claims it and dies; its lease has run out by the next pass
     [claimed] = await service.store.queue.claim_due(
@@ -423,7 +423,7 @@ async def test_a_lease_left_by_a_dead_worker_is_recorded_as_an_attempt_of_unknow
     second = await dispatcher.run_pass()
 
     assert (first.claimed, second.succeeded) == (0, 1)
-    shown = await service.get_delivery(claimed.id)
+    shown = await service.deliveries.get(claimed.id)
     assert [a.number for a in shown.attempts] == [1, 2]
     assert shown.attempts[0].status is None
     assert "outcome unknown" in (shown.attempts[0].error or "")
@@ -436,8 +436,8 @@ async def test_a_lease_left_by_a_dead_worker_is_recorded_as_an_attempt_of_unknow
 async def test_an_expired_lease_is_taken_over_by_exactly_one_worker(
     service: Service, location: str, python_receiver: PythonReceiver
 ) -> None:
-    await service.create_webhook(location, "customer.create", python_receiver.url)
-    await service.emit("customer.create", location, SAMPLE)
+    await service.webhooks.create(location, "customer.create", python_receiver.url)
+    await service.events.emit("customer.create", location, SAMPLE)
     now = datetime.now(UTC)
     await service.store.queue.claim_due(
         owner="dead-worker", due_by=now, lease_until=now - timedelta(seconds=1), limit=10

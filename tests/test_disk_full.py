@@ -91,7 +91,7 @@ def cli_env(database_url: str) -> dict[str, str]:
 async def test_a_backup_to_a_full_disk_names_the_archive_not_the_database(
     service: Service, database_url: str, make_tmpfs: Callable[[str], Path]
 ) -> None:
-    await service.create_operator("acme")  # something to back up
+    await service.operators.create("acme")  # something to back up
     target = make_tmpfs("1m")
     fill(target)
     env = cli_env(database_url)
@@ -137,13 +137,13 @@ async def _emit_until_full(url: str, *, secret_key: str | None = None) -> int:
     settings = Settings(_env_file=None, database_url=url, secret_key=secret_key)
     service = await Service.open(settings, migrate=True)
     try:
-        await service.create_operator("acme")
-        await service.create_location("loc-1", "Café Central", "acme")
+        await service.operators.create("acme")
+        await service.locations.create("loc-1", "Café Central", "acme")
         emitted, refused = 0, ""
         while not refused:
             batch = [EmitRequest(EVENT, "loc-1", SAMPLE, None) for _ in range(100)]
             try:
-                await service.emit_many(batch)
+                await service.events.emit_many(batch)
             except DatabaseUnavailable as exc:
                 refused = str(exc)
             else:
@@ -160,7 +160,7 @@ async def _emits_again(url: str, events: int) -> None:
     service = await Service.open(Settings(_env_file=None, database_url=url))
     try:
         for _ in range(events // 100):
-            await service.emit_many([EmitRequest(EVENT, "loc-1", SAMPLE, None)] * 100)
+            await service.events.emit_many([EmitRequest(EVENT, "loc-1", SAMPLE, None)] * 100)
     finally:
         await service.close()
 
@@ -318,6 +318,6 @@ async def test_postgres_with_a_full_data_disk_purges_and_vacuums_as_the_runbook_
     # later VACUUM, once no transaction can still see them)
     try:
         for _ in range(emitted // 4 // 100):
-            await service.emit_many([EmitRequest(EVENT, "loc-1", SAMPLE, None)] * 100)
+            await service.events.emit_many([EmitRequest(EVENT, "loc-1", SAMPLE, None)] * 100)
     finally:
         await service.close()

@@ -689,9 +689,9 @@ async def test_the_database_its_wal_and_shm_and_its_key_file_are_0600(
     with umask(0o022):  # the usual one: files 0644 unless made private
         service = await Service.open(make_settings(), migrate=True)
         try:
-            await service.create_operator("acme")
-            await service.create_location("loc-1", "Café", "acme")
-            await service.emit(CUSTOMER, "loc-1", {"email": "guest@example.com"})
+            await service.operators.create("acme")
+            await service.locations.create("loc-1", "Café", "acme")
+            await service.events.emit(CUSTOMER, "loc-1", {"email": "guest@example.com"})
             files = [
                 path,
                 *(path.with_name(path.name + s) for s in ("-wal", "-shm", ".secret-key")),

@@ -37,14 +37,14 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> flo
 async def emit(service: Service, location: str, count: int) -> None:
     for start in range(0, count, 500):
         batch = min(500, count - start)
-        await service.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * batch)
+        await service.events.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * batch)
 
 
 async def statuses(service: Service, webhook_id: str) -> dict[str, int]:
     found: dict[str, int] = {}
     cursor = None
     while True:
-        page = await service.list_deliveries(webhook_id=webhook_id, limit=500, cursor=cursor)
+        page = await service.deliveries.get_all(webhook_id=webhook_id, limit=500, cursor=cursor)
         for delivery in page.data:
             key = str(getattr(delivery.status, "value", delivery.status))
             found[key] = found.get(key, 0) + 1
@@ -62,11 +62,11 @@ async def test_a_hanging_endpoint_holds_only_its_share_and_stalls_no_one(
     healthy, other = await PythonReceiver().start(), await PythonReceiver().start()
     hanging = await MisbehavingReceiver("hang").start()
     try:
-        good = [await service.create_webhook(location, EVENT, healthy.url) for _ in range(3)]
-        stuck = await service.create_webhook(location, EVENT, hanging.url)
-        await service.create_operator("globex")
-        await service.create_location("loc-2", "Elsewhere", "globex")
-        elsewhere = await service.create_webhook("loc-2", EVENT, other.url)
+        good = [await service.webhooks.create(location, EVENT, healthy.url) for _ in range(3)]
+        stuck = await service.webhooks.create(location, EVENT, hanging.url)
+        await service.operators.create("globex")
+        await service.locations.create("loc-2", "Elsewhere", "globex")
+        elsewhere = await service.webhooks.create("loc-2", EVENT, other.url)
         await emit(service, location, 300)
         interval = 2.0
         settings = make_settings(
@@ -75,7 +75,7 @@ async def test_a_hanging_endpoint_holds_only_its_share_and_stalls_no_one(
 
         async with running_dispatcher(service.store.queue, settings, service.cipher):
             await asyncio.sleep(0.2)  # the first pass is under way
-            await service.emit(EVENT, "loc-2", SAMPLE)  # emitted meanwhile
+            await service.events.emit(EVENT, "loc-2", SAMPLE)  # emitted meanwhile
             took = await eventually(
                 lambda: _all_succeeded(service, [w.id for w in good], 300),
                 within=2 * interval + 3,
@@ -98,8 +98,8 @@ async def test_a_dripping_endpoint_times_out_alone(
     healthy = await PythonReceiver().start()
     drip = await MisbehavingReceiver("drip", drip_every=0.3).start()
     try:
-        good = await service.create_webhook(location, EVENT, healthy.url)
-        slow = await service.create_webhook(location, EVENT, drip.url)
+        good = await service.webhooks.create(location, EVENT, healthy.url)
+        slow = await service.webhooks.create(location, EVENT, drip.url)
         await emit(service, location, 50)
         settings = make_settings(interval=1.0, timeout=1.5, per_host_concurrency=5)
 
@@ -107,7 +107,7 @@ async def test_a_dripping_endpoint_times_out_alone(
             await eventually(lambda: _all_succeeded(service, [good.id], 50), within=5)
             await eventually(lambda: _attempted(service, slow.id), within=10)
 
-        shown = (await service.list_deliveries(webhook_id=slow.id, limit=500)).data
+        shown = (await service.deliveries.get_all(webhook_id=slow.id, limit=500)).data
         tried = [d for d in shown if d.attempt_count]
         assert tried and all(d.status == "pending" for d in shown)
         assert all("timed out after 1.5 s" in (d.last_error or "") for d in tried)
@@ -126,9 +126,9 @@ async def test_endpoints_that_always_fail_neither_stall_others_nor_burn_held_ret
     erroring = await PythonReceiver(respond=lambda n: 500).start()
     refused = f"http://127.0.0.1:{free_port()}/nobody-listens"
     try:
-        good = await service.create_webhook(location, EVENT, healthy.url)
-        await service.create_webhook(location, EVENT, erroring.url)  # answers 500
-        dead = await service.create_webhook(location, EVENT, refused)
+        good = await service.webhooks.create(location, EVENT, healthy.url)
+        await service.webhooks.create(location, EVENT, erroring.url)  # answers 500
+        dead = await service.webhooks.create(location, EVENT, refused)
         await emit(service, location, 40)
         settings = make_settings(
             interval=0.5, per_host_concurrency=2, circuit_threshold=3, circuit_wait=30
@@ -143,7 +143,7 @@ async def test_endpoints_that_always_fail_neither_stall_others_nor_burn_held_ret
         assert len(erroring.requests) >= 80
         # a host that refuses connections: its circuit opened after 3 in a row (plus what was
         # already on the wire), and the rest wait unsent, their retries untouched
-        dead_deliveries = (await service.list_deliveries(webhook_id=dead.id, limit=500)).data
+        dead_deliveries = (await service.deliveries.get_all(webhook_id=dead.id, limit=500)).data
         burned = sum(d.attempt_count for d in dead_deliveries)
         assert 3 <= burned <= 3 + settings.per_host_concurrency
         assert all(d.status == "pending" for d in dead_deliveries)
@@ -158,7 +158,7 @@ async def test_an_open_circuit_probes_once_per_step_and_closes_when_the_endpoint
     service: Service, location: str, make_settings: Callable[..., Settings]
 ) -> None:
     port = free_port()
-    webhook = await service.create_webhook(location, EVENT, f"http://127.0.0.1:{port}/hook")
+    webhook = await service.webhooks.create(location, EVENT, f"http://127.0.0.1:{port}/hook")
     await emit(service, location, 10)
     settings = make_settings(
         interval=0.1, per_host_concurrency=1, circuit_threshold=2, circuit_wait=0.4
@@ -178,7 +178,7 @@ async def test_an_open_circuit_probes_once_per_step_and_closes_when_the_endpoint
         finally:
             await receiver.stop()
 
-    deliveries = (await service.list_deliveries(webhook_id=webhook.id, limit=500)).data
+    deliveries = (await service.deliveries.get_all(webhook_id=webhook.id, limit=500)).data
     total = sum(d.attempt_count for d in deliveries)
     assert total == failed + 10  # every counted attempt was a real request
     assert sum(1 for d in deliveries if d.attempt_count == 1) >= 10 - failed
@@ -190,7 +190,7 @@ async def test_low_latency_sends_a_new_event_at_once_in_process(
 ) -> None:
     receiver = await PythonReceiver().start()
     try:
-        await service.create_webhook(location, EVENT, receiver.url)
+        await service.webhooks.create(location, EVENT, receiver.url)
         settings = make_settings(interval=60, low_latency=True)
         async with running_dispatcher(service.store.queue, settings, service.cipher):
             await asyncio.sleep(0.3)  # the first pass found nothing; the next is in a minute
@@ -220,7 +220,7 @@ async def test_low_latency_wakes_a_worker_process_through_postgresql_notify(
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        await service.create_webhook(location, EVENT, receiver.url)
+        await service.webhooks.create(location, EVENT, receiver.url)
         await asyncio.sleep(2.0)  # started, listening, its first pass done
         assert worker.returncode is None
         took = await _emit_and_time(emitter, location, receiver)
@@ -234,7 +234,7 @@ async def test_low_latency_wakes_a_worker_process_through_postgresql_notify(
 
 async def _emit_and_time(service: Service, location: str, receiver: PythonReceiver) -> float:
     before = len(receiver.requests)
-    await service.emit(EVENT, location, SAMPLE)
+    await service.events.emit(EVENT, location, SAMPLE)
     return await eventually(lambda: _count_at_least(receiver, before + 1), within=10)
 
 
@@ -243,12 +243,12 @@ async def _count_at_least(receiver: Any, count: int) -> bool:
 
 
 async def _attempted(service: Service, webhook_id: str) -> bool:
-    shown = (await service.list_deliveries(webhook_id=webhook_id, limit=500)).data
+    shown = (await service.deliveries.get_all(webhook_id=webhook_id, limit=500)).data
     return any(d.attempt_count for d in shown)
 
 
 async def _attempt_total(service: Service, webhook_id: str) -> int:
-    shown = (await service.list_deliveries(webhook_id=webhook_id, limit=500)).data
+    shown = (await service.deliveries.get_all(webhook_id=webhook_id, limit=500)).data
     return sum(d.attempt_count for d in shown)
 
 

@@ -173,9 +173,9 @@ async def test_metrics_token_guards_the_endpoint_when_set(
 async def test_the_backlog_is_what_waits_due_and_for_how_long(
     service: Service, location: str, python_receiver: PythonReceiver
 ) -> None:
-    webhook = await service.create_webhook(location, EVENT, python_receiver.url)
+    webhook = await service.webhooks.create(location, EVENT, python_receiver.url)
     for _ in range(3):
-        await service.emit(EVENT, location, SAMPLE)
+        await service.events.emit(EVENT, location, SAMPLE)
     await asyncio.sleep(0.1)
 
     backlog = await service.store.queue.backlog(datetime.now(UTC))
@@ -183,7 +183,7 @@ async def test_the_backlog_is_what_waits_due_and_for_how_long(
     assert 0.1 <= backlog.oldest_due_age < 30
     assert backlog.disabled_webhooks == 0
 
-    await service.update_webhook(webhook.id, status="disabled")
+    await service.webhooks.update(webhook.id, status="disabled")
     backlog = await service.store.queue.backlog(datetime.now(UTC))
     assert backlog.disabled_webhooks == 1
 
@@ -269,9 +269,9 @@ async def test_a_supervised_worker_serves_the_sum_of_its_processes(
     service: Service, location: str, python_receiver: PythonReceiver
 ) -> None:
     python_receiver.delay = 0.02  # 4 at once per process: both processes get work
-    webhook = await service.create_webhook(location, EVENT, python_receiver.url)
+    webhook = await service.webhooks.create(location, EVENT, python_receiver.url)
     for _ in range(200):
-        await service.emit(EVENT, location, SAMPLE)
+        await service.events.emit(EVENT, location, SAMPLE)
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     workers = await start_workers(service.settings.database_url, port, processes=2)
@@ -313,7 +313,7 @@ async def test_a_supervised_worker_serves_the_sum_of_its_processes(
         assert total(samples, "hotspot_webhooks_dispatchers") == 2
         assert total(samples, "hotspot_webhooks_deliveries_total", outcome="succeeded") == 200
         for _ in range(10):
-            await service.emit(EVENT, location, SAMPLE)
+            await service.events.emit(EVENT, location, SAMPLE)
         await eventually(succeeded(210), within=60)
         assert_bounded_labels(await scrape(url), [webhook.id, location])
     finally:

@@ -66,13 +66,13 @@ async def backdate(service: Service, event_ids: list[str]) -> None:
 async def old_and_new(service: Service, location: str) -> dict[str, list[str]]:
     """Old events whose deliveries succeeded, failed or are still pending; an old event no
     webhook took; and recent finished ones. Returns the event ids of each kind."""
-    await service.create_webhook(location, EVENT, RECEIVER)
+    await service.webhooks.create(location, EVENT, RECEIVER)
     kinds: dict[str, list[str]] = {"succeeded": [], "failed": [], "pending": [], "recent": []}
     for kind, ids in kinds.items():
         for n in range(5):
-            ids.append((await service.emit(EVENT, location, SAMPLE, id=f"{kind}-{n}")).id)
-    await service.create_location("loc-quiet", "No webhooks", "acme")
-    kinds["unheard"] = [(await service.emit(EVENT, "loc-quiet", SAMPLE, id="unheard")).id]
+            ids.append((await service.events.emit(EVENT, location, SAMPLE, id=f"{kind}-{n}")).id)
+    await service.locations.create("loc-quiet", "No webhooks", "acme")
+    kinds["unheard"] = [(await service.events.emit(EVENT, "loc-quiet", SAMPLE, id="unheard")).id]
     now = datetime.now(UTC)
     claimed = await service.store.queue.claim_due(
         owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=100
@@ -109,7 +109,7 @@ async def test_purge_deletes_old_finished_work_in_batches_and_keeps_pending_and_
         datetime.now(UTC) - timedelta(days=30), batch=3
     )
     assert (again.deliveries, again.attempts, again.events) == (0, 0, 0)
-    assert not (await service.emit(EVENT, location, SAMPLE, id="succeeded-0")).duplicate
+    assert not (await service.events.emit(EVENT, location, SAMPLE, id="succeeded-0")).duplicate
 
 
 async def test_purge_runs_the_same_few_statements_whatever_its_windows_hold(
@@ -119,9 +119,9 @@ async def test_purge_runs_the_same_few_statements_whatever_its_windows_hold(
     driver's cache and SQLAlchemy's: a window bound as an ``IN`` list of its keys was a new
     statement for every length of the last window, so a worker purging every 30 s grew by
     megabytes a minute. Windows are ranges of the key now: the same statements every time."""
-    await service.create_webhook(location, EVENT, RECEIVER)
+    await service.webhooks.create(location, EVENT, RECEIVER)
     for n in range(9):
-        await service.emit(EVENT, location, SAMPLE, id=f"e-{n:02d}")
+        await service.events.emit(EVENT, location, SAMPLE, id=f"e-{n:02d}")
     statements: set[str] = set()
 
     def note(*args: Any) -> None:
@@ -139,7 +139,7 @@ async def test_purge_runs_the_same_few_statements_whatever_its_windows_hold(
                 service.store.db.engine.sync_engine, "before_cursor_execute", note
             )
         seen.append(set(statements))
-        await service.emit(EVENT, location, SAMPLE, id=f"e-{n:02d}")
+        await service.events.emit(EVENT, location, SAMPLE, id=f"e-{n:02d}")
 
     assert all(found == seen[0] for found in seen), [len(found) for found in seen]
     assert len(seen[0]) <= 12  # windows with and without an upper bound, BEGIN and such

@@ -63,14 +63,14 @@ async def test_a_short_retention_is_purged_again_and_again_by_the_running_dispat
     # RETENTION=2s with the floor lowered for the test: a purge every 0.5 s (as 5m purges
     # every 30 s); the first within a period of start
     monkeypatch.setattr(retention, "PERIOD_FLOOR", 0.5)
-    await service.create_webhook(location, EVENT, python_receiver.url)
+    await service.webhooks.create(location, EVENT, python_receiver.url)
     settings = make_settings(retention="2s", interval=0.05)
     succeeded = deliveries.c.status == DeliveryStatus.SUCCEEDED
 
     async with running_dispatcher(service.store.queue, settings, service.cipher):
         for wave in range(3):
             ids = [
-                (await service.emit(EVENT, location, SAMPLE, id=f"wave{wave}-{n}")).id
+                (await service.events.emit(EVENT, location, SAMPLE, id=f"wave{wave}-{n}")).id
                 for n in range(5)
             ]
             await _wait_for(f"wave {wave} delivered", partial(_delivered, service, ids))

@@ -59,16 +59,16 @@ async def test_an_endpoint_that_closes_every_connection_after_200_keeps_its_circ
 ) -> None:
     receiver = await ImpoliteReceiver("reset").start()
     try:
-        webhook = await service.create_webhook(location, EVENT, receiver.url)
-        await service.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * 60)
+        webhook = await service.webhooks.create(location, EVENT, receiver.url)
+        await service.events.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * 60)
         settings = make_settings(interval=0.2, circuit_threshold=3, circuit_wait=60)
         async with running_dispatcher(service.store.queue, settings, service.cipher) as dispatcher:
             deadline = asyncio.get_running_loop().time() + 30
-            while (await service.list_deliveries(webhook_id=webhook.id, status="pending")).data:
+            while (await service.deliveries.get_all(webhook_id=webhook.id, status="pending")).data:
                 assert asyncio.get_running_loop().time() < deadline, "still pending after 30 s"
                 await asyncio.sleep(0.05)
             assert dispatcher.lanes.open_circuits() == []
-        shown = (await service.list_deliveries(webhook_id=webhook.id, limit=500)).data
+        shown = (await service.deliveries.get_all(webhook_id=webhook.id, limit=500)).data
         assert len(shown) == 60
         assert all((d.status, d.attempt_count) == ("succeeded", 1) for d in shown)
     finally:

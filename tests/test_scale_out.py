@@ -77,7 +77,7 @@ async def scalar(service: Service, sql: str, **params: object) -> int:
 async def emit(service: Service, location: str, events: int) -> None:
     for start in range(0, events, 500):
         batch = min(500, events - start)
-        await service.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * batch)
+        await service.events.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * batch)
 
 
 async def test_four_workers_deliver_20000_each_exactly_once(
@@ -86,7 +86,7 @@ async def test_four_workers_deliver_20000_each_exactly_once(
     receiver = Recorder()
     async with serving(receiver.handle) as port:
         for _ in range(4):
-            await service.create_webhook(location, EVENT, f"http://127.0.0.1:{port}/hook")
+            await service.webhooks.create(location, EVENT, f"http://127.0.0.1:{port}/hook")
         await emit(service, location, 5000)
         workers = [await start_worker(service, interval="0.2", concurrency="50") for _ in range(4)]
         try:
@@ -130,7 +130,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_burns_no_retry(
 
     async with serving(receiver.handle) as port:
         for _ in range(2):
-            await service.create_webhook(location, EVENT, f"http://127.0.0.1:{port}/hook")
+            await service.webhooks.create(location, EVENT, f"http://127.0.0.1:{port}/hook")
         workers = [await start_worker(service, **settings) for _ in range(3)]
         load = asyncio.create_task(keep_emitting())
         try:

@@ -141,8 +141,8 @@ async def test_simulate_for_30s_at_100_per_second_and_every_event_is_delivered(
 async def test_simulate_into_the_database_repeats_its_payloads_with_a_seed(
     service: Service, database_url: str
 ) -> None:
-    await service.create_operator("acme")
-    await service.create_webhook(
+    await service.operators.create("acme")
+    await service.webhooks.create(
         location_ids=["*"], event_types=["*"], callback_url="http://127.0.0.1:9/hook",
         operator="acme",
     )  # fmt: skip
@@ -159,12 +159,12 @@ async def test_simulate_into_the_database_repeats_its_payloads_with_a_seed(
     assert first["events"] == second["events"] == 80
     assert first["deliveries"] == 80 and first["failed_events"] == 0
     assert first["by_type"] == second["by_type"]
-    assert [loc.id for loc in await service.list_locations("acme")] == ["sim-001"]
+    assert [loc.id for loc in await service.locations.get_all("acme")] == ["sim-001"]
 
     stored: dict[str, list[dict[str, Any]]] = {first["run"]: [], second["run"]: []}
     cursor = None
     while True:
-        page = await service.list_events(cursor=cursor, limit=1000)
+        page = await service.events.get_all(cursor=cursor, limit=1000)
         for event in page.data:
             stored[event.id.rsplit("-", 1)[0]].append(event.data)
             assert event.deliveries == 1
@@ -187,7 +187,7 @@ async def test_ctrl_c_stops_cleanly_with_the_summary_of_what_was_stored(
         "--db", database_url, "--rate", "30", "--duration", "5m", "--json",
     )  # fmt: skip
     deadline = asyncio.get_running_loop().time() + 60
-    while not (await service.list_events(limit=1)).data:
+    while not (await service.events.get_all(limit=1)).data:
         assert asyncio.get_running_loop().time() < deadline, "nothing was emitted"
         await asyncio.sleep(0.1)
     await asyncio.sleep(1)
@@ -197,9 +197,9 @@ async def test_ctrl_c_stops_cleanly_with_the_summary_of_what_was_stored(
     summary = json.loads(out)
     assert summary["interrupted"] is True
     assert summary["failed_events"] == 0
-    stored = (await service.list_events(limit=1000)).data
+    stored = (await service.events.get_all(limit=1000)).data
     assert summary["events"] == len(stored) > 0
-    assert [loc.id for loc in await service.list_locations("simulator")] == [
+    assert [loc.id for loc in await service.locations.get_all("simulator")] == [
         "sim-001", "sim-002", "sim-003",
     ]  # fmt: skip
 

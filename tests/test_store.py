@@ -48,7 +48,7 @@ RECEIVER = "http://127.0.0.1:9/hook"
 
 
 async def webhook(service: Service, location: str, event_type: str = CUSTOMER) -> str:
-    return (await service.create_webhook(location, event_type, RECEIVER)).id
+    return (await service.webhooks.create(location, event_type, RECEIVER)).id
 
 
 async def count(service: Service, table: Any, *where: Any) -> int:
@@ -145,7 +145,7 @@ async def test_sqlite_runs_in_wal_mode_with_full_sync_and_foreign_keys(service: 
 async def test_emit_creates_one_pending_delivery_per_enabled_matching_webhook(
     service: Service, location: str
 ) -> None:
-    await service.create_location("loc-2", "Elsewhere", "acme")
+    await service.locations.create("loc-2", "Elsewhere", "acme")
     first = await webhook(service, location)
     second = await webhook(service, location)
     other_type = await webhook(service, location, SUBSCRIBER)
@@ -153,7 +153,7 @@ async def test_emit_creates_one_pending_delivery_per_enabled_matching_webhook(
     disabled = await webhook(service, location)
     assert await service.store.webhooks.update_webhook(disabled, {"status": "disabled"})
 
-    result = await service.emit(CUSTOMER, location, SAMPLE, id="evt-fanout")
+    result = await service.events.emit(CUSTOMER, location, SAMPLE, id="evt-fanout")
 
     assert (result.deliveries, result.duplicate) == (2, False)
     rows = await delivery_rows(service, deliveries.c.event_id == "evt-fanout")
@@ -163,7 +163,7 @@ async def test_emit_creates_one_pending_delivery_per_enabled_matching_webhook(
     assert all(r.next_attempt_at is not None for r in rows)
     for none_expected in (other_type, other_location, disabled):
         assert await count(service, deliveries, deliveries.c.webhook_id == none_expected) == 0
-    assert (await service.get_event("evt-fanout")).deliveries == 2
+    assert (await service.events.get("evt-fanout")).deliveries == 2
 
 
 async def test_emit_stores_the_body_bytes_the_catalog_serializes(
@@ -172,7 +172,7 @@ async def test_emit_stores_the_body_bytes_the_catalog_serializes(
     given = {"id": "59243583", "email": "myname@gmail.com", "country_code": "AR"}
     event_type = catalog.get_event_type(CUSTOMER)
 
-    await service.emit(CUSTOMER, location, given, id="evt-body")
+    await service.events.emit(CUSTOMER, location, given, id="evt-body")
 
     body = await stored_body(service, "evt-body")
     assert body == catalog.serialize(catalog.validate(event_type, given))
@@ -183,11 +183,11 @@ async def test_emit_with_an_existing_id_changes_nothing_and_returns_the_first_re
     service: Service, location: str
 ) -> None:
     await webhook(service, location)
-    first = await service.emit(CUSTOMER, location, SAMPLE, id="evt-once")
+    first = await service.events.emit(CUSTOMER, location, SAMPLE, id="evt-once")
     body = await stored_body(service, "evt-once")
     await webhook(service, location)  # a second webhook now matches: the replay must ignore it
 
-    again = await service.emit(CUSTOMER, location, {"id": "something else"}, id="evt-once")
+    again = await service.events.emit(CUSTOMER, location, {"id": "something else"}, id="evt-once")
 
     assert (first.deliveries, first.duplicate) == (1, False)
     assert (again.id, again.deliveries, again.duplicate) == ("evt-once", 1, True)
@@ -207,7 +207,7 @@ async def test_emit_many_with_one_bad_payload_stores_nothing_and_names_its_index
     ]
 
     with pytest.raises(InvalidInput) as raised:
-        await service.emit_many(batch)
+        await service.events.emit_many(batch)
 
     assert "events[1].data.bogus" in raised.value.message
     assert [d["field"] for d in raised.value.details] == ["events[1].data.bogus"]
@@ -225,7 +225,7 @@ async def test_emit_many_with_one_unknown_location_stores_nothing_and_names_its_
     ]
 
     with pytest.raises(NotFound) as raised:
-        await service.emit_many(batch)
+        await service.events.emit_many(batch)
 
     assert "loc-missing" in raised.value.message
     assert [d["field"] for d in raised.value.details] == ["events[1].location_id"]
@@ -286,7 +286,7 @@ async def test_claim_due_leases_only_due_unleased_pending_deliveries(
 ) -> None:
     hook = await webhook(service, location)
     for name in ("due", "later", "done"):
-        await service.emit(CUSTOMER, location, SAMPLE, id=f"evt-{name}")
+        await service.events.emit(CUSTOMER, location, SAMPLE, id=f"evt-{name}")
     ids = {r.event_id: r.id for r in await delivery_rows(service)}
     now = datetime.now(UTC)
     await set_delivery(service, ids["evt-later"], next_attempt_at=now + timedelta(hours=1))
@@ -318,9 +318,9 @@ async def test_a_claim_is_fair_across_webhooks_and_skips_the_excluded(
 ) -> None:
     busy = await webhook(service, location)
     for _ in range(20 * CLAIM_WINDOW - 5):  # the busy webhook's backlog is the oldest
-        await service.emit(CUSTOMER, location, SAMPLE)
+        await service.events.emit(CUSTOMER, location, SAMPLE)
     quiet, skipped = await webhook(service, location), await webhook(service, location)
-    await service.emit(CUSTOMER, location, SAMPLE)  # one more each, and one for the busy one
+    await service.events.emit(CUSTOMER, location, SAMPLE)  # one more each, and one for the busy one
     now = datetime.now(UTC)
 
     claim = await service.store.queue.claim_due(
@@ -347,7 +347,7 @@ async def test_a_claim_locks_its_rows_by_primary_key_even_before_statistics_exis
     make the due index look nearly empty; a claim that let it find the chosen rows through it
     scanned the whole backlog for each (135 ms a claim at 60,000 due, against 6)."""
     hook = await webhook(service, location)
-    await service.emit(CUSTOMER, location, SAMPLE, id="evt-burst")
+    await service.events.emit(CUSTOMER, location, SAMPLE, id="evt-burst")
     async with service.store.db.write() as conn:
         await conn.exec_driver_sql("ALTER TABLE deliveries SET (autovacuum_enabled = off)")
         await conn.exec_driver_sql(
@@ -382,7 +382,7 @@ async def test_record_by_a_worker_that_lost_its_lease_keeps_the_attempt_but_not_
     service: Service, location: str, backend: str
 ) -> None:
     await webhook(service, location)
-    await service.emit(CUSTOMER, location, SAMPLE)
+    await service.events.emit(CUSTOMER, location, SAMPLE)
     now = datetime.now(UTC)
     long_ago = now - timedelta(minutes=10)
     await service.store.queue.workers.register_worker("w1", "host", 1, long_ago)
@@ -419,7 +419,7 @@ async def test_a_dead_worker_gives_back_what_it_claimed_and_records_only_what_wa
 ) -> None:
     await webhook(service, location)
     for index in range(4):
-        await service.emit(CUSTOMER, location, SAMPLE, id=f"evt-{index}")
+        await service.events.emit(CUSTOMER, location, SAMPLE, id=f"evt-{index}")
     now = datetime.now(UTC)
     silent_since = now - timedelta(seconds=30)
     await service.store.queue.workers.register_worker("dead", "host", 1, now - timedelta(minutes=1))
@@ -480,12 +480,12 @@ async def test_list_deliveries_pages_through_every_delivery_once(
 ) -> None:
     hook = await webhook(service, location)
     for _ in range(7):
-        await service.emit(CUSTOMER, location, SAMPLE)
+        await service.events.emit(CUSTOMER, location, SAMPLE)
     all_ids = {r.id for r in await delivery_rows(service)}
 
     pages, cursor = [], None
     while True:
-        page = await service.list_deliveries(webhook_id=hook, cursor=cursor, limit=3)
+        page = await service.deliveries.get_all(webhook_id=hook, cursor=cursor, limit=3)
         pages.append([d.id for d in page.data])
         cursor = page.next_cursor
         if cursor is None:
@@ -505,17 +505,17 @@ async def test_list_deliveries_filters_by_status_and_by_webhook(
     customers = await webhook(service, location)
     subscribers = await webhook(service, location, SUBSCRIBER)
     for _ in range(4):
-        await service.emit(CUSTOMER, location, SAMPLE)
+        await service.events.emit(CUSTOMER, location, SAMPLE)
     for _ in range(2):
-        await service.emit(SUBSCRIBER, location, SAMPLE)
+        await service.events.emit(SUBSCRIBER, location, SAMPLE)
     customer_rows = await delivery_rows(service, deliveries.c.webhook_id == customers)
     failed = {r.id for r in customer_rows[:2]}
     for delivery_id in failed:
         await set_delivery(service, delivery_id, status="failed")
 
-    by_status = await service.list_deliveries(status="failed")
-    by_webhook = await service.list_deliveries(webhook_id=subscribers)
-    pending_customers = await service.list_deliveries(webhook_id=customers, status="pending")
+    by_status = await service.deliveries.get_all(status="failed")
+    by_webhook = await service.deliveries.get_all(webhook_id=subscribers)
+    pending_customers = await service.deliveries.get_all(webhook_id=customers, status="pending")
 
     assert {d.id for d in by_status.data} == failed
     assert len(by_webhook.data) == 2
@@ -523,19 +523,19 @@ async def test_list_deliveries_filters_by_status_and_by_webhook(
     assert len(pending_customers.data) == 2
     assert not failed & {d.id for d in pending_customers.data}
     with pytest.raises(InvalidInput, match="status"):
-        await service.list_deliveries(status="lost")
+        await service.deliveries.get_all(status="lost")
 
 
 async def test_retry_makes_a_failed_delivery_pending_and_due_now(
     service: Service, location: str
 ) -> None:
     await webhook(service, location)
-    await service.emit(CUSTOMER, location, SAMPLE)
+    await service.events.emit(CUSTOMER, location, SAMPLE)
     [row] = await delivery_rows(service)
     await set_delivery(service, row.id, status="failed", next_attempt_at=None, attempt_count=21)
 
     before = datetime.now(UTC)
-    retried = await service.retry_delivery(row.id)
+    retried = await service.deliveries.retry(row.id)
     after = datetime.now(UTC)
 
     assert retried.status == "pending"
@@ -551,7 +551,7 @@ async def test_retry_of_a_delivery_being_attempted_is_refused(
     service: Service, location: str
 ) -> None:
     await webhook(service, location)
-    await service.emit(CUSTOMER, location, SAMPLE)
+    await service.events.emit(CUSTOMER, location, SAMPLE)
     now = datetime.now(UTC)
     lease_until = now + timedelta(minutes=5)
     [claimed] = await service.store.queue.claim_due(
@@ -559,12 +559,12 @@ async def test_retry_of_a_delivery_being_attempted_is_refused(
     )
 
     with pytest.raises(Conflict, match="being attempted"):
-        await service.retry_delivery(claimed.id)
+        await service.deliveries.retry(claimed.id)
 
     [row] = await delivery_rows(service, deliveries.c.id == claimed.id)
     assert (row.lease_owner, row.next_attempt_at) == ("w1", lease_until)
     with pytest.raises(NotFound):
-        await service.retry_delivery("dlv_unknown")
+        await service.deliveries.retry("dlv_unknown")
 
 
 async def test_delete_webhook_removes_its_deliveries_and_attempts_only(
@@ -572,7 +572,7 @@ async def test_delete_webhook_removes_its_deliveries_and_attempts_only(
 ) -> None:
     doomed = await webhook(service, location)
     kept = await webhook(service, location)
-    await service.emit(CUSTOMER, location, SAMPLE, id="evt-shared")
+    await service.events.emit(CUSTOMER, location, SAMPLE, id="evt-shared")
     now = datetime.now(UTC)
     claimed = await service.store.queue.claim_due(
         owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=10
@@ -580,7 +580,7 @@ async def test_delete_webhook_removes_its_deliveries_and_attempts_only(
     assert await service.store.queue.record("w1", [succeeded(c.id) for c in claimed]) == 2
     doomed_ids = [r.id for r in await delivery_rows(service, deliveries.c.webhook_id == doomed)]
 
-    await service.delete_webhook(doomed)
+    await service.webhooks.delete(doomed)
 
     assert await service.store.webhooks.get_webhook(doomed) is None
     assert await count(service, deliveries, deliveries.c.webhook_id == doomed) == 0
@@ -589,7 +589,7 @@ async def test_delete_webhook_removes_its_deliveries_and_attempts_only(
     assert await count(service, attempts) == 1
     assert await service.store.events.get_event("evt-shared") is not None
     with pytest.raises(NotFound):
-        await service.delete_webhook(doomed)
+        await service.webhooks.delete(doomed)
 
 
 async def test_an_attempt_in_flight_when_its_webhook_is_deleted_is_recorded_without_error(
@@ -599,12 +599,12 @@ async def test_an_attempt_in_flight_when_its_webhook_is_deleted_is_recorded_with
     batch neither fails nor brings the deleted delivery's attempt back; the rest is kept."""
     doomed = await webhook(service, location)
     kept = await webhook(service, location)
-    await service.emit(CUSTOMER, location, SAMPLE, id="evt-shared")
+    await service.events.emit(CUSTOMER, location, SAMPLE, id="evt-shared")
     now = datetime.now(UTC)
     claimed = await service.store.queue.claim_due(
         owner="w1", due_by=now, lease_until=now + timedelta(minutes=5), limit=10
     )
-    await service.delete_webhook(doomed)
+    await service.webhooks.delete(doomed)
 
     assert await service.store.queue.record("w1", [succeeded(c.id) for c in claimed]) == 1
 
@@ -676,7 +676,7 @@ async def test_concurrent_emits_are_committed_together_yet_each_gets_its_own_res
 
     group_commit._commit = counted  # type: ignore[method-assign]
     results = await asyncio.gather(
-        *(service.emit(CUSTOMER, location, SAMPLE, id=f"evt-{n}") for n in range(50))
+        *(service.events.emit(CUSTOMER, location, SAMPLE, id=f"evt-{n}") for n in range(50))
     )
 
     assert [r.id for r in results] == [f"evt-{n}" for n in range(50)]
@@ -690,17 +690,17 @@ async def test_in_a_shared_commit_a_failing_emit_fails_alone(
     service: Service, location: str
 ) -> None:
     await webhook(service, location)
-    other = await service.create_operator("other")
-    await service.create_location("loc-other", "Elsewhere", other.id)
-    await service.emit(CUSTOMER, "loc-other", SAMPLE, id="theirs")
+    other = await service.operators.create("other")
+    await service.locations.create("loc-other", "Elsewhere", other.id)
+    await service.events.emit(CUSTOMER, "loc-other", SAMPLE, id="theirs")
     acme = await service.operators.find("acme")
     caller = Caller(acme.id)
 
     outcomes = await asyncio.gather(
-        service.emit(CUSTOMER, location, SAMPLE, id="mine-1", caller=caller),
-        service.emit(CUSTOMER, location, SAMPLE, id="theirs", caller=caller),  # taken
-        service.emit(CUSTOMER, "loc-other", SAMPLE, id="mine-2", caller=caller),  # not ours
-        service.emit(CUSTOMER, location, SAMPLE, id="mine-3", caller=caller),
+        service.events.emit(CUSTOMER, location, SAMPLE, id="mine-1", caller=caller),
+        service.events.emit(CUSTOMER, location, SAMPLE, id="theirs", caller=caller),  # taken
+        service.events.emit(CUSTOMER, "loc-other", SAMPLE, id="mine-2", caller=caller),  # not ours
+        service.events.emit(CUSTOMER, location, SAMPLE, id="mine-3", caller=caller),
         return_exceptions=True,
     )
 
@@ -712,9 +712,9 @@ async def test_in_a_shared_commit_a_failing_emit_fails_alone(
     ]
     assert isinstance(outcomes[2], NotFound)
     assert outcomes[2].details == [{"field": "location_id", "message": "no such location"}]
-    stored = await service.list_events(limit=10)
+    stored = await service.events.get_all(limit=10)
     assert sorted(e.id for e in stored.data) == ["mine-1", "mine-3", "theirs"]
-    assert (await service.get_event("theirs")).location_id == "loc-other"
+    assert (await service.events.get("theirs")).location_id == "loc-other"
 
 
 async def test_the_same_new_id_emitted_twice_at_once_is_stored_once(
@@ -723,8 +723,8 @@ async def test_the_same_new_id_emitted_twice_at_once_is_stored_once(
     await webhook(service, location)
 
     first, second = await asyncio.gather(
-        service.emit(CUSTOMER, location, SAMPLE, id="same"),
-        service.emit(CUSTOMER, location, {"email": "other@example.com"}, id="same"),
+        service.events.emit(CUSTOMER, location, SAMPLE, id="same"),
+        service.events.emit(CUSTOMER, location, {"email": "other@example.com"}, id="same"),
     )
 
     assert (first.duplicate, second.duplicate) == (False, True)

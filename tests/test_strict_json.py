@@ -302,18 +302,18 @@ async def test_a_schema_may_name_nul_in_a_pattern(api: LiveAPI) -> None:
 async def test_the_service_refuses_a_payload_json_cannot_carry(
     service: Service, location: str, data: dict[str, Any], field: str
 ) -> None:
-    await service.register_event_type(OPEN, "notes", {"type": "object"}, {"note": "x"})
+    await service.event_types.register(OPEN, "notes", {"type": "object"}, {"note": "x"})
 
     with pytest.raises(InvalidInput) as refused:
-        await service.emit(OPEN, location, data)
+        await service.events.emit(OPEN, location, data)
 
     assert field in [d["field"] for d in refused.value.details]
-    assert (await service.list_events()).data == []
+    assert (await service.events.get_all()).data == []
 
 
 async def test_the_service_refuses_a_sample_json_cannot_carry(service: Service) -> None:
     with pytest.raises(InvalidInput) as refused:
-        await service.register_event_type(OPEN, "notes", {"type": "object"}, {"n": math.nan})
+        await service.event_types.register(OPEN, "notes", {"type": "object"}, {"n": math.nan})
 
     assert [d["field"] for d in refused.value.details] == ["sample.n"]
 

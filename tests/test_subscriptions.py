@@ -344,7 +344,7 @@ async def test_existing_webhooks_and_their_deliveries_migrate_unchanged(
 
     service = await Service.open(settings)
     try:
-        webhook = await service.get_webhook("wh_1")
+        webhook = await service.webhooks.get("wh_1")
         assert (webhook.location_id, webhook.event_type) == ("loc-1", "subscriber.create")
         assert (webhook.location_ids, webhook.event_types) == (["loc-1"], ["subscriber.create"])
         assert webhook.operator_id == "op_1"
@@ -354,7 +354,7 @@ async def test_existing_webhooks_and_their_deliveries_migrate_unchanged(
                 for table in (deliveries, attempts, subscriptions)
             ]
         assert counted == [3, 2, 1]
-        assert [d.webhook_id for d in (await service.list_deliveries()).data] == ["wh_1"] * 3
+        assert [d.webhook_id for d in (await service.deliveries.get_all()).data] == ["wh_1"] * 3
     finally:
         await service.close()
 

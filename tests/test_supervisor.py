@@ -85,21 +85,21 @@ def alive(pid: int) -> bool:
 async def test_processes_share_the_work_a_dead_one_is_replaced_and_sigterm_stops_all(
     service: Service, location: str, python_receiver: PythonReceiver
 ) -> None:
-    await service.create_webhook(location, EVENT, python_receiver.url)
+    await service.webhooks.create(location, EVENT, python_receiver.url)
     supervisor = await start_supervisor(service, processes=2)
     try:
         await eventually(lambda: _count_is(worker_pids(service), 2))
         first = await worker_pids(service)
         assert first == children_of(supervisor.pid)  # its own children, each registered
 
-        await service.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * 300)
+        await service.events.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * 300)
         await eventually(lambda: _count_is(delivered(service), 300))
 
         doomed = min(first)
         os.kill(doomed, signal.SIGKILL)
         # another child takes its place and registers; the dead one's row is taken over
         await eventually(lambda: _replaced(service, first, doomed), within=20)
-        await service.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * 300)
+        await service.events.emit_many([EmitRequest(EVENT, location, dict(SAMPLE))] * 300)
         await eventually(lambda: _count_is(delivered(service), 600))
         ids = [r.header("X-Hotspotsystem-Delivery") for r in python_receiver.requests]
         assert len(ids) == len(set(ids)) == 600  # the kill came between bursts: no repeats

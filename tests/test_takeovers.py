@@ -58,9 +58,9 @@ async def test_a_stalled_workers_lease_taken_over_mid_request_sends_no_number_tw
     service: Service, location: str, python_receiver: PythonReceiver
 ) -> None:
     python_receiver.delay = 3.0  # slow: A's requests are still on the wire when B takes over
-    await service.create_webhook(location, EVENT, python_receiver.url)
+    await service.webhooks.create(location, EVENT, python_receiver.url)
     for _ in range(6):
-        await service.emit(EVENT, location, SAMPLE)
+        await service.events.emit(EVENT, location, SAMPLE)
     settings = {"interval": "0.2", "timeout": "20", "per_host_concurrency": "2"}
 
     stalled = await start_worker(service, **settings, **FAST_LIVENESS)
@@ -98,7 +98,7 @@ async def test_a_stalled_workers_lease_taken_over_mid_request_sends_no_number_tw
     unknown = {(d, n) for d, n, _, error, _ in attempts if "outcome unknown" in str(error)}
     assert len(late) == 2 and {(d, n) for d, n, _ in late} == unknown
     assert all(status == 200 for _, _, status in late)  # what A's receiver answered, kept
-    shown = (await service.get_delivery(str(late[0][0]))).attempts
+    shown = (await service.deliveries.get(str(late[0][0]))).attempts
     assert [a.error for a in shown if a.status == 200 and a.number == late[0][1]] == [
         "recorded late: another worker had taken this delivery over; it changed nothing"
     ]
@@ -109,9 +109,9 @@ async def test_a_stalled_workers_lease_taken_over_mid_request_sends_no_number_tw
 async def test_the_database_refuses_a_second_counted_attempt_of_one_number(
     service: Service, location: str
 ) -> None:
-    webhook = await service.create_webhook(location, EVENT, "http://127.0.0.1:9/x")
-    await service.emit(EVENT, location, SAMPLE)
-    (delivery,) = (await service.list_deliveries(webhook_id=webhook.id)).data
+    webhook = await service.webhooks.create(location, EVENT, "http://127.0.0.1:9/x")
+    await service.events.emit(EVENT, location, SAMPLE)
+    (delivery,) = (await service.deliveries.get_all(webhook_id=webhook.id)).data
     row = {
         "delivery_id": delivery.id,
         "number": 1,

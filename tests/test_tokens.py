@@ -119,8 +119,8 @@ async def test_the_last_admin_token_cannot_be_revoked(
     the last would leave nobody able to manage operators."""
     service = await Service.open(make_settings(), migrate=True)
     try:
-        one = await service.create_token(None)
-        two = await service.create_token(None)
+        one = await service.tokens.create(None)
+        two = await service.tokens.create(None)
     finally:
         await service.close()
     api: LiveAPI = await make_api(dispatch=False, admin_token=None)
@@ -139,7 +139,7 @@ async def test_with_a_configured_admin_token_the_stored_ones_may_all_go(
 ) -> None:
     service = await Service.open(make_settings(), migrate=True)
     try:
-        stored = await service.create_token(None)
+        stored = await service.tokens.create(None)
     finally:
         await service.close()
     api: LiveAPI = await make_api(dispatch=False)  # with ADMIN_TOKEN configured

@@ -34,9 +34,9 @@ async def test_a_claim_whose_commit_landed_after_the_worker_gave_up_is_given_bac
     python_receiver: PythonReceiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await service.create_webhook(location, "customer.create", python_receiver.url)
+    await service.webhooks.create(location, "customer.create", python_receiver.url)
     for n in range(EVENTS):
-        await service.emit("customer.create", location, SAMPLE, id=f"evt-{n}")
+        await service.events.emit("customer.create", location, SAMPLE, id=f"evt-{n}")
     address = urlsplit(database_url)
     assert address.port is not None
     caplog.set_level(logging.WARNING, logger="hotspot_webhooks")

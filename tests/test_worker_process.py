@@ -55,9 +55,9 @@ async def test_worker_killed_mid_pass_loses_nothing(
     service: Service, location: str, python_receiver: PythonReceiver
 ) -> None:
     python_receiver.delay = 0.5
-    await service.create_webhook(location, "transaction.paid.create", python_receiver.url)
+    await service.webhooks.create(location, "transaction.paid.create", python_receiver.url)
     for _ in range(20):
-        await service.emit("transaction.paid.create", location, SAMPLE)
+        await service.events.emit("transaction.paid.create", location, SAMPLE)
     settings = {
         "interval": "0.2",
         "timeout": "1",
@@ -80,7 +80,7 @@ async def test_worker_killed_mid_pass_loses_nothing(
         survivor.terminate()
         await survivor.wait()
 
-    deliveries = (await service.list_deliveries(limit=100)).data
+    deliveries = (await service.deliveries.get_all(limit=100)).data
     assert len(deliveries) == 20
     assert all(d.status == "succeeded" for d in deliveries)
     sent: dict[str, set[int]] = {}
@@ -89,7 +89,7 @@ async def test_worker_killed_mid_pass_loses_nothing(
         sent.setdefault(request.header("X-Hotspotsystem-Delivery") or "", set()).add(number)
     assert set(sent) == {d.id for d in deliveries}
     for delivery in deliveries:
-        attempts = (await service.get_delivery(delivery.id)).attempts
+        attempts = (await service.deliveries.get(delivery.id)).attempts
         assert attempts and attempts[-1].status == 200
         assert min(sent[delivery.id]) == 1  # no retry burned on a request never made
     # what the killed worker had on the wire is on record as attempts of unknown outcome,
@@ -106,9 +106,9 @@ async def test_sigterm_finishes_in_flight_attempts_and_releases_the_rest(
     service: Service, location: str, python_receiver: PythonReceiver
 ) -> None:
     python_receiver.delay = 1.0
-    await service.create_webhook(location, "transaction.paid.create", python_receiver.url)
+    await service.webhooks.create(location, "transaction.paid.create", python_receiver.url)
     for _ in range(10):
-        await service.emit("transaction.paid.create", location, SAMPLE)
+        await service.events.emit("transaction.paid.create", location, SAMPLE)
 
     worker = await start_worker(service, interval="0.2", timeout="5", concurrency="2")
     await eventually(lambda: _at_least(python_receiver, 2))
@@ -123,7 +123,7 @@ async def test_sigterm_finishes_in_flight_attempts_and_releases_the_rest(
     assert db_rows(service, "SELECT count(*) FROM attempts")[0][0] == in_flight
     still_leased = db_rows(service, "SELECT count(*) FROM deliveries WHERE lease_owner IS NOT NULL")
     assert still_leased[0][0] == 0  # the unsent ones went straight back to the queue
-    pending = (await service.list_deliveries(status="pending")).data
+    pending = (await service.deliveries.get_all(status="pending")).data
     assert len(pending) == 10 - in_flight
     assert all(d.attempt_count == 0 for d in pending)
 
@@ -133,4 +133,4 @@ async def _at_least(receiver: PythonReceiver, count: int) -> bool:
 
 
 async def _none_pending(service: Service) -> bool:
-    return not (await service.list_deliveries(status="pending")).data
+    return not (await service.deliveries.get_all(status="pending")).data

@@ -27,9 +27,9 @@ async def test_a_worker_paused_past_the_timeout_records_the_answers_it_was_sent(
     service: Service, location: str, python_receiver: PythonReceiver
 ) -> None:
     python_receiver.delay = 2.0  # answers 200 in 2 s, within the 3 s timeout
-    await service.create_webhook(location, EVENT, python_receiver.url)
+    await service.webhooks.create(location, EVENT, python_receiver.url)
     for _ in range(10):
-        await service.emit(EVENT, location, SAMPLE)
+        await service.events.emit(EVENT, location, SAMPLE)
 
     worker = await start_worker(
         service, interval="0.2", timeout="3", circuit_threshold="3", circuit_wait="60"
@@ -100,4 +100,4 @@ async def _received(receiver: PythonReceiver, count: int) -> bool:
 
 
 async def _none_pending(service: Service) -> bool:
-    return not (await service.list_deliveries(status="pending")).data
+    return not (await service.deliveries.get_all(status="pending")).data

@@ -1,8 +1,9 @@
 """The REST API from Python, as the service's own verbs: what the CLI's remote mode talks to.
 
-``RemoteService`` has the methods the command line calls on ``Service``, with the same
-arguments and the same resource models back, so every command prints the same thing whether
-it opened the database itself or asked a running server (``HOTSPOT_WEBHOOKS_URL`` and a token).
+``RemoteService`` has the parts the command line calls on ``Service`` (``operators``,
+``webhooks``, ...), with the same verbs, the same arguments and the same resource models back,
+so every command prints the same thing whether it opened the database itself or asked a running
+server (``HOTSPOT_WEBHOOKS_URL`` and a token).
 The server decides who may do what: the token's operator, or the admin. An error answer becomes
 the exception the service would have raised, with the server's message.
 """
@@ -88,8 +89,8 @@ def _query(**values: object) -> dict[str, str]:
     return {key: str(value) for key, value in values.items() if value is not None}
 
 
-class RemoteService:
-    """The service's verbs over REST, as the holder of ``token`` may use them."""
+class _Rest:
+    """One session with the server, as the holder of ``token``: the parts' requests go here."""
 
     def __init__(self, base_url: str, token: str) -> None:
         self.base_url = base_url.rstrip("/")
@@ -104,7 +105,7 @@ class RemoteService:
     async def close(self) -> None:
         await self._session.close()
 
-    async def _call(
+    async def call(
         self,
         method: str,
         path: str,
@@ -158,79 +159,100 @@ class RemoteService:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _model(self, kind: type[M], method: str, path: str, **kwargs: Any) -> M:
-        return kind.model_validate(await self._call(method, path, **kwargs))
+    async def model(self, kind: type[M], method: str, path: str, **kwargs: Any) -> M:
+        return kind.model_validate(await self.call(method, path, **kwargs))
 
-    async def _list(self, kind: type[M], path: str, **query: object) -> list[M]:
-        answer = await self._call("GET", path, query=_query(**query))
+    async def listed(self, kind: type[M], path: str, **query: object) -> list[M]:
+        answer = await self.call("GET", path, query=_query(**query))
         return [kind.model_validate(item) for item in answer["data"]]
 
-    # operators and tokens
 
-    async def create_operator(self, name: str) -> OperatorWithToken:
-        return await self._model(OperatorWithToken, "POST", "/v1/operators", body={"name": name})
+class _RemotePart:
+    """A resource's verbs over one shared session with the server."""
 
-    async def list_operators(self) -> list[Operator]:
-        return await self._list(Operator, "/v1/operators")
+    def __init__(self, rest: _Rest) -> None:
+        self._rest = rest
 
-    async def set_operator_status(self, operator: str, status: str) -> Operator:
+
+class RemoteOperators(_RemotePart):
+    """The operators' verbs over REST."""
+
+    async def create(self, name: str) -> OperatorWithToken:
+        return await self._rest.model(
+            OperatorWithToken, "POST", "/v1/operators", body={"name": name}
+        )
+
+    async def get_all(self) -> list[Operator]:
+        return await self._rest.listed(Operator, "/v1/operators")
+
+    async def set_status(self, operator: str, status: str) -> Operator:
         path = f"/v1/operators/{_segment(operator)}"
-        return await self._model(Operator, "PATCH", path, body={"status": status})
+        return await self._rest.model(Operator, "PATCH", path, body={"status": status})
 
-    async def delete_operator(self, operator: str) -> None:
-        await self._call("DELETE", f"/v1/operators/{_segment(operator)}")
+    async def delete(self, operator: str) -> None:
+        await self._rest.call("DELETE", f"/v1/operators/{_segment(operator)}")
 
-    async def create_token(self, operator: str | None) -> TokenCreated:
+
+class RemoteTokens(_RemotePart):
+    """The operators' tokens' verbs over REST."""
+
+    async def create(self, operator: str | None) -> TokenCreated:
         if operator is None:
             raise InvalidInput("give the operator whose token to create (--operator)")
         path = f"/v1/operators/{_segment(operator)}/tokens"
-        return await self._model(TokenCreated, "POST", path)
+        return await self._rest.model(TokenCreated, "POST", path)
 
-    async def list_tokens(self, operator: str | None = None) -> list[Token]:
-        return await self._list(Token, "/v1/tokens", operator_id=operator)
+    async def get_all(self, operator: str | None = None) -> list[Token]:
+        return await self._rest.listed(Token, "/v1/tokens", operator_id=operator)
 
-    async def revoke_token(self, token_id: str) -> None:
-        await self._call("DELETE", f"/v1/tokens/{_segment(token_id)}")
+    async def revoke(self, token_id: str) -> None:
+        await self._rest.call("DELETE", f"/v1/tokens/{_segment(token_id)}")
 
-    # locations
 
-    async def create_location(self, location_id: str, name: str, operator: str | None) -> Location:
+class RemoteLocations(_RemotePart):
+    """The locations' verbs over REST."""
+
+    async def create(self, location_id: str, name: str, operator: str | None) -> Location:
         body = {"id": location_id, "name": name, "operator_id": operator}
-        return await self._model(Location, "POST", "/v1/locations", body=_present(body))
+        return await self._rest.model(Location, "POST", "/v1/locations", body=_present(body))
 
-    async def get_location(self, location_id: str) -> Location:
-        return await self._model(Location, "GET", f"/v1/locations/{_segment(location_id)}")
+    async def get(self, location_id: str) -> Location:
+        return await self._rest.model(Location, "GET", f"/v1/locations/{_segment(location_id)}")
 
-    async def list_locations(self, operator: str | None = None) -> list[Location]:
-        return await self._list(Location, "/v1/locations", operator_id=operator)
+    async def get_all(self, operator: str | None = None) -> list[Location]:
+        return await self._rest.listed(Location, "/v1/locations", operator_id=operator)
 
-    async def set_location_status(self, location_id: str, status: str) -> Location:
+    async def set_status(self, location_id: str, status: str) -> Location:
         path = f"/v1/locations/{_segment(location_id)}"
-        return await self._model(Location, "PATCH", path, body={"status": status})
+        return await self._rest.model(Location, "PATCH", path, body={"status": status})
 
-    async def delete_location(self, location_id: str) -> None:
-        await self._call("DELETE", f"/v1/locations/{_segment(location_id)}")
+    async def delete(self, location_id: str) -> None:
+        await self._rest.call("DELETE", f"/v1/locations/{_segment(location_id)}")
 
-    # event types
 
-    async def list_event_types(self) -> list[EventTypeInfo]:
-        return await self._list(EventTypeInfo, "/v1/event-types")
+class RemoteEventTypes(_RemotePart):
+    """The event types' verbs over REST."""
 
-    async def get_event_type(self, name: str) -> EventTypeInfo:
-        return await self._model(EventTypeInfo, "GET", f"/v1/event-types/{_segment(name)}")
+    async def get_all(self) -> list[EventTypeInfo]:
+        return await self._rest.listed(EventTypeInfo, "/v1/event-types")
 
-    async def register_event_type(
+    async def get(self, name: str) -> EventTypeInfo:
+        return await self._rest.model(EventTypeInfo, "GET", f"/v1/event-types/{_segment(name)}")
+
+    async def register(
         self, name: str, description: str, json_schema: object, sample: object
     ) -> EventTypeInfo:
         body = {"name": name, "description": description, "schema": json_schema, "sample": sample}
-        return await self._model(EventTypeInfo, "POST", "/v1/event-types", body=body)
+        return await self._rest.model(EventTypeInfo, "POST", "/v1/event-types", body=body)
 
-    async def remove_event_type(self, name: str) -> None:
-        await self._call("DELETE", f"/v1/event-types/{_segment(name)}")
+    async def remove(self, name: str) -> None:
+        await self._rest.call("DELETE", f"/v1/event-types/{_segment(name)}")
 
-    # webhooks
 
-    async def create_webhook(
+class RemoteWebhooks(_RemotePart):
+    """The webhooks' verbs over REST."""
+
+    async def create(
         self,
         location_id: str | None = None,
         event_type: str | None = None,
@@ -248,23 +270,25 @@ class RemoteService:
             "event_types": None if event_types is None else list(event_types),
             "operator_id": operator,
         }
-        return await self._model(WebhookWithSecret, "POST", "/v1/webhooks", body=_present(body))
+        return await self._rest.model(
+            WebhookWithSecret, "POST", "/v1/webhooks", body=_present(body)
+        )
 
-    async def list_webhooks(
+    async def get_all(
         self,
         *,
         location_id: str | None = None,
         event_type: str | None = None,
         status: str | None = None,
     ) -> list[Webhook]:
-        return await self._list(
+        return await self._rest.listed(
             Webhook, "/v1/webhooks", location_id=location_id, event_type=event_type, status=status
         )
 
-    async def get_webhook(self, webhook_id: str) -> Webhook:
-        return await self._model(Webhook, "GET", f"/v1/webhooks/{_segment(webhook_id)}")
+    async def get(self, webhook_id: str) -> Webhook:
+        return await self._rest.model(Webhook, "GET", f"/v1/webhooks/{_segment(webhook_id)}")
 
-    async def update_webhook(
+    async def update(
         self,
         webhook_id: str,
         *,
@@ -280,33 +304,37 @@ class RemoteService:
             "event_types": None if event_types is None else list(event_types),
         }
         path = f"/v1/webhooks/{_segment(webhook_id)}"
-        return await self._model(Webhook, "PATCH", path, body=_present(body))
+        return await self._rest.model(Webhook, "PATCH", path, body=_present(body))
 
-    async def delete_webhook(self, webhook_id: str) -> None:
-        await self._call("DELETE", f"/v1/webhooks/{_segment(webhook_id)}")
+    async def delete(self, webhook_id: str) -> None:
+        await self._rest.call("DELETE", f"/v1/webhooks/{_segment(webhook_id)}")
 
     async def rotate_key(self, webhook_id: str) -> WebhookWithSecret:
         path = f"/v1/webhooks/{_segment(webhook_id)}/rotate-key"
-        return await self._model(WebhookWithSecret, "POST", path)
+        return await self._rest.model(WebhookWithSecret, "POST", path)
 
-    async def test_webhook(
+    async def test(
         self, webhook_id: str, *, event_type: str | None = None, location_id: str | None = None
     ) -> DeliveryWithAttempts:
         path = f"/v1/webhooks/{_segment(webhook_id)}/test"
         query = _query(event_type=event_type, location_id=location_id)
-        return await self._model(DeliveryWithAttempts, "POST", path, query=query)
+        return await self._rest.model(DeliveryWithAttempts, "POST", path, query=query)
 
     async def recover(self, webhook_id: str, since: datetime) -> RecoverResult:
         path = f"/v1/webhooks/{_segment(webhook_id)}/recover"
-        return await self._model(RecoverResult, "POST", path, body={"since": since.isoformat()})
+        return await self._rest.model(
+            RecoverResult, "POST", path, body={"since": since.isoformat()}
+        )
 
-    # events and deliveries
+
+class RemoteEvents(_RemotePart):
+    """The events' verbs over REST."""
 
     async def emit(
         self, type: str, location_id: str, data: Any, *, id: str | None = None
     ) -> EmitResult:
         body = _present({"type": type, "location_id": location_id, "data": data, "id": id})
-        return await self._model(EmitResult, "POST", "/v1/events", body=body)
+        return await self._rest.model(EmitResult, "POST", "/v1/events", body=body)
 
     async def emit_many(self, requests: Sequence[EmitRequest]) -> list[EmitResult]:
         """Up to 1,000 events in one request, stored together or not at all."""
@@ -316,13 +344,13 @@ class RemoteService:
                 for r in requests
             ]
         }
-        answer = await self._call("POST", "/v1/events/batch", body=body)
+        answer = await self._rest.call("POST", "/v1/events/batch", body=body)
         return [EmitResult.model_validate(result) for result in answer["data"]]
 
-    async def get_event(self, event_id: str) -> Event:
-        return await self._model(Event, "GET", f"/v1/events/{_segment(event_id)}")
+    async def get(self, event_id: str) -> Event:
+        return await self._rest.model(Event, "GET", f"/v1/events/{_segment(event_id)}")
 
-    async def list_events(
+    async def get_all(
         self,
         *,
         location_id: str | None = None,
@@ -331,9 +359,13 @@ class RemoteService:
         limit: int = 50,
     ) -> Page[Event]:
         query = _query(location_id=location_id, type=type, cursor=cursor, limit=limit)
-        return Page[Event].model_validate(await self._call("GET", "/v1/events", query=query))
+        return Page[Event].model_validate(await self._rest.call("GET", "/v1/events", query=query))
 
-    async def list_deliveries(
+
+class RemoteDeliveries(_RemotePart):
+    """The deliveries' verbs over REST."""
+
+    async def get_all(
         self,
         *,
         webhook_id: str | None = None,
@@ -345,15 +377,37 @@ class RemoteService:
         query = _query(
             webhook_id=webhook_id, event_id=event_id, status=status, cursor=cursor, limit=limit
         )
-        return Page[Delivery].model_validate(await self._call("GET", "/v1/deliveries", query=query))
+        return Page[Delivery].model_validate(
+            await self._rest.call("GET", "/v1/deliveries", query=query)
+        )
 
-    async def get_delivery(self, delivery_id: str) -> DeliveryWithAttempts:
+    async def get(self, delivery_id: str) -> DeliveryWithAttempts:
         path = f"/v1/deliveries/{_segment(delivery_id)}"
-        return await self._model(DeliveryWithAttempts, "GET", path)
+        return await self._rest.model(DeliveryWithAttempts, "GET", path)
 
-    async def retry_delivery(self, delivery_id: str) -> Delivery:
+    async def retry(self, delivery_id: str) -> Delivery:
         path = f"/v1/deliveries/{_segment(delivery_id)}/retry"
-        return await self._model(Delivery, "POST", path)
+        return await self._rest.model(Delivery, "POST", path)
+
+
+class RemoteService:
+    """The service's parts over REST, as the holder of ``token`` may use them: the same
+    attributes (``operators``, ``webhooks``, ...) and verbs as ``Service``'s parts."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        rest = _Rest(base_url, token)
+        self.base_url = rest.base_url
+        self._rest = rest
+        self.operators = RemoteOperators(rest)
+        self.tokens = RemoteTokens(rest)
+        self.locations = RemoteLocations(rest)
+        self.event_types = RemoteEventTypes(rest)
+        self.webhooks = RemoteWebhooks(rest)
+        self.events = RemoteEvents(rest)
+        self.deliveries = RemoteDeliveries(rest)
+
+    async def close(self) -> None:
+        await self._rest.close()
 
 
 def _present(body: Mapping[str, object]) -> dict[str, object]:

@@ -20,13 +20,13 @@ def emit(
 ) -> EmitResult:
     """Store an event and its deliveries durably; returns once they are committed.
 
-    For code already running an event loop, use ``await Service.emit(...)`` instead.
+    For code already running an event loop, use ``await service.events.emit(...)`` instead.
     """
 
     async def run() -> EmitResult:
         service = await Service.open(settings or Settings())
         try:
-            return await service.emit(type, location_id, data, id=id)
+            return await service.events.emit(type, location_id, data, id=id)
         finally:
             await service.close()
 

@@ -53,7 +53,7 @@ async def current_caller(
         raise Unauthorized("the Authorization header must read 'Bearer <token>'")
     token = credentials.credentials if credentials else api_key
     try:
-        return await service.authenticate(token)
+        return await service.access.authenticate(token)
     except Unauthorized:
         if token:  # a token that is not valid; a missing one guesses nothing
             limit.failed(address)

@@ -35,7 +35,7 @@ async def list_deliveries(
     limit: Limit = 50,
 ) -> Page[Delivery]:
     """Newest first, `limit` at a time; follow `next_cursor` for more."""
-    return await service.list_deliveries(
+    return await service.deliveries.get_all(
         webhook_id=webhook_id,
         event_id=event_id,
         status=None if status is None else status.value,
@@ -50,7 +50,7 @@ async def get_delivery(
     delivery_id: DeliveryId, service: ServiceDep, caller: CallerDep
 ) -> DeliveryWithAttempts:
     """The delivery with every attempt: request headers, status, response excerpt, error."""
-    return await service.get_delivery(delivery_id, caller=caller)
+    return await service.deliveries.get(delivery_id, caller=caller)
 
 
 @router.post("/{delivery_id}/retry", status_code=202, responses=CONFLICT_RESPONSE)
@@ -58,4 +58,4 @@ async def retry_delivery(
     delivery_id: DeliveryId, service: ServiceDep, caller: CallerDep
 ) -> Delivery:
     """Make the delivery due now, whatever its state; the next pass sends it."""
-    return await service.retry_delivery(delivery_id, caller=caller)
+    return await service.deliveries.retry(delivery_id, caller=caller)

@@ -56,12 +56,12 @@ class EventTypeCreate(BaseModel):
 async def list_event_types(service: ServiceDep) -> Page[EventTypeInfo]:
     """The six built-ins, then the registered types. Public: it holds nothing but the
     catalog."""
-    return Page[EventTypeInfo](data=await service.list_event_types())
+    return Page[EventTypeInfo](data=await service.event_types.get_all())
 
 
 @router.get("/{name}", responses={404: ERROR_RESPONSES[404]})
 async def get_event_type(name: str, service: ServiceDep) -> EventTypeInfo:
-    return await service.get_event_type(name)
+    return await service.event_types.get(name)
 
 
 @router.post("", status_code=201, responses={**ERROR_RESPONSES, **CONFLICT_RESPONSE})
@@ -70,7 +70,7 @@ async def register_event_type(
 ) -> EventTypeInfo:
     """Register a further event type (admin only). Its events are validated against its
     schema; webhooks subscribe to it by name. A built-in's name, or a registered one, is 409."""
-    return await service.register_event_type(
+    return await service.event_types.register(
         body.name, body.description, body.schema_, body.sample, caller=caller
     )
 
@@ -84,5 +84,5 @@ async def register_event_type(
 async def remove_event_type(name: str, service: ServiceDep, caller: CallerDep) -> Response:
     """Remove a registered type (admin only) that no event and no webhook uses; a built-in
     or a type in use is 409."""
-    await service.remove_event_type(name, caller=caller)
+    await service.event_types.remove(name, caller=caller)
     return Response(status_code=204)

@@ -135,7 +135,7 @@ async def emit(
 ) -> EmitResult:
     """Store the event with one delivery per enabled matching webhook, then answer. An `id`
     that exists changes nothing and answers the original result with `duplicate: true`."""
-    return (await service.emit_many([_request(event)], single=True, caller=caller))[0]
+    return (await service.events.emit_many([_request(event)], single=True, caller=caller))[0]
 
 
 @router.post("/batch", status_code=202, responses=CONFLICT_RESPONSE)
@@ -155,7 +155,7 @@ async def emit_batch(
     caller: CallerDep,
 ) -> EmitBatchResult:
     """Up to 1000 events, stored together (all or none) before the answer."""
-    results = await service.emit_many([_request(e) for e in batch.events], caller=caller)
+    results = await service.events.emit_many([_request(e) for e in batch.events], caller=caller)
     return EmitBatchResult(data=results)
 
 
@@ -169,7 +169,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> Page[Event]:
     """Newest first, `limit` at a time; follow `next_cursor` for more."""
-    return await service.list_events(
+    return await service.events.get_all(
         location_id=location_id, type=type, cursor=cursor, limit=limit, caller=caller
     )
 
@@ -178,4 +178,4 @@ async def list_events(
 async def get_event(
     event_id: Annotated[str, id_in_path("The event's id.")], service: ServiceDep, caller: CallerDep
 ) -> Event:
-    return await service.get_event(event_id, caller=caller)
+    return await service.events.get(event_id, caller=caller)

@@ -36,7 +36,7 @@ class LocationCreate(BaseModel):
 
 @router.post("", status_code=201, responses=CONFLICT_RESPONSE)
 async def create_location(body: LocationCreate, service: ServiceDep, caller: CallerDep) -> Location:
-    return await service.create_location(body.id, body.name, body.operator_id, caller=caller)
+    return await service.locations.create(body.id, body.name, body.operator_id, caller=caller)
 
 
 @router.get("")
@@ -46,7 +46,7 @@ async def list_locations(
     operator_id: Annotated[str | None, name_in_query("The operator's id or name.")] = None,
 ) -> Page[Location]:
     """The caller's locations (the admin sees all, or one operator's with ``operator_id``)."""
-    return Page[Location](data=await service.list_locations(operator_id, caller=caller))
+    return Page[Location](data=await service.locations.get_all(operator_id, caller=caller))
 
 
 LocationId = Annotated[str, id_in_path("The location's id.")]
@@ -54,7 +54,7 @@ LocationId = Annotated[str, id_in_path("The location's id.")]
 
 @router.get("/{location_id}")
 async def get_location(location_id: LocationId, service: ServiceDep, caller: CallerDep) -> Location:
-    return await service.get_location(location_id, caller=caller)
+    return await service.locations.get(location_id, caller=caller)
 
 
 @router.patch("/{location_id}", responses=CONFLICT_RESPONSE)
@@ -65,7 +65,7 @@ async def change_location(
     deliveries fail unsent; `recover` re-queues them later) and events there are accepted
     with no delivery. Enabled: the webhooks its disabling disabled are enabled (refused
     while its operator is disabled)."""
-    return await service.set_location_status(location_id, body.status.value, caller=caller)
+    return await service.locations.set_status(location_id, body.status.value, caller=caller)
 
 
 @router.delete("/{location_id}", status_code=204, response_class=Response)
@@ -74,5 +74,5 @@ async def delete_location(
 ) -> Response:
     """Delete a location with its webhooks and its events, their deliveries and attempts
     (in short transactions; if interrupted, delete again)."""
-    await service.delete_location(location_id, caller=caller)
+    await service.locations.delete(location_id, caller=caller)
     return Response(status_code=204)

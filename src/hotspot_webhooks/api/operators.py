@@ -32,18 +32,18 @@ async def create_operator(
     body: OperatorCreate, service: ServiceDep, caller: CallerDep
 ) -> OperatorWithToken:
     """Create an operator; the answer holds its first token, shown this once."""
-    return await service.create_operator(body.name, caller=caller)
+    return await service.operators.create(body.name, caller=caller)
 
 
 @router.get("")
 async def list_operators(service: ServiceDep, caller: CallerDep) -> Page[Operator]:
-    return Page[Operator](data=await service.list_operators(caller=caller))
+    return Page[Operator](data=await service.operators.get_all(caller=caller))
 
 
 @router.post("/{operator_id}/tokens", status_code=201)
 async def create_token(operator_id: str, service: ServiceDep, caller: CallerDep) -> TokenCreated:
     """A further token for the operator (id or name), shown this once."""
-    return await service.create_token(operator_id, caller=caller)
+    return await service.tokens.create(operator_id, caller=caller)
 
 
 OperatorRef = Annotated[str, name_in_path("The operator's id or name.")]
@@ -57,7 +57,7 @@ async def change_operator(
     are disabled (their queued deliveries fail unsent; `recover` re-queues them later), and
     events at its locations are accepted with no delivery. Enabled: its tokens work again
     and the webhooks its disabling disabled are enabled."""
-    return await service.set_operator_status(operator_id, body.status.value, caller=caller)
+    return await service.operators.set_status(operator_id, body.status.value, caller=caller)
 
 
 @router.delete("/{operator_id}", status_code=204, response_class=Response)
@@ -67,5 +67,5 @@ async def delete_operator(
     """Delete an operator with its tokens, locations, webhooks, events, deliveries and
     attempts (disabled first, so its tokens stop at once; then deleted in short
     transactions; if interrupted, delete again)."""
-    await service.delete_operator(operator_id, caller=caller)
+    await service.operators.delete(operator_id, caller=caller)
     return Response(status_code=204)

@@ -29,7 +29,7 @@ async def list_tokens(
 ) -> Page[Token]:
     """The caller's tokens (the admin sees all, or one operator's with ``operator_id``);
     ``operator_id`` is null for admin tokens."""
-    return Page[Token](data=await service.list_tokens(operator_id, caller=caller))
+    return Page[Token](data=await service.tokens.get_all(operator_id, caller=caller))
 
 
 @router.delete("/{token_id}", status_code=204, response_class=Response, responses=CONFLICT_RESPONSE)
@@ -40,5 +40,5 @@ async def revoke_token(
 ) -> Response:
     """Revoke a token at once (an operator: its own only). The last admin token cannot be
     revoked (409): create another first."""
-    await service.revoke_token(token_id, caller=caller)
+    await service.tokens.revoke(token_id, caller=caller)
     return Response(status_code=204)

@@ -112,7 +112,7 @@ async def create_webhook(
     body: WebhookCreate, service: ServiceDep, caller: CallerDep
 ) -> WebhookWithSecret:
     """Create a webhook. The answer holds its `api_key` and `signing_secret`, shown this once."""
-    return await service.create_webhook(
+    return await service.webhooks.create(
         callback_url=body.callback_url,
         location_id=body.location_id,
         location_ids=body.location_ids,
@@ -133,7 +133,7 @@ async def list_webhooks(
     event_type: Annotated[str | None, Query(json_schema_extra=EVENT_TYPE_ENUM)] = None,
     status: WebhookStatus | None = None,
 ) -> Page[Webhook]:
-    found = await service.list_webhooks(
+    found = await service.webhooks.get_all(
         location_id=location_id,
         event_type=event_type,
         status=None if status is None else status.value,
@@ -144,7 +144,7 @@ async def list_webhooks(
 
 @router.get("/{webhook_id}")
 async def get_webhook(webhook_id: WebhookId, service: ServiceDep, caller: CallerDep) -> Webhook:
-    return await service.get_webhook(webhook_id, caller=caller)
+    return await service.webhooks.get(webhook_id, caller=caller)
 
 
 @router.patch("/{webhook_id}", responses=CONFLICT_RESPONSE)
@@ -153,7 +153,7 @@ async def update_webhook(
 ) -> Webhook:
     """Change the callback URL or the subscription, or enable/disable (enabling clears
     `disabled_reason`)."""
-    return await service.update_webhook(
+    return await service.webhooks.update(
         webhook_id,
         callback_url=body.callback_url,
         status=None if body.status is None else body.status.value,
@@ -166,7 +166,7 @@ async def update_webhook(
 @router.delete("/{webhook_id}", status_code=204, response_class=Response)
 async def delete_webhook(webhook_id: WebhookId, service: ServiceDep, caller: CallerDep) -> Response:
     """Delete the webhook with its deliveries and their attempts."""
-    await service.delete_webhook(webhook_id, caller=caller)
+    await service.webhooks.delete(webhook_id, caller=caller)
     return Response(status_code=204)
 
 
@@ -175,7 +175,7 @@ async def rotate_key(
     webhook_id: WebhookId, service: ServiceDep, caller: CallerDep
 ) -> WebhookWithSecret:
     """A new API key, shown this once; every later attempt is signed with it."""
-    return await service.rotate_key(webhook_id, caller=caller)
+    return await service.webhooks.rotate_key(webhook_id, caller=caller)
 
 
 @router.post("/{webhook_id}/test", responses=CONFLICT_RESPONSE)
@@ -192,7 +192,7 @@ async def send_test_event(
 ) -> DeliveryWithAttempts:
     """Send a sample event now, to this webhook alone; answers with the delivery and its
     attempt (a failed one is retried like any other)."""
-    return await service.test_webhook(
+    return await service.webhooks.test(
         webhook_id, event_type=event_type, location_id=location_id or None, caller=caller
     )
 
@@ -202,4 +202,4 @@ async def recover(
     webhook_id: WebhookId, body: RecoverRequest, service: ServiceDep, caller: CallerDep
 ) -> RecoverResult:
     """Re-queue failed deliveries created since `since`; each gets one more attempt."""
-    return await service.recover(webhook_id, body.since, caller=caller)
+    return await service.webhooks.recover(webhook_id, body.since, caller=caller)

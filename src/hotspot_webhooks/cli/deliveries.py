@@ -33,7 +33,7 @@ def deliveries_list(
     """List deliveries, newest first."""
     page = with_backend(
         db,
-        lambda s: s.list_deliveries(
+        lambda s: s.deliveries.get_all(
             webhook_id=webhook, event_id=event, status=status, cursor=cursor, limit=limit
         ),
     )
@@ -57,7 +57,7 @@ def deliveries_show(
     delivery_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Show a delivery with every attempt."""
-    show_delivery(with_backend(db, lambda s: s.get_delivery(delivery_id)), as_json)
+    show_delivery(with_backend(db, lambda s: s.deliveries.get(delivery_id)), as_json)
 
 
 @deliveries_app.command("retry")
@@ -65,4 +65,4 @@ def deliveries_retry(
     delivery_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Send a delivery again at the next pass, whatever its state."""
-    show(with_backend(db, lambda s: s.retry_delivery(delivery_id)), as_json)
+    show(with_backend(db, lambda s: s.deliveries.retry(delivery_id)), as_json)

@@ -38,7 +38,7 @@ def _json_option(value: str, option: str) -> Any:
 @event_types_app.command("list")
 def event_types_list(db: Db = None, as_json: Json = False) -> None:
     """List the event types: the six built-ins, then the registered ones."""
-    show(with_backend(db, lambda s: s.list_event_types()), as_json, TYPE_COLUMNS)
+    show(with_backend(db, lambda s: s.event_types.get_all()), as_json, TYPE_COLUMNS)
 
 
 @event_types_app.command("show")
@@ -46,7 +46,7 @@ def event_types_show(
     name: Annotated[str, typer.Argument(metavar="NAME")], db: Db = None, as_json: Json = False
 ) -> None:
     """Show one event type: fields, JSON Schema and sample."""
-    show(with_backend(db, lambda s: s.get_event_type(name)), as_json)
+    show(with_backend(db, lambda s: s.event_types.get(name)), as_json)
 
 
 @event_types_app.command("create")
@@ -68,7 +68,7 @@ def event_types_create(
     parsed_sample = _json_option(sample, "--sample")
     created = with_backend(
         db,
-        lambda s: s.register_event_type(name, description, parsed_schema, parsed_sample),
+        lambda s: s.event_types.register(name, description, parsed_schema, parsed_sample),
     )
     show(created, as_json)
 
@@ -82,5 +82,5 @@ def event_types_remove(
 ) -> None:
     """Remove a registered event type that no event and no webhook uses."""
     confirm_deletion(f"event type {name!r}", yes)
-    with_backend(db, lambda s: s.remove_event_type(name))
+    with_backend(db, lambda s: s.event_types.remove(name))
     show({"name": name, "removed": True}, as_json)

@@ -65,7 +65,7 @@ def emit(
         payload = catalog.parse_json(text, what=what)
     except InvalidInput as exc:
         fail(exc.message)
-    result = with_backend(db, lambda s: s.emit(event_type, location, payload, id=event_id))
+    result = with_backend(db, lambda s: s.events.emit(event_type, location, payload, id=event_id))
     show(result, as_json)
 
 
@@ -74,10 +74,10 @@ async def _emit_sample(
 ) -> EmitResult:
     """The type's sample (a built-in's, or a registered type's), emitted."""
     try:
-        found = await service.get_event_type(event_type)
+        found = await service.event_types.get(event_type)
     except NotFound as exc:
         raise InvalidInput(exc.message) from None
-    return await service.emit(event_type, location, found.sample, id=event_id)
+    return await service.events.emit(event_type, location, found.sample, id=event_id)
 
 
 @events_app.command("list")
@@ -92,7 +92,9 @@ def events_list(
     """List events, newest first."""
     page = with_backend(
         db,
-        lambda s: s.list_events(location_id=location, type=event_type, cursor=cursor, limit=limit),
+        lambda s: s.events.get_all(
+            location_id=location, type=event_type, cursor=cursor, limit=limit
+        ),
     )
     show_page(page, as_json, ("id", "type", "location_id", "deliveries", "created_at"))
 
@@ -102,4 +104,4 @@ def events_show(
     event_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Show one event with its payload."""
-    show(with_backend(db, lambda s: s.get_event(event_id)), as_json)
+    show(with_backend(db, lambda s: s.events.get(event_id)), as_json)

@@ -39,7 +39,7 @@ def locations_create(
     if operator is None and not is_remote(db):
         fail("give --operator (id or name): on the database, commands act as the admin", 2)
     show(
-        with_backend(db, lambda s: s.create_location(location_id, name, operator)),
+        with_backend(db, lambda s: s.locations.create(location_id, name, operator)),
         as_json,
     )
 
@@ -54,7 +54,7 @@ def locations_list(
 ) -> None:
     """List locations."""
     show(
-        with_backend(db, lambda s: s.list_locations(operator)),
+        with_backend(db, lambda s: s.locations.get_all(operator)),
         as_json,
         ("id", "name", "operator_id", "status", "created_at"),
     )
@@ -68,7 +68,7 @@ def locations_disable(location_id: LocationId, db: Db = None, as_json: Json = Fa
     """Disable a location: its webhooks are disabled (queued deliveries fail unsent; events
     there are still accepted, with no delivery)."""
     show(
-        with_backend(db, lambda s: s.set_location_status(location_id, "disabled")),
+        with_backend(db, lambda s: s.locations.set_status(location_id, "disabled")),
         as_json,
     )
 
@@ -77,7 +77,7 @@ def locations_disable(location_id: LocationId, db: Db = None, as_json: Json = Fa
 def locations_enable(location_id: LocationId, db: Db = None, as_json: Json = False) -> None:
     """Enable a location again, and the webhooks its disabling disabled."""
     show(
-        with_backend(db, lambda s: s.set_location_status(location_id, "enabled")),
+        with_backend(db, lambda s: s.locations.set_status(location_id, "enabled")),
         as_json,
     )
 
@@ -88,5 +88,5 @@ def locations_delete(
 ) -> None:
     """Delete a location with its webhooks and its events, their deliveries and attempts."""
     confirm_deletion(f"location {location_id!r} with its webhooks and events", yes)
-    purged = with_backend(db, lambda s: s.delete_location(location_id))
+    purged = with_backend(db, lambda s: s.locations.delete(location_id))
     show(deleted(location_id, purged), as_json)

@@ -38,7 +38,7 @@ def purge(
     config = settings(db)
 
     async def purging(service: Service) -> Purged:
-        return await service.purge(age)
+        return await service.deliveries.purge(age)
 
     purged = with_service(config, purging)
     summary = asdict(purged)

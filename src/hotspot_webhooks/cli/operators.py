@@ -24,7 +24,7 @@ tokens_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_he
 @operators_app.command("create")
 def operators_create(name: str, db: Db = None, as_json: Json = False) -> None:
     """Create an operator and print its first API token (shown once)."""
-    created = with_backend(db, lambda s: s.create_operator(name))
+    created = with_backend(db, lambda s: s.operators.create(name))
     show(created, as_json)
     if not as_json:
         shown_once("token", "hashed")
@@ -34,7 +34,7 @@ def operators_create(name: str, db: Db = None, as_json: Json = False) -> None:
 def operators_list(db: Db = None, as_json: Json = False) -> None:
     """List operators."""
     show(
-        with_backend(db, lambda s: s.list_operators()),
+        with_backend(db, lambda s: s.operators.get_all()),
         as_json,
         ("id", "name", "status", "created_at"),
     )
@@ -47,14 +47,14 @@ OperatorRef = Annotated[str, typer.Argument(metavar="OPERATOR", help="Operator i
 def operators_disable(operator: OperatorRef, db: Db = None, as_json: Json = False) -> None:
     """Disable an operator: its tokens are refused at once and its webhooks disabled (queued
     deliveries fail unsent; events at its locations are still accepted, with no delivery)."""
-    show(with_backend(db, lambda s: s.set_operator_status(operator, "disabled")), as_json)
+    show(with_backend(db, lambda s: s.operators.set_status(operator, "disabled")), as_json)
 
 
 @operators_app.command("enable")
 def operators_enable(operator: OperatorRef, db: Db = None, as_json: Json = False) -> None:
     """Enable an operator again: its tokens work, and the webhooks its disabling disabled are
     enabled (use `recover` to re-send what failed meanwhile)."""
-    show(with_backend(db, lambda s: s.set_operator_status(operator, "enabled")), as_json)
+    show(with_backend(db, lambda s: s.operators.set_status(operator, "enabled")), as_json)
 
 
 @operators_app.command("delete")
@@ -64,7 +64,7 @@ def operators_delete(
     """Delete an operator with its tokens, locations, webhooks, events, deliveries and
     attempts (its tokens stop at once; if interrupted, run it again)."""
     confirm_deletion(f"operator {operator!r} and everything it owns", yes)
-    purged = with_backend(db, lambda s: s.delete_operator(operator))
+    purged = with_backend(db, lambda s: s.operators.delete(operator))
     show(deleted(operator, purged), as_json)
 
 
@@ -80,7 +80,7 @@ def tokens_create(
     """Create a further API token for an operator, or with --admin an admin token (shown once)."""
     if (operator is None) == (not admin):
         fail("give an operator (id or name), or --admin, not both", 2)
-    show(with_backend(db, lambda s: s.create_token(operator)), as_json)
+    show(with_backend(db, lambda s: s.tokens.create(operator)), as_json)
     if not as_json:
         shown_once("token", "hashed")
 
@@ -95,7 +95,7 @@ def tokens_list(
 ) -> None:
     """List API tokens: ids and owners, never the tokens (operator_id '-' is an admin token)."""
     show(
-        with_backend(db, lambda s: s.list_tokens(operator)),
+        with_backend(db, lambda s: s.tokens.get_all(operator)),
         as_json,
         ("id", "operator_id", "created_at"),
     )
@@ -108,5 +108,5 @@ def tokens_revoke(
     as_json: Json = False,
 ) -> None:
     """Revoke a token: it stops working at once, on every API process."""
-    with_backend(db, lambda s: s.revoke_token(token_id))
+    with_backend(db, lambda s: s.tokens.revoke(token_id))
     show({"id": token_id, "revoked": True}, as_json)

@@ -321,7 +321,7 @@ def serve_http(config: Settings, *, dispatch: bool) -> None:
 
     configure_logging(config)
 
-    admin_token = with_service(config, lambda s: s.ensure_admin_token(), migrate=True)
+    admin_token = with_service(config, lambda s: s.access.ensure_admin_token(), migrate=True)
     if admin_token:
         hand_over_admin_token(admin_token, config)
     announce(

@@ -63,7 +63,7 @@ class Emitter:
         """Make sure the locations are there (creating ``create``, for ``operator`` when the
         caller is the admin); return the operator's name for the payloads."""
         try:
-            operators = await self.backend.list_operators()
+            operators = await self.backend.operators.get_all()
         except Forbidden:  # an operator's token: its own locations
             if operator is not None:
                 raise SimulationError(
@@ -74,16 +74,16 @@ class Emitter:
         else:  # the admin: locations go to --operator, made if missing
             name = operator or DEFAULT_OPERATOR
             found = [o for o in operators if name in (o.id, o.name)]
-            owner = found[0] if found else await self.backend.create_operator(name)
+            owner = found[0] if found else await self.backend.operators.create(name)
         label = "" if owner is None else owner.name
         for location_id in [*create, *existing]:
             try:
-                location = await self.backend.get_location(location_id)
+                location = await self.backend.locations.get(location_id)
             except NotFound:
                 if location_id not in create:
                     raise SimulationError(f"--location {location_id}: no such location") from None
                 try:
-                    location = await self.backend.create_location(
+                    location = await self.backend.locations.create(
                         location_id,
                         _location_name(location_id),
                         None if owner is None else owner.id,
@@ -104,7 +104,7 @@ class Emitter:
 
     async def emit(self, events: Sequence[SimulatedEvent]) -> list[EmitResult]:
         requests = [EmitRequest(e.type, e.location_id, e.data, e.id) for e in events]
-        return await self.backend.emit_many(requests)
+        return await self.backend.events.emit_many(requests)
 
 
 def _location_name(location_id: str) -> str:

@@ -66,7 +66,7 @@ def webhooks_create(
         fail("give --event TYPE (repeat for several), or --event '*' for all", 2)
     created = with_backend(
         db,
-        lambda s: s.create_webhook(
+        lambda s: s.webhooks.create(
             callback_url=url, location_ids=locations, event_types=event, operator=operator
         ),
     )
@@ -90,7 +90,7 @@ def webhooks_list(
     """List webhooks, optionally filtered."""
     found = with_backend(
         db,
-        lambda s: s.list_webhooks(location_id=location, event_type=event, status=status),
+        lambda s: s.webhooks.get_all(location_id=location, event_type=event, status=status),
     )
     show(found, as_json, WEBHOOK_COLUMNS)
 
@@ -100,7 +100,7 @@ def webhooks_show(
     webhook_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Show one webhook."""
-    show(with_backend(db, lambda s: s.get_webhook(webhook_id)), as_json)
+    show(with_backend(db, lambda s: s.webhooks.get(webhook_id)), as_json)
 
 
 @webhooks_app.command("delete")
@@ -112,7 +112,7 @@ def webhooks_delete(
 ) -> None:
     """Delete a webhook with its deliveries and attempts (asks first; --yes in scripts)."""
     confirm_deletion(f"webhook {webhook_id} with its deliveries and attempts", yes)
-    with_backend(db, lambda s: s.delete_webhook(webhook_id))
+    with_backend(db, lambda s: s.webhooks.delete(webhook_id))
     show({"id": webhook_id, "deleted": True}, as_json)
 
 
@@ -143,7 +143,7 @@ def webhooks_update(
     )
     updated = with_backend(
         db,
-        lambda s: s.update_webhook(
+        lambda s: s.webhooks.update(
             webhook_id,
             callback_url=url,
             status=status,
@@ -159,7 +159,7 @@ def webhooks_rotate_key(
     webhook_id: Annotated[str, typer.Argument(metavar="ID")], db: Db = None, as_json: Json = False
 ) -> None:
     """Give a webhook a new API key (printed once); later attempts are signed with it."""
-    show(with_backend(db, lambda s: s.rotate_key(webhook_id)), as_json)
+    show(with_backend(db, lambda s: s.webhooks.rotate_key(webhook_id)), as_json)
     if not as_json:
         shown_once("api_key", "encrypted")
 
@@ -187,7 +187,7 @@ def webhooks_test(
     """Send a sample event to this webhook now and show the attempt."""
     delivery = with_backend(
         db,
-        lambda s: s.test_webhook(webhook_id, event_type=event, location_id=location),
+        lambda s: s.webhooks.test(webhook_id, event_type=event, location_id=location),
         **({"allow_private_targets": True} if dev else {}),
     )
     show_delivery(delivery, as_json)
@@ -215,4 +215,4 @@ def recover(
         moment = parse_since(since)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
-    show(with_backend(db, lambda s: s.recover(webhook_id, moment)), as_json)
+    show(with_backend(db, lambda s: s.webhooks.recover(webhook_id, moment)), as_json)

@@ -1,8 +1,8 @@
 """The root of the service: it opens the database, builds the parts (one per concern, each
 reached as an attribute: ``service.webhooks.create(...)``), and hands out dispatchers.
 
-It holds no verb of its own. The old flat names (``service.create_webhook(...)``) still work
-through ``FlatVerbs`` while the faces move to the parts.
+It holds no verb of its own: the faces (REST, the control center, the CLI) call the parts, and
+the CLI's remote mode finds the same parts, over REST, on ``client.RemoteService``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from .access import Access
 from .deliveries import Deliveries
 from .event_types import EventTypes
 from .events import Events
-from .flat import FlatVerbs
 from .health import Health
 from .locations import Locations
 from .operators import Operators
@@ -45,7 +44,7 @@ def admin_token_file_for(settings: Settings) -> Path:
     return path.with_name(path.name + ".admin-token").absolute()
 
 
-class Service(FlatVerbs):
+class Service:
     def __init__(self, settings: Settings, store: Store, cipher: KeyCipher) -> None:
         self.settings = settings
         self.store = store

@@ -30,7 +30,7 @@ async def sign_in_page(request: Request) -> Response:
     session = center.sessions.open(request.cookies.get(COOKIE))
     if session is not None and session.token is not None:
         try:
-            await center.service.authenticate(session.token)
+            await center.service.access.authenticate(session.token)
         except (Unauthorized, Forbidden):
             pass
         else:
@@ -91,7 +91,7 @@ async def sign_in(request: Request) -> Response:
         )
     token = text(form, "token")
     try:
-        await center.service.authenticate(token)
+        await center.service.access.authenticate(token)
     except (Unauthorized, Forbidden) as exc:
         if token:
             limit.failed(address)
@@ -119,7 +119,7 @@ TOKEN = "token"
 
 async def tokens_page(request: Request) -> Response:
     current = await visit(request)
-    tokens = await current.service.list_tokens(caller=current.caller)
+    tokens = await current.service.tokens.get_all(caller=current.caller)
     shown = current.take_once(TOKEN)
     created = {"token": shown.values.get("token", "")} if shown else None
     page = render(request, "tokens.html", tokens=tokens, created=created)
@@ -129,7 +129,7 @@ async def tokens_page(request: Request) -> Response:
 async def create_token(request: Request) -> Response:
     current = await visit(request)
     await current.form()
-    created = await current.service.create_own_token(caller=current.caller)
+    created = await current.service.tokens.create_own(caller=current.caller)
     return current.show_once(f"{PREFIX}/tokens", Shown(TOKEN, created.id, {"token": created.token}))
 
 
@@ -137,7 +137,7 @@ async def revoke_token(request: Request) -> Response:
     current = await visit(request)
     await current.form()
     token_id = request.path_params["token_id"]
-    await current.service.revoke_token(token_id, caller=current.caller)
+    await current.service.tokens.revoke(token_id, caller=current.caller)
     return see_other(f"{PREFIX}/tokens", f"Token {token_id} revoked: it stopped working at once.")
 
 
@@ -147,7 +147,7 @@ async def revoke_token(request: Request) -> Response:
 async def operators_page(request: Request) -> Response:
     current = await visit(request)
     current.require_admin()
-    operators = await current.service.list_operators(caller=current.caller)
+    operators = await current.service.operators.get_all(caller=current.caller)
     shown = current.take_once(TOKEN)
     page = render(
         request,
@@ -164,7 +164,7 @@ async def create_operator(request: Request) -> Response:
     current = await visit(request)
     current.require_admin()
     form = await current.form()
-    created = await current.service.create_operator(text(form, "name"), caller=current.caller)
+    created = await current.service.operators.create(text(form, "name"), caller=current.caller)
     shown = Shown(TOKEN, created.name, {"token": created.token})
     return current.show_once(f"{PREFIX}/operators", shown, f"Operator {created.name} created.")
 
@@ -174,7 +174,7 @@ async def create_operator_token(request: Request) -> Response:
     current.require_admin()
     await current.form()
     operator_id = request.path_params["operator_id"]
-    created = await current.service.create_token(operator_id, caller=current.caller)
+    created = await current.service.tokens.create(operator_id, caller=current.caller)
     shown = Shown(TOKEN, operator_id, {"token": created.token})
     return current.show_once(f"{PREFIX}/operators", shown)
 
@@ -185,5 +185,5 @@ async def set_operator_status(request: Request) -> Response:
     form = await current.form()
     operator_id = request.path_params["operator_id"]
     status = text(form, "status")
-    await current.service.set_operator_status(operator_id, status, caller=current.caller)
+    await current.service.operators.set_status(operator_id, status, caller=current.caller)
     return see_other(f"{PREFIX}/operators", f"Operator {operator_id} {status}.")

@@ -36,7 +36,7 @@ def _time(value: str, field: str) -> datetime | None:
 async def _found(current: Visit) -> tuple[dict[str, str], Any]:
     query = current.request.query_params
     chosen = {name: query.get(name, "").strip() for name in FILTERS}
-    page = await current.service.find_deliveries(
+    page = await current.service.deliveries.search(
         location_id=chosen["location_id"] or None,
         webhook_id=chosen["webhook_id"] or None,
         event_type=chosen["event_type"] or None,
@@ -54,7 +54,7 @@ async def deliveries_page(request: Request) -> Response:
     current = await visit(request)
     chosen, page = await _found(current)
     service = current.service
-    webhooks = await service.list_webhooks(caller=current.caller)
+    webhooks = await service.webhooks.get_all(caller=current.caller)
     return render(
         request,
         "deliveries.html",
@@ -64,9 +64,9 @@ async def deliveries_page(request: Request) -> Response:
         live=not request.query_params.get("cursor"),
         poll_seconds=POLL_SECONDS,
         query=request.url.query,
-        locations=await service.list_locations(caller=current.caller),
+        locations=await service.locations.get_all(caller=current.caller),
         webhooks=webhooks,
-        event_types=await service.list_event_types(),
+        event_types=await service.event_types.get_all(),
         statuses=[s.value for s in DeliveryStatus],
     )
 
@@ -75,7 +75,7 @@ async def delivery_rows(request: Request) -> Response:
     """The list's rows alone: what the page polls for."""
     current = await visit(request)
     chosen, page = await _found(current)
-    webhooks = await current.service.list_webhooks(caller=current.caller)
+    webhooks = await current.service.webhooks.get_all(caller=current.caller)
     return render(
         request,
         "_delivery_rows.html",
@@ -91,10 +91,12 @@ async def delivery_rows(request: Request) -> Response:
 async def delivery_page(request: Request) -> Response:
     current = await visit(request)
     service = current.service
-    delivery = await service.get_delivery(request.path_params["delivery_id"], caller=current.caller)
-    webhook = await service.get_webhook(delivery.webhook_id, caller=current.caller)
-    body = await service.event_body(delivery.event_id, caller=current.caller)
-    event = await service.get_event(delivery.event_id, caller=current.caller)
+    delivery = await service.deliveries.get(
+        request.path_params["delivery_id"], caller=current.caller
+    )
+    webhook = await service.webhooks.get(delivery.webhook_id, caller=current.caller)
+    body = await service.events.body(delivery.event_id, caller=current.caller)
+    event = await service.events.get(delivery.event_id, caller=current.caller)
     curls = {
         attempt.number: curl_command(webhook.callback_url, attempt.request_headers, body)
         for attempt in delivery.attempts
@@ -115,7 +117,7 @@ async def retry(request: Request) -> Response:
     current = await visit(request)
     await current.form()
     delivery_id = request.path_params["delivery_id"]
-    await current.service.retry_delivery(delivery_id, caller=current.caller)
+    await current.service.deliveries.retry(delivery_id, caller=current.caller)
     return see_other(
         f"{PREFIX}/deliveries/{delivery_id}",
         "Queued: the next pass sends it again; its attempt appears here.",

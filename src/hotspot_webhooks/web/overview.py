@@ -10,12 +10,12 @@ from .pages import render, visit
 
 async def overview_page(request: Request) -> Response:
     current = await visit(request)
-    overview = await current.service.overview(caller=current.caller)
-    locations = await current.service.list_locations(caller=current.caller)
+    overview = await current.service.health.overview(caller=current.caller)
+    locations = await current.service.locations.get_all(caller=current.caller)
     return render(request, "overview.html", overview=overview, has_locations=bool(locations))
 
 
 async def event_types_page(request: Request) -> Response:
     current = await visit(request)
-    event_types = await current.service.list_event_types()
+    event_types = await current.service.event_types.get_all()
     return render(request, "event_types.html", event_types=event_types)

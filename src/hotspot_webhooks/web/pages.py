@@ -125,7 +125,7 @@ async def visit(request: Request) -> Visit:
     if session is None or session.token is None:
         raise SignInNeeded()
     try:
-        caller = await center.service.authenticate(session.token)
+        caller = await center.service.access.authenticate(session.token)
     except (Unauthorized, Forbidden) as exc:
         raise SignInNeeded(
             "Your session has ended: its token was revoked or its operator disabled "
@@ -133,7 +133,7 @@ async def visit(request: Request) -> Visit:
             ended=True,
         ) from None
     found = Visit(request, center, session, caller)
-    operator = await center.service.operator_of(caller)
+    operator = await center.service.operators.of_caller(caller)
     found.name = "Admin" if operator is None else operator.name
     request.state.visit = found
     return found

@@ -30,8 +30,8 @@ async def _locations(
     current: Visit, *, error: InvalidInput | None = None, values: dict[str, str] | None = None
 ) -> Response:
     service = current.service
-    locations = await service.list_locations(caller=current.caller)
-    operators = await service.list_operators() if current.caller.is_admin else []
+    locations = await service.locations.get_all(caller=current.caller)
+    operators = await service.operators.get_all() if current.caller.is_admin else []
     return render(
         current.request,
         "locations.html",
@@ -48,7 +48,7 @@ async def create_location(request: Request) -> Response:
     form = await current.form()
     values = {name: text(form, name) for name in ("id", "name", "operator")}
     try:
-        await current.service.create_location(
+        await current.service.locations.create(
             values["id"],
             values["name"],
             values["operator"] or None,
@@ -64,7 +64,7 @@ async def set_location_status(request: Request) -> Response:
     form = await current.form()
     location_id = request.path_params["location_id"]
     status = text(form, "status")
-    await current.service.set_location_status(location_id, status, caller=current.caller)
+    await current.service.locations.set_status(location_id, status, caller=current.caller)
     return see_other(f"{PREFIX}/locations", f"Location {location_id} {status}.")
 
 
@@ -84,9 +84,9 @@ async def _webhooks(
         current.request,
         "webhooks.html",
         status=error.status if error else 200,
-        webhooks=await service.list_webhooks(caller=current.caller),
-        locations=await service.list_locations(caller=current.caller),
-        event_types=await service.list_event_types(),
+        webhooks=await service.webhooks.get_all(caller=current.caller),
+        locations=await service.locations.get_all(caller=current.caller),
+        event_types=await service.event_types.get_all(),
         error=error,
         values=values or {"location_ids": [], "event_types": []},
     )
@@ -118,7 +118,7 @@ async def create_webhook(request: Request) -> Response:
     }
     try:
         location_ids, event_types = _subscription(form)
-        created = await current.service.create_webhook(
+        created = await current.service.webhooks.create(
             callback_url=values["callback_url"],
             location_ids=location_ids,
             event_types=event_types,
@@ -147,7 +147,7 @@ async def secret_page(request: Request) -> Response:
     shown (or on a reload), the webhook's page says so instead."""
     current = await visit(request)
     webhook_id = request.path_params["webhook_id"]
-    webhook = await current.service.get_webhook(webhook_id, caller=current.caller)
+    webhook = await current.service.webhooks.get(webhook_id, caller=current.caller)
     shown = current.take_once(CREATED, ROTATED)
     if shown is None or shown.subject != webhook.id:
         return see_other(
@@ -185,8 +185,8 @@ async def _webhook(
     values: dict[str, Any] | None = None,
 ) -> Response:
     service = current.service
-    webhook = await service.get_webhook(webhook_id, caller=current.caller)
-    recent = await service.find_deliveries(webhook_id=webhook.id, limit=10, caller=current.caller)
+    webhook = await service.webhooks.get(webhook_id, caller=current.caller)
+    recent = await service.deliveries.search(webhook_id=webhook.id, limit=10, caller=current.caller)
     yesterday = datetime.now(UTC) - timedelta(days=1)
     return render(
         current.request,
@@ -194,8 +194,8 @@ async def _webhook(
         status=error.status if error else 200,
         webhook=webhook,
         deliveries=recent.data,
-        locations=await service.list_locations(webhook.operator_id, caller=current.caller),
-        event_types=await service.list_event_types(),
+        locations=await service.locations.get_all(webhook.operator_id, caller=current.caller),
+        event_types=await service.event_types.get_all(),
         error=error,
         values=values
         or {
@@ -218,7 +218,7 @@ async def update_webhook(request: Request) -> Response:
     }
     try:
         location_ids, event_types = _subscription(form)
-        await current.service.update_webhook(
+        await current.service.webhooks.update(
             webhook_id,
             callback_url=values["callback_url"],
             location_ids=location_ids,
@@ -235,14 +235,14 @@ async def set_webhook_status(request: Request) -> Response:
     form = await current.form()
     webhook_id = request.path_params["webhook_id"]
     status = text(form, "status")
-    await current.service.update_webhook(webhook_id, status=status, caller=current.caller)
+    await current.service.webhooks.update(webhook_id, status=status, caller=current.caller)
     return see_other(f"{PREFIX}/webhooks/{webhook_id}", f"Webhook {status}.")
 
 
 async def rotate_key(request: Request) -> Response:
     current = await visit(request)
     await current.form()
-    rotated = await current.service.rotate_key(
+    rotated = await current.service.webhooks.rotate_key(
         request.path_params["webhook_id"], caller=current.caller
     )
     return _to_secret_page(current, rotated, ROTATED)
@@ -250,7 +250,7 @@ async def rotate_key(request: Request) -> Response:
 
 async def confirm_delete(request: Request) -> Response:
     current = await visit(request)
-    webhook = await current.service.get_webhook(
+    webhook = await current.service.webhooks.get(
         request.path_params["webhook_id"], caller=current.caller
     )
     return render(request, "webhook_delete.html", webhook=webhook)
@@ -260,7 +260,7 @@ async def delete_webhook(request: Request) -> Response:
     current = await visit(request)
     await current.form()
     webhook_id = request.path_params["webhook_id"]
-    await current.service.delete_webhook(webhook_id, caller=current.caller)
+    await current.service.webhooks.delete(webhook_id, caller=current.caller)
     return see_other(f"{PREFIX}/webhooks", f"Webhook {webhook_id} deleted.")
 
 
@@ -268,7 +268,7 @@ async def test_webhook(request: Request) -> Response:
     """Send a sample event now; answer the attempt's result (a fragment for htmx)."""
     current = await visit(request)
     form = await current.form()
-    delivery = await current.service.test_webhook(
+    delivery = await current.service.webhooks.test(
         request.path_params["webhook_id"],
         event_type=text(form, "event_type") or None,
         caller=current.caller,
@@ -299,7 +299,7 @@ async def recover(request: Request) -> Response:
         ) from None
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)  # the form's times are UTC, as every time shown
-    result = await current.service.recover(webhook_id, since, caller=current.caller)
+    result = await current.service.webhooks.recover(webhook_id, since, caller=current.caller)
     return see_other(
         f"{PREFIX}/webhooks/{webhook_id}",
         f"{result.requeued} failed deliveries since {since:%Y-%m-%d %H:%M} UTC queued again.",
