@@ -46,6 +46,7 @@ from .models import (
     Token,
     TokenCreated,
     Webhook,
+    WebhookOptions,
     WebhookWithSecret,
 )
 from .service import EmitRequest
@@ -261,8 +262,9 @@ class RemoteWebhooks(_RemotePart):
         location_ids: Sequence[str] | None = None,
         event_types: Sequence[str] | None = None,
         operator: str | None = None,
+        options: WebhookOptions | None = None,
     ) -> WebhookWithSecret:
-        body = {
+        body: dict[str, object] = {
             "location_id": location_id,
             "event_type": event_type,
             "callback_url": callback_url,
@@ -270,8 +272,9 @@ class RemoteWebhooks(_RemotePart):
             "event_types": None if event_types is None else list(event_types),
             "operator_id": operator,
         }
+        body = _present(body) | ({} if options is None else options.given())
         return await self._rest.model(
-            WebhookWithSecret, "POST", "/v1/webhooks", body=_present(body)
+            WebhookWithSecret, "POST", "/v1/webhooks", body=body
         )
 
     async def get_all(
@@ -296,15 +299,17 @@ class RemoteWebhooks(_RemotePart):
         status: str | None = None,
         location_ids: Sequence[str] | None = None,
         event_types: Sequence[str] | None = None,
+        options: WebhookOptions | None = None,
     ) -> Webhook:
-        body = {
+        body: dict[str, object] = {
             "callback_url": callback_url,
             "status": status,
             "location_ids": None if location_ids is None else list(location_ids),
             "event_types": None if event_types is None else list(event_types),
         }
+        body = _present(body) | ({} if options is None else options.given())
         path = f"/v1/webhooks/{_segment(webhook_id)}"
-        return await self._rest.model(Webhook, "PATCH", path, body=_present(body))
+        return await self._rest.model(Webhook, "PATCH", path, body=body)
 
     async def delete(self, webhook_id: str) -> None:
         await self._rest.call("DELETE", f"/v1/webhooks/{_segment(webhook_id)}")

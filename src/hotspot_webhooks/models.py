@@ -72,6 +72,32 @@ class Webhook(Resource):
     previous_key_expires_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+    # SPEC §9, each null when not used; secrets never shown back
+    description: str | None = None
+    metadata: dict[str, str] | None = None
+    headers: dict[str, str] | None = None  # every value "[redacted]"
+    auth: dict[str, str] | None = None  # its type and its fields that are not secret
+    filter: dict[str, Any] | None = None
+    template: dict[str, str] | None = None  # {"body": ..., "content_type": ...}
+    preset: str | None = None
+
+
+class WebhookOptions(BaseModel):
+    """What a webhook may do beyond SPEC §2 (§9), as given to create or update one: the
+    fields given (``model_fields_set``) are set, null clears one, the others are kept. Each is
+    checked by the service (``service/webhook_options.py``), which names the field at fault."""
+
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+    headers: dict[str, Any] | None = None
+    auth: dict[str, Any] | None = None
+    filter: Any = None
+    template: dict[str, Any] | None = None
+    preset: str | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The fields given, by name: what to change."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class WebhookWithSecret(Webhook):

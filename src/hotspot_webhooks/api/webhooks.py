@@ -28,6 +28,7 @@ from .fields import (
     location_list_field,
 )
 from .json_body import StrictJSONRoute
+from .webhook_options import OptionFields
 
 router = APIRouter(
     prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
@@ -35,7 +36,7 @@ router = APIRouter(
 WebhookId = Annotated[str, id_in_path("The webhook's id.")]
 
 
-class WebhookCreate(BaseModel):
+class WebhookCreate(OptionFields):
     """Either form of each dimension: ``location_id`` or ``location_ids``, ``event_type`` or
     ``event_types``; a list may be ``["*"]`` (all of the operator's locations, present and
     future; all types)."""
@@ -70,7 +71,7 @@ class WebhookCreate(BaseModel):
     )
 
 
-class WebhookUpdate(BaseModel):
+class WebhookUpdate(OptionFields):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -119,6 +120,7 @@ async def create_webhook(
         event_type=body.event_type,
         event_types=body.event_types,
         operator=body.operator_id,
+        options=body.options(),
         caller=caller,
     )
 
@@ -151,14 +153,16 @@ async def get_webhook(webhook_id: WebhookId, service: ServiceDep, caller: Caller
 async def update_webhook(
     webhook_id: WebhookId, body: WebhookUpdate, service: ServiceDep, caller: CallerDep
 ) -> Webhook:
-    """Change the callback URL or the subscription, or enable/disable (enabling clears
-    `disabled_reason`)."""
+    """Change the callback URL, the subscription or what the webhook does beyond the original
+    contract (headers, auth, filter, template...: null clears one), or enable/disable
+    (enabling clears `disabled_reason`)."""
     return await service.webhooks.update(
         webhook_id,
         callback_url=body.callback_url,
         status=None if body.status is None else body.status.value,
         location_ids=body.location_ids,
         event_types=body.event_types,
+        options=body.options(),
         caller=caller,
     )
 

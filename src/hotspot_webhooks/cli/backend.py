@@ -33,6 +33,7 @@ from ..models import (
     Token,
     TokenCreated,
     Webhook,
+    WebhookOptions,
     WebhookWithSecret,
 )
 from ..service import EmitRequest, Service
@@ -86,6 +87,7 @@ class WebhooksVerbs(Protocol):
         location_ids: Sequence[str] | None = None,
         event_types: Sequence[str] | None = None,
         operator: str | None = None,
+        options: WebhookOptions | None = None,
     ) -> WebhookWithSecret: ...
     async def get_all(
         self,
@@ -103,6 +105,7 @@ class WebhooksVerbs(Protocol):
         status: WebhookStatus | None = None,
         location_ids: Sequence[str] | None = None,
         event_types: Sequence[str] | None = None,
+        options: WebhookOptions | None = None,
     ) -> Webhook: ...
     async def delete(self, webhook_id: str) -> None: ...
     async def rotate_key(self, webhook_id: str) -> WebhookWithSecret: ...

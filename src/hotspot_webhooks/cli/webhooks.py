@@ -17,6 +17,19 @@ from .common import (
     parse_since,
 )
 from .output import show, show_delivery, shown_once
+from .webhook_options import (
+    AuthOption,
+    Clear,
+    ContentType,
+    Description,
+    FilterOption,
+    Headers,
+    Metadata,
+    PresetOption,
+    PresetValues,
+    TemplateOption,
+    options_from,
+)
 
 webhooks_app = typer.Typer(
     help="Webhooks: locations x event types → callback URL.", no_args_is_help=True
@@ -47,18 +60,44 @@ def _locations(location: list[str] | None, all_locations: bool) -> list[str] | N
 
 @webhooks_app.command("create")
 def webhooks_create(
-    url: Annotated[str, typer.Option("--url", help="Callback URL (http or https).")],
+    url: Annotated[
+        str | None, typer.Option("--url", help="Callback URL (http or https).")
+    ] = None,
     location: Locations = None,
     all_locations: AllLocations = False,
     event: Events = None,
     operator: Annotated[
         str | None, typer.Option("--operator", help="Owner, for --all-locations (id or name).")
     ] = None,
+    description: Description = None,
+    metadata: Metadata = None,
+    header: Headers = None,
+    auth: AuthOption = None,
+    filter_json: FilterOption = None,
+    template: TemplateOption = None,
+    content_type: ContentType = None,
+    preset: PresetOption = None,
+    preset_values: PresetValues = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Create a webhook for some locations (or --all-locations) and event types (or '*');
-    prints its API key and signing secret once."""
+    prints its API key and signing secret once. --preset NAME --set FIELD=VALUE fills the
+    callback URL, template and auth of a built-in integration (`integrations list`)."""
+    options, preset_url = options_from(
+        description=description,
+        metadata=metadata,
+        header=header,
+        auth=auth,
+        filter_json=filter_json,
+        template=template,
+        content_type=content_type,
+        preset=preset,
+        preset_values=preset_values,
+    )
+    url = url or preset_url
+    if url is None:
+        fail("give --url URL (or --preset NAME with the --set fields it asks for)", 2)
     locations = _locations(location, all_locations)
     if not locations:
         fail("give --location ID (repeat for several) or --all-locations", 2)
@@ -67,7 +106,11 @@ def webhooks_create(
     created = with_backend(
         db,
         lambda s: s.webhooks.create(
-            callback_url=url, location_ids=locations, event_types=event, operator=operator
+            callback_url=url,
+            location_ids=locations,
+            event_types=event,
+            operator=operator,
+            options=options,
         ),
     )
     show(created, as_json)
@@ -126,16 +169,41 @@ def webhooks_update(
     location: Locations = None,
     all_locations: AllLocations = False,
     event: Events = None,
+    description: Description = None,
+    metadata: Metadata = None,
+    header: Headers = None,
+    auth: AuthOption = None,
+    filter_json: FilterOption = None,
+    template: TemplateOption = None,
+    content_type: ContentType = None,
+    preset: PresetOption = None,
+    preset_values: PresetValues = None,
+    clear: Clear = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
-    """Change a webhook's callback URL or subscription (the locations and/or event types
-    given replace the old ones), or enable/disable it."""
+    """Change a webhook's callback URL, subscription (the locations and/or event types given
+    replace the old ones) or what it does beyond the original contract (--header, --auth,
+    --filter, --template, ...; --clear NAME removes one), or enable/disable it."""
+    options, preset_url = options_from(
+        description=description,
+        metadata=metadata,
+        header=header,
+        auth=auth,
+        filter_json=filter_json,
+        template=template,
+        content_type=content_type,
+        preset=preset,
+        preset_values=preset_values,
+        clear=clear,
+    )
+    url = url or preset_url
     locations = _locations(location, all_locations)
-    if url is None and enable is None and not locations and not event:
+    if url is None and enable is None and not locations and not event and options is None:
         fail(
-            "nothing to change: give --url URL, --enable, --disable, --location/--all-locations "
-            "or --event",
+            "nothing to change: give --url URL, --enable, --disable, --location/--all-locations, "
+            "--event, or an option (--description, --header, --auth, --filter, --template, "
+            "--preset, --clear ...)",
             2,
         )
     status = (
@@ -149,6 +217,7 @@ def webhooks_update(
             status=status,
             location_ids=locations or None,
             event_types=event or None,
+            options=options,
         ),
     )
     show(updated, as_json)

@@ -25,6 +25,7 @@ from ..store.records import ClaimedDelivery, ExpiredLease, Outcome
 from .outcome import AttemptResult, Decision, decide
 from .retry import RetryPolicy
 from .sender import Sender
+from .shaping import NotYet, Shaping, Unsendable, recorded
 
 log = logging.getLogger(__name__)
 SIGNER_CACHE_SIZE = 10_000  # webhook keys kept decrypted and keyed, per process
@@ -56,6 +57,7 @@ class Attempts:
         self._cipher = cipher
         # decrypting and keying an HMAC cost more than signing a body: once per key
         self.signer = functools.lru_cache(maxsize=SIGNER_CACHE_SIZE)(self._new_signer)
+        self._shaping: Shaping | None = None  # opened by the first webhook that needs it
 
     def _new_signer(self, api_key_encrypted: str) -> Signer:
         return Signer(self._cipher.decrypt(api_key_encrypted))
@@ -69,10 +71,14 @@ class Attempts:
 
     async def close(self) -> None:
         await self.sender.close()
+        if self._shaping is not None:
+            await self._shaping.close()
 
     async def make(self, claimed: ClaimedDelivery, fence_run: int | None = None) -> Decision | None:
         """Sign and send ``claimed`` now, and decide what it became; None if it was not sent
         because the lease fence no longer held ``fence_run`` (``fence.py``)."""
+        if claimed.template_json is not None or claimed.secrets_sealed is not None:
+            return await self._make_shaped(claimed, fence_run)
         headers: dict[str, str] = {}
         try:
             headers = signed_headers(claimed, self.signers(claimed))
@@ -84,6 +90,36 @@ class Attempts:
         if not result.sent:
             return None
         return self._decide(claimed.id, claimed.attempt_number, result, headers)
+
+    async def _make_shaped(
+        self, claimed: ClaimedDelivery, fence_run: int | None
+    ) -> Decision | None:
+        """``make`` for a webhook with a template, headers or auth of its own (SPEC §9): the
+        body it renders is what is signed and sent; its own header values and its
+        ``Authorization`` are recorded as ``"[redacted]"``."""
+        if self._shaping is None:
+            self._shaping = Shaping(self._cipher, allow_private=self.settings.allow_private_targets)
+        recorded_headers: dict[str, str] = {}
+        try:
+            shaped = await self._shaping.request(claimed)
+            headers = signed_headers(claimed, self.signers(claimed), shaped.body)
+            headers["Content-Type"] = shaped.content_type
+            headers.update(shaped.headers)
+            recorded_headers = recorded(headers, shaped.headers)
+            result = await self.sender.send(
+                claimed.callback_url, shaped.body, headers, claimed.id, fence_run
+            )
+            if result.status == 401:
+                self._shaping.refused(claimed, shaped)
+        except Unsendable as exc:
+            result = _not_sent(exc.message, permanent=True)
+        except NotYet as exc:
+            result = _not_sent(exc.message, permanent=False)
+        except Exception as exc:
+            result = _internal_error(claimed, exc)
+        if not result.sent:
+            return None
+        return self._decide(claimed.id, claimed.attempt_number, result, recorded_headers)
 
     async def make_and_record(self, queue: Queue, claimed: ClaimedDelivery, owner: str) -> None:
         """``make``, then record the attempt at once (a test send: nothing to batch with)."""
@@ -136,8 +172,11 @@ def storable(result: AttemptResult) -> AttemptResult:
     )
 
 
-def signed_headers(claimed: ClaimedDelivery, signers: Sequence[Signer]) -> dict[str, str]:
-    """The headers of this attempt of ``claimed``, signed now (the current key first)."""
+def signed_headers(
+    claimed: ClaimedDelivery, signers: Sequence[Signer], body: bytes | None = None
+) -> dict[str, str]:
+    """The headers of this attempt of ``claimed``, signed now (the current key first), over
+    ``body`` (a template's output) or the event's stored bytes."""
     return delivery_headers(
         DeliveryRequest(
             claimed.event_id,
@@ -146,7 +185,7 @@ def signed_headers(claimed: ClaimedDelivery, signers: Sequence[Signer]) -> dict[
             claimed.id,
             claimed.attempt_number,
         ),
-        claimed.body,
+        claimed.body if body is None else body,
         signers,
         int(time.time()),
     )
@@ -179,6 +218,19 @@ def unsent_webhook_disabled(claimed: ClaimedDelivery) -> Outcome:
         last_error="webhook is disabled; not sent",
         delivered_at=None,
         attempt=None,
+    )
+
+
+def _not_sent(error: str, *, permanent: bool) -> AttemptResult:
+    """An attempt that could not go out: its request could not be made (a template that
+    fails on this event: ``permanent``, no retry), or not yet (a token endpoint failed)."""
+    return AttemptResult(
+        started_at=datetime.now(UTC),
+        duration_ms=0,
+        status=None,
+        response_excerpt=None,
+        error=error,
+        permanent=permanent,
     )
 
 

@@ -2,7 +2,8 @@
 
 ``pending`` → ``succeeded`` on a success status; otherwise retried per the policy until the
 retries run out, then ``failed``. ``410 Gone`` means the receiver is gone for good: the delivery
-fails and its webhook is disabled. Pure: no I/O, no clock except the ``now`` it is given.
+fails and its webhook is disabled. A request that can never be made as it is (a template that
+fails on the event) fails at once, without retries. Pure: no I/O, no clock except the ``now`` it is given.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class AttemptResult:
     retry_after: str | None = None
     unreachable: bool = False  # never reached the receiver: connect failure, reset, timeout
     sent: bool = True  # False: refused at the lease fence, nothing went out (not an attempt)
+    permanent: bool = False  # can never succeed as it is (a template error): no retry
 
 
 @dataclass(slots=True)
@@ -77,7 +79,7 @@ def decide(
     if result.status == 410:
         reason = f"receiver answered 410 Gone on {now:%Y-%m-%d %H:%M:%S} UTC"
         return Decision(outcome(DeliveryStatus.FAILED, None, error), disable_reason=reason)
-    delay = policy.delay(attempt_number)  # attempt n failed → retry number n
+    delay = None if result.permanent else policy.delay(attempt_number)  # n failed → retry n
     if delay is None:
         return Decision(outcome(DeliveryStatus.FAILED, None, error), unreachable=unreachable)
     if result.status in RETRY_AFTER_STATUSES:

@@ -22,6 +22,7 @@ from .deliveries import Deliveries
 from .event_types import EventTypes
 from .events import Events
 from .health import Health
+from .integrations import Integrations
 from .locations import Locations
 from .operators import Operators
 from .sample_send import SampleSend
@@ -58,6 +59,7 @@ class Service:
         self.tokens = Tokens(settings, store, self.access, self.operators)
         self.locations = Locations(store, self.operators)
         self.sample_send = SampleSend(settings, store, cipher, known)
+        self.integrations = Integrations(settings, cipher, known)
         self.webhooks = Webhooks(
             settings,
             store,
@@ -67,6 +69,7 @@ class Service:
             operators=self.operators,
             locations=self.locations,
             sample_send=self.sample_send,
+            integrations=self.integrations,
         )
         self.events = Events(store, known)
         self.deliveries = Deliveries(store, known, self.webhooks)

@@ -14,7 +14,13 @@ from ..errors import Conflict, Forbidden, NotFound, field_error
 from ..ids import new_id
 from ..keys import KeyCipher, new_api_key
 from ..known_types import KnownEventTypes, UnknownEventType
-from ..models import DeliveryWithAttempts, RecoverResult, Webhook, WebhookWithSecret
+from ..models import (
+    DeliveryWithAttempts,
+    RecoverResult,
+    Webhook,
+    WebhookOptions,
+    WebhookWithSecret,
+)
 from ..signing import signing_secret
 from ..states import WebhookStatus
 from ..store.records import SubscribedWebhook
@@ -24,6 +30,7 @@ from ..validation import check_aware, check_choice, check_id, invalid, is_id
 from .access import Access
 from .caller import ADMIN, Caller
 from .common import found, now, stamp
+from .integrations import Integrations
 from .locations import Locations
 from .operators import Operators
 from .sample_send import SampleSend
@@ -41,6 +48,7 @@ class Webhooks:
         operators: Operators,
         locations: Locations,
         sample_send: SampleSend,
+        integrations: Integrations,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -50,6 +58,7 @@ class Webhooks:
         self.operators = operators
         self.locations = locations
         self.sample_send = sample_send
+        self.integrations = integrations
 
     async def create(
         self,
@@ -60,6 +69,7 @@ class Webhooks:
         location_ids: Sequence[str] | None = None,
         event_types: Sequence[str] | None = None,
         operator: str | None = None,
+        options: WebhookOptions | None = None,
         caller: Caller = ADMIN,
     ) -> WebhookWithSecret:
         """A webhook for ``location_id`` + ``event_type`` (the original platform's form) or
@@ -68,6 +78,7 @@ class Webhooks:
         It belongs to one operator: the caller, or for the admin the one whose locations it
         names (``operator`` when it names ``"*"``). A location the caller cannot see is 404,
         as if it did not exist; one that is disabled, or a disabled operator, is 409.
+        ``options`` are what it does beyond SPEC §2 (§9: filter, template, headers, auth...).
         """
         subscription = await self._subscription(
             location_id=location_id,
@@ -79,6 +90,9 @@ class Webhooks:
             raise invalid("callback_url", "required", headline="callback_url is required")
         callback_url = await self._check_callback_url(callback_url)
         owner_id = await self._subscriber(subscription, operator, caller)
+        extras = await self.integrations.columns(
+            {} if options is None else options.given(), event_types=subscription.event_types
+        )
         api_key = new_api_key()
         created_at = now()
         webhook_id = new_id("wh")
@@ -91,6 +105,7 @@ class Webhooks:
             "disabled_reason": None,
             "created_at": created_at,
             "updated_at": created_at,
+            **extras,
         }
         await self.store.webhooks.insert_webhook(row, subscription.pairs())
         webhook = await self.get(webhook_id, caller=caller)
@@ -120,7 +135,7 @@ class Webhooks:
             status=status,
             operator_id=caller.operator_id,
         )
-        return [webhook_resource(each) for each in rows]
+        return [self._resource(each) for each in rows]
 
     async def get(self, webhook_id: str, *, caller: Caller = ADMIN) -> Webhook:
         row = (
@@ -128,7 +143,7 @@ class Webhooks:
             if is_id(webhook_id)
             else None
         )
-        return webhook_resource(found(row, "webhook", webhook_id))
+        return self._resource(found(row, "webhook", webhook_id))
 
     async def update(
         self,
@@ -138,14 +153,17 @@ class Webhooks:
         status: str | None = None,
         location_ids: Sequence[str] | None = None,
         event_types: Sequence[str] | None = None,
+        options: WebhookOptions | None = None,
         caller: Caller = ADMIN,
     ) -> Webhook:
-        """Change the callback URL, the subscription (either list, or both) and/or enable or
-        disable; enabling clears the reason (and is refused while its operator, or a location
-        it names, is disabled)."""
+        """Change the callback URL, the subscription (either list, or both), what it does
+        beyond SPEC §2 (``options``: the fields given change, null clears one), and/or enable
+        or disable; enabling clears the reason (and is refused while its operator, or a
+        location it names, is disabled)."""
         webhook = await self.get(webhook_id, caller=caller)
         values: dict[str, Any] = {}
         pairs = None
+        subscribed_types: Sequence[str] = webhook.event_types
         if location_ids is not None or event_types is not None:
             subscription = await self._subscription(
                 location_id=None,
@@ -159,6 +177,17 @@ class Webhooks:
                     f"location {subscription.location_ids[0]!r} does not exist; create it first"
                 )
             pairs = subscription.pairs()
+            subscribed_types = subscription.event_types
+        given = {} if options is None else options.given()
+        if given or pairs is not None:
+            stored = await self.store.webhooks.get_webhook(webhook_id, caller.operator_id)
+            values.update(
+                await self.integrations.columns(
+                    given,
+                    event_types=subscribed_types,
+                    stored=found(stored, "webhook", webhook_id).row,
+                )
+            )
         if callback_url is not None:
             values["callback_url"] = await self._check_callback_url(callback_url)
         if status is not None:
@@ -174,9 +203,10 @@ class Webhooks:
         if not values and pairs is None:
             raise invalid(
                 "callback_url",
-                "give callback_url, status, location_ids and/or event_types",
-                headline="nothing to change: give callback_url, status, location_ids and/or "
-                "event_types",
+                "give callback_url, status, location_ids, event_types or an option",
+                headline="nothing to change: give callback_url, status, location_ids, "
+                "event_types, or one of description, metadata, headers, auth, filter, "
+                "template, preset",
             )
         values["updated_at"] = now()
         await self.store.webhooks.update_webhook(webhook_id, values, pairs)
@@ -232,6 +262,9 @@ class Webhooks:
         require_enabled(webhook)
         count = await self.store.deliveries.requeue_failed(webhook_id, since, now())
         return RecoverResult(webhook_id=webhook_id, since=since, requeued=count)
+
+    def _resource(self, subscribed: SubscribedWebhook) -> Webhook:
+        return webhook_resource(subscribed, self.integrations.shown(subscribed.row))
 
     async def _subscriber(
         self, subscription: Subscription, operator: str | None, caller: Caller
@@ -305,8 +338,9 @@ class Webhooks:
         return await check_callback_url(callback_url, allow_private=allow_private)
 
 
-def webhook_resource(subscribed: SubscribedWebhook) -> Webhook:
-    """The resource: both forms of the subscription (the single values when there is one)."""
+def webhook_resource(subscribed: SubscribedWebhook, shown: dict[str, Any]) -> Webhook:
+    """The resource: both forms of the subscription (the single values when there is one),
+    and its SPEC §9 fields as ``shown`` (``Integrations.shown``: secrets redacted)."""
     location_ids, event_types = subscribed.location_ids, subscribed.event_types
     single_location = location_ids[0] if len(location_ids) == 1 and location_ids != [ANY] else None
     single_type = event_types[0] if len(event_types) == 1 and event_types != [ANY] else None
@@ -317,6 +351,7 @@ def webhook_resource(subscribed: SubscribedWebhook) -> Webhook:
             "event_type": single_type,
             "location_ids": location_ids,
             "event_types": event_types,
+            **shown,
         }
     )
 

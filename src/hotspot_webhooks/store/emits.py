@@ -13,15 +13,20 @@ through SQLAlchemy's async connection. Both read the same lookups and write the 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
+import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Dialect, Select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..errors import InvalidInput
+from ..integrations.filters import Filter, compile_filter
 from ..states import OwnerStatus
 from ..subscription import ANY
 from .database import within
@@ -42,6 +47,9 @@ from .statements import (
 )
 
 MAX_EVENTS_PER_COMMIT = 5000
+FILTER_CACHE_SIZE = 10_000  # webhook filters kept compiled, per process
+
+log = logging.getLogger(__name__)
 
 EmitOutcome = EmitCounts | Exception  # what one caller of a group commit hears
 
@@ -87,12 +95,13 @@ def plan_emits(
         owner_of[owner.id] = owner.operator_id
         if owner.status == OwnerStatus.DISABLED:
             disabled.add(owner.id)
-    # (owner, location or "*", type or "*") → enabled webhooks; each webhook subscribes to a
-    # product of locations and types, so at most one of an event's four keys names it
-    targets: dict[tuple[str, str, str], list[str]] = {}
+    # (owner, location or "*", type or "*") → enabled webhooks (with their filters); each
+    # webhook subscribes to a product of locations and types, so at most one of an event's
+    # four keys names it
+    targets: dict[tuple[str, str, str], list[Target]] = {}
     for row in subscriptions:
         key = (row.operator_id, row.location_id, row.event_type)
-        targets.setdefault(key, []).append(row.webhook_id)
+        targets.setdefault(key, []).append(Target(row.webhook_id, row.filter_json))
     plan = EmitPlan()
     for emit in group:
         refused = _refusal(emit, known, owner_of)
@@ -113,7 +122,7 @@ def plan_emits(
             matched = (
                 []
                 if new.location_id in disabled
-                else _matched(targets, owner_id, new.location_id, new.type)
+                else _matched(targets, owner_id, new)
             )
             counts[new.id] = len(matched)
             known[new.id] = ExistingEvent(new.id, len(matched), owner_id)
@@ -141,21 +150,52 @@ def plan_emits(
     return plan
 
 
+class Target(NamedTuple):
+    """An enabled webhook an emit may match, and its filter (SPEC §9), if it has one."""
+
+    webhook_id: str
+    filter_json: str | None
+
+
 def _matched(
-    targets: dict[tuple[str, str, str], list[str]], owner: str, location_id: str, event_type: str
+    targets: dict[tuple[str, str, str], list[Target]], owner: str, event: NewEvent
 ) -> list[str]:
-    """The webhooks of ``owner`` an event at ``location_id`` of ``event_type`` goes to, by
-    id (the order deliveries are created in)."""
+    """The webhooks of ``owner`` that ``event`` goes to, by id (the order deliveries are
+    created in): subscribed to its location and type, and, where a webhook has a filter,
+    matched by it. The payload is parsed only when a candidate has a filter."""
     found: list[str] = []
+    data: Mapping[str, Any] | None = None
     for key in (
-        (owner, location_id, event_type),
-        (owner, location_id, ANY),
-        (owner, ANY, event_type),
+        (owner, event.location_id, event.type),
+        (owner, event.location_id, ANY),
+        (owner, ANY, event.type),
         (owner, ANY, ANY),
     ):
-        found.extend(targets.get(key, ()))
+        for target in targets.get(key, ()):
+            if target.filter_json is not None:
+                if data is None:
+                    data = json.loads(event.body)
+                if not filter_matches(target.filter_json, target.webhook_id, data):
+                    continue
+            found.append(target.webhook_id)
     found.sort()
     return found
+
+
+@functools.lru_cache(maxsize=FILTER_CACHE_SIZE)
+def _compiled(filter_json: str) -> Filter:
+    return compile_filter(json.loads(filter_json))
+
+
+def filter_matches(filter_json: str, webhook_id: str, data: Mapping[str, Any]) -> bool:
+    """Whether the stored filter matches ``data``. A stored filter was checked when it was
+    written; one that no longer compiles (it cannot, short of an edit of the database) sends
+    nothing rather than everything, and says so in the log."""
+    try:
+        return _compiled(filter_json).matches(data)
+    except InvalidInput as exc:
+        log.error("webhook %s: its stored filter is invalid (%s); nothing matches it", webhook_id, exc)
+        return False
 
 
 def _refusal(

@@ -73,6 +73,14 @@ class ClaimedDelivery(NamedTuple):
     api_key_encrypted: str
     previous_api_key_encrypted: str | None  # a rotated key still in its grace period
     webhook_enabled: bool
+    # SPEC §9, null for a webhook that uses neither: the body's template (JSON), and the
+    # custom headers and auth, sealed (``integrations/auth.py``)
+    template_json: str | None
+    secrets_sealed: str | None
+    # for a template only (null otherwise): when the event was stored (a datetime, or on
+    # SQLite its stored text) and its location's name
+    event_created_at: Any
+    location_name: str | None
 
 
 class AttemptRecord(NamedTuple):

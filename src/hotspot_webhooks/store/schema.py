@@ -111,6 +111,16 @@ webhooks = Table(
     Column("disabled_reason", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # what a webhook does beyond SPEC §2 (§9), each null when not used: a description and
+    # metadata for people; the filter an emit applies (JSON, read in the emit's transaction);
+    # the template an attempt renders its body with (JSON); the preset that filled it; and the
+    # custom headers and auth, sealed under SECRET_KEY like the API keys (never in clear)
+    Column("description", Text, nullable=True),
+    Column("metadata_json", Text, nullable=True),
+    Column("filter_json", Text, nullable=True),
+    Column("template_json", Text, nullable=True),
+    Column("preset", String(64), nullable=True),
+    Column("secrets_sealed", Text, nullable=True),
     Index(
         "ix_webhooks_previous_key_expires_at",
         "previous_key_expires_at",

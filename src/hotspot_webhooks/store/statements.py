@@ -105,6 +105,7 @@ class Subscription(NamedTuple):
     operator_id: str
     location_id: str  # or "*"
     event_type: str  # or "*"
+    filter_json: str | None  # the webhook's filter, if it has one (SPEC §9)
 
 
 class EmitLookups(NamedTuple):
@@ -132,6 +133,7 @@ def emit_lookups(event_ids: set[str], location_ids: set[str], event_types: set[s
             subscriptions.c.operator_id,
             subscriptions.c.location_id,
             subscriptions.c.event_type,
+            webhooks.c.filter_json,
         )
         .join(webhooks, webhooks.c.id == subscriptions.c.webhook_id)
         .where(
@@ -158,6 +160,7 @@ def leased_rows(leased: Any) -> Select[Any]:
     """What sending needs of the leased deliveries in ``leased`` (the deliveries table, or a
     claim's ``UPDATE ... RETURNING`` of ``LEASED_DELIVERY_COLUMNS``): the columns of a
     ``ClaimedDelivery``, in order."""
+    templated = webhooks.c.template_json.is_not(None)
     return (
         select(
             leased.c.id,
@@ -178,6 +181,19 @@ def leased_rows(leased: Any) -> Select[Any]:
                 else_=null(),
             ).label("previous_api_key_encrypted"),
             (webhooks.c.status == WebhookStatus.ENABLED.value).label("webhook_enabled"),
+            webhooks.c.template_json,
+            webhooks.c.secrets_sealed,
+            # what only a template reads: looked up for a templated webhook's rows alone
+            case((templated, events.c.created_at), else_=null()).label("event_created_at"),
+            case(
+                (
+                    templated,
+                    select(locations.c.name)
+                    .where(locations.c.id == events.c.location_id)
+                    .scalar_subquery(),
+                ),
+                else_=null(),
+            ).label("location_name"),
         )
         .join(events, events.c.id == leased.c.event_id)
         .join(webhooks, webhooks.c.id == leased.c.webhook_id)

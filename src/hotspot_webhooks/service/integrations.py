@@ -1,0 +1,196 @@
+"""What a webhook does beyond SPEC §2 (§9), as the service checks, stores and shows it: its
+description and metadata, its filter, its template (or a preset's), and its own headers and
+auth (sealed under ``SECRET_KEY``, never shown back).
+
+``columns`` turns the fields a create or an update gives into the webhook's columns, each
+checked with a 422 naming the field at fault; on an update, what is stored fills in what a
+client sends back redacted (``integrations/auth.py``). ``shown`` is the other way: the fields
+of a webhook's answer, secrets as ``"[redacted]"`` or left out. ``get_all`` lists the presets
+(``GET /v1/integrations``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..config import Settings
+from ..delivery.targets import check_callback_url
+from ..integrations.auth import (
+    OAuth2Auth,
+    check_auth,
+    check_headers,
+    check_together,
+    seal,
+    shown_auth,
+    shown_headers,
+    unseal,
+)
+from ..integrations.context import template_context
+from ..integrations.filters import compile_filter
+from ..integrations.presets import describe as describe_presets
+from ..integrations.presets import get_preset
+from ..integrations.templates import Template, check_template, compile_template, template_from_json
+from ..keys import KeyCipher
+from ..known_types import KnownEventTypes
+from ..subscription import ANY
+from ..validation import invalid, is_text
+
+MAX_DESCRIPTION = 500
+MAX_METADATA_KEYS = 20
+MAX_METADATA_TEXT = 500  # characters of one key or value
+SAMPLE_EVENT_ID = "evt_sample"
+SAMPLE_LOCATION = ("loc-sample", "Sample location")
+
+
+class Integrations:
+    def __init__(self, settings: Settings, cipher: KeyCipher, known: KnownEventTypes) -> None:
+        self.settings = settings
+        self.cipher = cipher
+        self.known = known
+
+    def get_all(self) -> list[dict[str, Any]]:
+        """The built-in presets: what each sends, to which types, with which auth, and the
+        fields the control center asks for."""
+        return describe_presets()
+
+    async def columns(
+        self, given: Mapping[str, Any], *, event_types: Sequence[str], stored: Any = None
+    ) -> dict[str, Any]:
+        """The webhook's columns for the fields ``given`` (a field left out is kept), checked
+        against its subscribed ``event_types``; ``stored`` is its row on an update."""
+        values: dict[str, Any] = {}
+        if "description" in given:
+            values["description"] = _description(given["description"])
+        if "metadata" in given:
+            values["metadata_json"] = _dumps(_metadata(given["metadata"]))
+        if "filter" in given:
+            values["filter_json"] = (
+                None if given["filter"] is None else _dumps(compile_filter(given["filter"]).source)
+            )
+        preset_name = given.get("preset") if "preset" in given else _stored(stored, "preset")
+        if "preset" in given:
+            values["preset"] = None if preset_name is None else get_preset(preset_name).name
+        template = await self._template(given, event_types, stored)
+        if template is not None:
+            values["template_json"] = template
+        elif "template" in given:
+            values["template_json"] = None
+        if "headers" in given or "auth" in given:
+            values["secrets_sealed"] = await self._secrets(given, stored)
+        if preset_name is not None:
+            sealed = values.get("secrets_sealed", _stored(stored, "secrets_sealed"))
+            _, auth = unseal(sealed, self.cipher)
+            needed = get_preset(preset_name).auth
+            if needed is not None and (auth is None or auth.type != needed):
+                raise invalid(
+                    "auth",
+                    f'the {preset_name} preset needs auth of type "{needed}"',
+                )
+        return values
+
+    def shown(self, row: Any) -> dict[str, Any]:
+        """A webhook's §9 fields as its answers show them."""
+        headers, auth = unseal(row.secrets_sealed, self.cipher)
+        return {
+            "description": row.description,
+            "metadata": _loads(row.metadata_json),
+            "headers": shown_headers(headers) if headers else None,
+            "auth": shown_auth(auth),
+            "filter": _loads(row.filter_json),
+            "template": _loads(row.template_json),
+            "preset": row.preset,
+        }
+
+    async def _template(
+        self, given: Mapping[str, Any], event_types: Sequence[str], stored: Any
+    ) -> str | None:
+        """The template to store, checked against a sample of every subscribed type: the one
+        given, else the preset's (a preset named without a template), else the stored one
+        again when the subscription changes; None when there is nothing to check."""
+        if given.get("template") is not None:
+            template = compile_template(given["template"])
+        elif given.get("preset") is not None and "template" not in given:
+            template = compile_template(get_preset(given["preset"]).template, field="preset")
+        elif "template" not in given and _stored(stored, "template_json") is not None:
+            template = template_from_json(stored.template_json)
+        else:
+            return None
+        await self.check(template, event_types)
+        return template.to_json()
+
+    async def check(self, template: Template, event_types: Sequence[str]) -> None:
+        """Render ``template`` for a sample of each of ``event_types`` ("*": every known
+        type); 422 naming the type and the template's line where one fails."""
+        names = await self.known.names() if ANY in event_types else list(event_types)
+        samples = {}
+        for name in names:
+            event_type = await self.known.get(name, field="event_types")
+            samples[name] = sample_context(name, event_type.sample)
+        check_template(template, samples)
+
+    async def _secrets(self, given: Mapping[str, Any], stored: Any) -> str | None:
+        headers, auth = unseal(_stored(stored, "secrets_sealed"), self.cipher)
+        if "headers" in given:
+            headers = check_headers(given["headers"], stored=headers)
+        if "auth" in given:
+            auth = check_auth(given["auth"], stored=auth)
+        check_together(headers, auth)
+        if isinstance(auth, OAuth2Auth):
+            await check_callback_url(
+                auth.token_url,
+                allow_private=self.settings.allow_private_targets,
+                field="auth.token_url",
+            )
+        return seal(headers, auth, self.cipher)
+
+
+def sample_context(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """What a template sees for a sample event of ``event_type``."""
+    location_id, location_name = SAMPLE_LOCATION
+    return template_context(
+        event_id=SAMPLE_EVENT_ID,
+        event_type=event_type,
+        location_id=location_id,
+        created_at="2026-01-01T12:00:00",
+        data=data,
+        location_name=location_name,
+    )
+
+
+def _stored(row: Any, column: str) -> Any:
+    return None if row is None else getattr(row, column)
+
+
+def _description(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
+        raise invalid("description", f"must be a string of at most {MAX_DESCRIPTION} characters")
+    return value
+
+
+def _metadata(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid("metadata", "must be an object of string keys to string values")
+    if len(value) > MAX_METADATA_KEYS:
+        raise invalid("metadata", f"holds at most {MAX_METADATA_KEYS} keys, not {len(value)}")
+    for key, text in value.items():
+        if not is_text(key, max_length=MAX_METADATA_TEXT):
+            raise invalid(f"metadata.{key}", "keys are printable text, at most 500 characters")
+        if not isinstance(text, str) or len(text) > MAX_METADATA_TEXT:
+            raise invalid(f"metadata.{key}", "must be a string of at most 500 characters")
+    return dict(value)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
