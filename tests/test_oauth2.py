@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -408,6 +409,18 @@ async def test_an_oversized_answer_is_cut_off(provider: Provider, tokens: OAuth2
 
     provider.answer = streaming
     assert "with more than 65536 bytes" in await failure(tokens, provider.auth(scope="s"))
+
+
+async def test_a_compressed_answer_is_not_inflated(
+    provider: Provider, tokens: OAuth2Tokens
+) -> None:
+    async def compressing(request: web.Request) -> web.Response:
+        assert request.headers["Accept-Encoding"] == "identity"
+        bomb = gzip.compress(b'{"access_token": "a", "token_type": "Bearer"' + b" " * 10**7 + b"}")
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
+
+    provider.answer = compressing
+    assert "answered 200 with a body that is not JSON" in await failure(tokens, provider.auth())
 
 
 async def test_a_slow_endpoint_is_given_up_on_at_the_timeout(provider: Provider) -> None:

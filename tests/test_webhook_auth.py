@@ -191,6 +191,7 @@ def test_each_auth_kind_is_read_with_its_fields() -> None:
         ("basic", "auth", "must be null or an object"),
         ({}, "auth.type", "must be basic, bearer or oauth2"),
         ({"type": "digest"}, "auth.type", "not 'digest'"),
+        ({"type": ["basic"]}, "auth.type", "not ['basic']"),
         ({"type": "basic", "password": PASSWORD}, "auth.username", "required"),
         ({"type": "basic", "username": "crm"}, "auth.password", "required"),
         ({"type": "basic", "username": "", "password": "x"}, "auth.username", "1 to 256"),

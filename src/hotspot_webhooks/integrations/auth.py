@@ -189,7 +189,9 @@ def reserved_reason(name: str) -> str | None:
     return None
 
 
-def _check_name(name: str, where: str) -> None:
+def _check_name(name: Any, where: str) -> None:
+    if not isinstance(name, str):
+        raise invalid(where, "must be a string")
     if not name:
         raise invalid(where, "is empty: a header needs a name")
     if len(name) > MAX_NAME_LENGTH:
@@ -238,7 +240,7 @@ def check_auth(value: Any, *, field: str = "auth", stored: Auth | None = None) -
     if not isinstance(value, dict):
         raise invalid(field, "must be null or an object with a type: basic, bearer or oauth2")
     kind = value.get("type")
-    if kind not in AUTH_TYPES:
+    if not isinstance(kind, str) or kind not in AUTH_TYPES:
         raise invalid(
             f"{field}.type",
             "must be basic, bearer or oauth2",

@@ -20,13 +20,13 @@ token comes from ``OAuth2Tokens.get``, which asks the token endpoint only when i
   failure is kept ``FAILURE_TTL`` seconds, so a burst of deliveries to a broken endpoint is one
   request, not one each.
 
-Every fetch is bounded: ``timeout`` seconds in all, an answer of at most ``max_bytes``, no
-redirect followed, no proxy or cookie taken from anywhere. The token URL passes the SSRF guard
-at every fetch, on the addresses it is about to connect to, so a name that rebinds to an
-internal address is refused. The guard is handed in (``refuse``: ``delivery.targets.
-forbidden_reason``, or None when private targets are allowed; ``lookup``: ``targets.
-system_lookup``) so that this package stands apart from the delivery engine and tests resolve
-names to 127.0.0.1 without asking any DNS.
+Every fetch is bounded: ``timeout`` seconds in all, an answer of at most ``max_bytes`` (asked
+for and read uncompressed), no redirect followed, no proxy or cookie taken from anywhere. The
+token URL passes the SSRF guard at every fetch, on the addresses it is about to connect to, so
+a name that rebinds to an internal address is refused. The guard is handed in (``refuse``:
+``delivery.targets.forbidden_reason``, or None when private targets are allowed; ``lookup``:
+``targets.system_lookup``) so that this package stands apart from the delivery engine and
+tests resolve names to 127.0.0.1 without asking any DNS.
 
 HTTP is aiohttp's: one request per token lifetime, off the delivery hot path, where pycurl's
 speed buys nothing and aiohttp's resolver hook carries the guard in a few lines.
@@ -226,6 +226,7 @@ class OAuth2Tokens:
             form["scope"] = auth.scope
         headers = {
             "Accept": "application/json",
+            "Accept-Encoding": "identity",  # nothing to inflate: no bomb to defuse
             "Content-Type": "application/x-www-form-urlencoded",
             "User-Agent": USER_AGENT,
         }
@@ -270,6 +271,7 @@ class OAuth2Tokens:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 trust_env=False,  # no proxy from the environment
+                auto_decompress=False,  # what is read is what came, within max_bytes
                 cookie_jar=aiohttp.DummyCookieJar(),  # nothing carried from one client to the next
             )
         return self._session
