@@ -8,8 +8,9 @@ hold secrets, so they are:
   the field (``headers.X-Api-Key``, ``auth.client_secret``);
 * stored as one encrypted blob (``seal``/``unseal``, Fernet under ``SECRET_KEY``): no header
   value or secret is ever in the database in clear; a webhook without either stores nothing;
-* shown redacted (``shown_headers``: every value ``"[redacted]"``; ``shown_auth``: the type and
-  the fields that are not secret), in answers and in attempt records alike.
+* shown redacted: in answers, ``shown_headers`` (every value ``"[redacted]"``) and
+  ``shown_auth`` (the type and the fields that are not secret); in attempt records,
+  ``shown_request_headers`` (§2's headers as sent, ours and ``Authorization`` redacted).
 
 Names we set are refused: §2's headers, ``Host``, ``Content-*``, hop-by-hop headers,
 ``webhook-*``, ``X-Hotspotsystem-*`` and the literal ``HTTP_X_HOTSPOTSYSTEM_HMAC_SHA256``.
@@ -161,7 +162,7 @@ def check_headers(
     headers: dict[str, str] = {}
     seen: dict[str, str] = {}
     for name, header_value in value.items():
-        where = f"{field}.{name}"
+        where = _where(field, name)
         _check_name(name, where)
         if name.lower() in seen:
             raise invalid(where, f"is given twice (as {seen[name.lower()]!r} too)")
@@ -179,6 +180,15 @@ def check_headers(
     if size > MAX_HEADERS_SIZE:
         raise invalid(field, f"must be at most {MAX_HEADERS_SIZE} characters in all, not {size}")
     return headers
+
+
+def _where(field: str, name: Any) -> str:
+    """The field a header's error names: ``headers.X-Api-Key``, or for a name that is no
+    header name, its quoted start (no line break or megabyte reaches a message)."""
+    if isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and _TOKEN.fullmatch(name):
+        return f"{field}.{name}"
+    shown = repr(name) if len(repr(name)) <= 60 else f"{repr(name)[:50]}..."
+    return f"{field}.{shown}"
 
 
 def reserved_reason(name: str) -> str | None:
@@ -224,6 +234,17 @@ def _check_value(value: Any, where: str) -> str:
 def shown_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The headers as answers and attempt records show them: every value redacted."""
     return dict.fromkeys(headers, REDACTED)
+
+
+def shown_request_headers(
+    sent: Mapping[str, str], headers: Mapping[str, str], auth: Auth | None
+) -> dict[str, str]:
+    """An attempt's request headers as its record keeps them: §2's as they were sent, the
+    webhook's own ``headers`` and the ``Authorization`` that ``auth`` added redacted."""
+    secret = {name.lower() for name in headers}
+    if auth is not None:
+        secret.add("authorization")
+    return {name: REDACTED if name.lower() in secret else value for name, value in sent.items()}
 
 
 # -- auth ----------------------------------------------------------------------------------------
@@ -458,5 +479,6 @@ __all__ = [
     "seal",
     "shown_auth",
     "shown_headers",
+    "shown_request_headers",
     "unseal",
 ]
