@@ -38,6 +38,7 @@ from .models import (
     EmitResult,
     Event,
     EventTypeInfo,
+    IntegrationInfo,
     Location,
     Operator,
     OperatorWithToken,
@@ -47,6 +48,7 @@ from .models import (
     TokenCreated,
     Webhook,
     WebhookOptions,
+    WebhookPreview,
     WebhookWithSecret,
 )
 from .service import EmitRequest
@@ -273,9 +275,7 @@ class RemoteWebhooks(_RemotePart):
             "operator_id": operator,
         }
         body = _present(body) | ({} if options is None else options.given())
-        return await self._rest.model(
-            WebhookWithSecret, "POST", "/v1/webhooks", body=body
-        )
+        return await self._rest.model(WebhookWithSecret, "POST", "/v1/webhooks", body=body)
 
     async def get_all(
         self,
@@ -325,11 +325,25 @@ class RemoteWebhooks(_RemotePart):
         query = _query(event_type=event_type, location_id=location_id)
         return await self._rest.model(DeliveryWithAttempts, "POST", path, query=query)
 
+    async def preview(
+        self, webhook_id: str, *, event_type: str | None = None, location_id: str | None = None
+    ) -> WebhookPreview:
+        path = f"/v1/webhooks/{_segment(webhook_id)}/preview"
+        query = _query(event_type=event_type, location_id=location_id)
+        return await self._rest.model(WebhookPreview, "GET", path, query=query)
+
     async def recover(self, webhook_id: str, since: datetime) -> RecoverResult:
         path = f"/v1/webhooks/{_segment(webhook_id)}/recover"
         return await self._rest.model(
             RecoverResult, "POST", path, body={"since": since.isoformat()}
         )
+
+
+class RemoteIntegrations(_RemotePart):
+    """The built-in integrations (presets) over REST."""
+
+    async def get_all(self) -> list[IntegrationInfo]:
+        return await self._rest.listed(IntegrationInfo, "/v1/integrations")
 
 
 class RemoteEvents(_RemotePart):
@@ -408,6 +422,7 @@ class RemoteService:
         self.locations = RemoteLocations(rest)
         self.event_types = RemoteEventTypes(rest)
         self.webhooks = RemoteWebhooks(rest)
+        self.integrations = RemoteIntegrations(rest)
         self.events = RemoteEvents(rest)
         self.deliveries = RemoteDeliveries(rest)
 

@@ -82,6 +82,43 @@ class Webhook(Resource):
     preset: str | None = None
 
 
+class IntegrationField(BaseModel):
+    """One answer a preset asks for (the control center's form field)."""
+
+    name: str
+    label: str
+    help: str
+    secret: bool
+    pattern: str
+    required: bool
+    choices: list[str] | None = None
+    default: str | None = None
+    example: str | None = None
+
+
+class IntegrationInfo(BaseModel):
+    """A built-in integration (preset): ``GET /v1/integrations``."""
+
+    name: str
+    title: str
+    description: str
+    event_types: list[str]
+    auth: str | None
+    fields: list[IntegrationField]
+
+
+class WebhookPreview(BaseModel):
+    """The request a webhook would send for a sample event: its body as rendered, its headers
+    (signed with its key; its own values and its Authorization as "[redacted]")."""
+
+    webhook_id: str
+    event_type: str
+    method: str = "POST"
+    url: str
+    headers: dict[str, str]
+    body: str
+
+
 class WebhookOptions(BaseModel):
     """What a webhook may do beyond SPEC §2 (§9), as given to create or update one: the
     fields given (``model_fields_set``) are set, null clears one, the others are kept. Each is

@@ -21,7 +21,7 @@ from ..config import Settings
 from ..errors import DatabaseUnavailable, HotspotWebhooksError, Unauthorized
 from ..service import Service
 from ..web import control_center
-from . import deliveries, event_types, events, locations, operators, tokens, webhooks
+from . import deliveries, event_types, events, integrations, locations, operators, tokens, webhooks
 from .errors import install_error_handlers
 from .limits import BodyLimit, BodyTimeout
 from .lockout import FailedAuthLimit
@@ -85,6 +85,7 @@ def create_app(settings: Settings, *, dispatch: bool = True, migrate: bool = Tru
         tokens.router,
         locations.router,
         webhooks.router,
+        integrations.router,
         events.router,
         deliveries.router,
     ):

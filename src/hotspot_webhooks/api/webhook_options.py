@@ -64,9 +64,7 @@ class OptionFields(BaseModel):
 
     def options(self) -> WebhookOptions | None:
         """The §9 fields given (``model_fields_set``), or None when none is."""
-        given = {
-            name: getattr(self, name) for name in self.model_fields_set & OPTION_NAMES
-        }
+        given = {name: getattr(self, name) for name in self.model_fields_set & OPTION_NAMES}
         if not given:
             return None
         if isinstance(given.get("template"), TemplateField):

@@ -12,6 +12,7 @@ from ..models import (
     Page,
     RecoverResult,
     Webhook,
+    WebhookPreview,
     WebhookWithSecret,
 )
 from ..states import WebhookStatus
@@ -197,6 +198,26 @@ async def send_test_event(
     """Send a sample event now, to this webhook alone; answers with the delivery and its
     attempt (a failed one is retried like any other)."""
     return await service.webhooks.test(
+        webhook_id, event_type=event_type, location_id=location_id or None, caller=caller
+    )
+
+
+@router.get("/{webhook_id}/preview")
+async def preview_webhook(
+    webhook_id: WebhookId,
+    service: ServiceDep,
+    caller: CallerDep,
+    event_type: Annotated[
+        str | None, Query(description="Which type's sample (default: the subscription's first).")
+    ] = None,
+    location_id: Annotated[
+        str | None, id_in_query("From which location (default: the subscription's first).")
+    ] = None,
+) -> WebhookPreview:
+    """The request this webhook would send for a sample event, rendered through its template
+    and signed with its key; its own header values and Authorization redacted. Nothing is
+    sent."""
+    return await service.webhooks.preview(
         webhook_id, event_type=event_type, location_id=location_id or None, caller=caller
     )
 

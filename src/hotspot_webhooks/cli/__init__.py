@@ -19,6 +19,7 @@ from . import (
     deliveries,
     event_types,
     events,
+    integrations,
     locations,
     maintenance,
     operators,
@@ -55,6 +56,7 @@ app.add_typer(operators.operators_app, name="operators")
 app.add_typer(operators.tokens_app, name="tokens")
 app.add_typer(locations.locations_app, name="locations")
 app.add_typer(webhooks.webhooks_app, name="webhooks")
+app.add_typer(integrations.integrations_app, name="integrations")
 app.add_typer(events.events_app, name="events")
 app.add_typer(event_types.event_types_app, name="event-types")
 app.add_typer(deliveries.deliveries_app, name="deliveries")

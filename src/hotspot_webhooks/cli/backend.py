@@ -25,6 +25,7 @@ from ..models import (
     EmitResult,
     Event,
     EventTypeInfo,
+    IntegrationInfo,
     Location,
     Operator,
     OperatorWithToken,
@@ -34,6 +35,7 @@ from ..models import (
     TokenCreated,
     Webhook,
     WebhookOptions,
+    WebhookPreview,
     WebhookWithSecret,
 )
 from ..service import EmitRequest, Service
@@ -113,6 +115,13 @@ class WebhooksVerbs(Protocol):
         self, webhook_id: str, *, event_type: str | None = None, location_id: str | None = None
     ) -> DeliveryWithAttempts: ...
     async def recover(self, webhook_id: str, since: datetime) -> RecoverResult: ...
+    async def preview(
+        self, webhook_id: str, *, event_type: str | None = None, location_id: str | None = None
+    ) -> WebhookPreview: ...
+
+
+class IntegrationsVerbs(Protocol):
+    async def get_all(self) -> list[IntegrationInfo]: ...
 
 
 class EventsVerbs(Protocol):
@@ -159,6 +168,8 @@ class Backend(Protocol):
     def event_types(self) -> EventTypesVerbs: ...
     @property
     def webhooks(self) -> WebhooksVerbs: ...
+    @property
+    def integrations(self) -> IntegrationsVerbs: ...
     @property
     def events(self) -> EventsVerbs: ...
     @property

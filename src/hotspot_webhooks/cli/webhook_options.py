@@ -46,7 +46,9 @@ AuthOption = Annotated[
 ]
 FilterOption = Annotated[
     str | None,
-    typer.Option("--filter", help='MongoDB-style JSON over the payload, or @file: {"newsletter": "1"}.'),
+    typer.Option(
+        "--filter", help='MongoDB-style JSON over the payload, or @file: {"newsletter": "1"}.'
+    ),
 ]
 TemplateOption = Annotated[
     str | None,
@@ -87,7 +89,12 @@ def _pairs(items: list[str] | None, what: str, *, secret: bool = False) -> dict[
     for item in items:
         name, equals, value = item.partition("=")
         if not equals or not name:
-            fail(f"{what}: give NAME=VALUE, not {item!r}" if not secret else f"{what}: give NAME=VALUE", 2)
+            fail(
+                f"{what}: give NAME=VALUE, not {item!r}"
+                if not secret
+                else f"{what}: give NAME=VALUE",
+                2,
+            )
         pairs[name] = read_value(value, f"{what} {name}") if secret else value
     return pairs
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..states import DeliveryStatus, WebhookStatus
+from ..terminal import plain
 from .backend import with_backend
 from .common import (
     Db,
@@ -14,6 +15,7 @@ from .common import (
     Yes,
     confirm_deletion,
     fail,
+    out,
     parse_since,
 )
 from .output import show, show_delivery, shown_once
@@ -60,9 +62,7 @@ def _locations(location: list[str] | None, all_locations: bool) -> list[str] | N
 
 @webhooks_app.command("create")
 def webhooks_create(
-    url: Annotated[
-        str | None, typer.Option("--url", help="Callback URL (http or https).")
-    ] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Callback URL (http or https).")] = None,
     location: Locations = None,
     all_locations: AllLocations = False,
     event: Events = None,
@@ -221,6 +221,34 @@ def webhooks_update(
         ),
     )
     show(updated, as_json)
+
+
+@webhooks_app.command("preview")
+def webhooks_preview(
+    webhook_id: Annotated[str, typer.Argument(metavar="ID")],
+    event: Annotated[
+        str | None, typer.Option("--event", help="Which type's sample (default: its first).")
+    ] = None,
+    location: Annotated[
+        str | None, typer.Option("--location", help="From which location (default: its first).")
+    ] = None,
+    db: Db = None,
+    as_json: Json = False,
+) -> None:
+    """Show the request this webhook would send for a sample event: its body rendered
+    through its template, its headers signed (own values and Authorization redacted).
+    Nothing is sent (`webhooks test` sends one)."""
+    preview = with_backend(
+        db, lambda s: s.webhooks.preview(webhook_id, event_type=event, location_id=location)
+    )
+    if as_json:
+        show(preview, as_json)
+        return
+    out.print(plain(f"POST {preview.url}"))
+    for name, value in preview.headers.items():
+        out.print(plain(f"{name}: {value}"))
+    out.print("")
+    out.print(plain(preview.body))
 
 
 @webhooks_app.command("rotate-key")

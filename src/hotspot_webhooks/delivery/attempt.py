@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from .. import metrics
 from ..config import Settings
+from ..integrations.oauth2 import OAuth2Error
 from ..keys import KeyCipher
 from ..signing import DeliveryRequest, Signer, delivery_headers
 from ..states import DeliveryStatus
@@ -25,7 +26,7 @@ from ..store.records import ClaimedDelivery, ExpiredLease, Outcome
 from .outcome import AttemptResult, Decision, decide
 from .retry import RetryPolicy
 from .sender import Sender
-from .shaping import NotYet, Shaping, Unsendable, recorded
+from .shaping import Shaping, Unsendable, recorded
 
 log = logging.getLogger(__name__)
 SIGNER_CACHE_SIZE = 10_000  # webhook keys kept decrypted and keyed, per process
@@ -99,21 +100,26 @@ class Attempts:
         ``Authorization`` are recorded as ``"[redacted]"``."""
         if self._shaping is None:
             self._shaping = Shaping(self._cipher, allow_private=self.settings.allow_private_targets)
+        shaping = self._shaping
         recorded_headers: dict[str, str] = {}
         try:
-            shaped = await self._shaping.request(claimed)
+            shaped = await shaping.request(claimed)
             headers = signed_headers(claimed, self.signers(claimed), shaped.body)
             headers["Content-Type"] = shaped.content_type
             headers.update(shaped.headers)
-            recorded_headers = recorded(headers, shaped.headers)
-            result = await self.sender.send(
-                claimed.callback_url, shaped.body, headers, claimed.id, fence_run
-            )
-            if result.status == 401:
-                self._shaping.refused(claimed, shaped)
+
+            async def send(authorization: dict[str, str]) -> AttemptResult:
+                nonlocal recorded_headers
+                sent = headers | authorization
+                recorded_headers = recorded(sent, shaped)
+                return await self.sender.send(
+                    claimed.callback_url, shaped.body, sent, claimed.id, fence_run
+                )
+
+            result = await shaping.send(shaped, send, lambda r: r.sent and r.status == 401)
         except Unsendable as exc:
             result = _not_sent(exc.message, permanent=True)
-        except NotYet as exc:
+        except OAuth2Error as exc:
             result = _not_sent(exc.message, permanent=False)
         except Exception as exc:
             result = _internal_error(claimed, exc)

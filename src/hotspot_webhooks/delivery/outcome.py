@@ -3,7 +3,8 @@
 ``pending`` → ``succeeded`` on a success status; otherwise retried per the policy until the
 retries run out, then ``failed``. ``410 Gone`` means the receiver is gone for good: the delivery
 fails and its webhook is disabled. A request that can never be made as it is (a template that
-fails on the event) fails at once, without retries. Pure: no I/O, no clock except the ``now`` it is given.
+fails on the event) fails at once, without retries. Pure: no I/O, no clock except the ``now``
+it is given.
 """
 
 from __future__ import annotations

@@ -21,19 +21,27 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import TypeVar
 
-from ..integrations.auth import Auth, OAuth2Auth, request_headers, unseal
-from ..integrations.context import template_context
-from ..integrations.oauth2 import OAuth2Error, OAuth2Tokens
-from ..integrations.templates import RenderError, TemplateRenderer, template_from_json
+from ..integrations.auth import Auth, shown_request_headers, unseal
+from ..integrations.oauth2 import OAuth2Tokens, send_authorized
+from ..integrations.templates import (
+    RenderContext,
+    RenderError,
+    Template,
+    TemplateRenderer,
+    compile_template,
+)
 from ..keys import KeyCipher
-from ..redaction import REDACTED
 from ..store.records import ClaimedDelivery
+from .targets import forbidden_reason, system_lookup
 
-CACHE_SIZE = 10_000  # webhooks' sealed headers and auth kept opened, per process
+CACHE_SIZE = 10_000  # webhooks' sealed headers and auth, and templates, kept opened per process
+JSON = "application/json"
+R = TypeVar("R")
 
 
 class Unsendable(Exception):
@@ -45,21 +53,14 @@ class Unsendable(Exception):
         self.message = message
 
 
-class NotYet(Exception):
-    """This attempt could not be made ready (the OAuth2 token endpoint failed): a failed
-    attempt, retried as any other."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 @dataclass(frozen=True, slots=True)
 class Shaped:
+    """One attempt's request as the webhook shapes it, before ``Authorization``."""
+
     body: bytes
     content_type: str
-    headers: dict[str, str]  # the webhook's own, and Authorization
-    access_token: str | None  # the OAuth2 token sent, to forget if the receiver answers 401
+    headers: dict[str, str]  # the webhook's own
+    auth: Auth | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +70,16 @@ class _Opened:
 
 
 class Shaping:
-    """Renders, authorizes and redacts for one process side; ``close`` it."""
+    """Renders and authorizes for one process side; ``close`` it."""
 
     def __init__(self, cipher: KeyCipher, *, allow_private: bool) -> None:
         self._cipher = cipher
-        self.tokens = OAuth2Tokens(allow_private=allow_private)
+        self.tokens = OAuth2Tokens(
+            refuse=None if allow_private else forbidden_reason, lookup=system_lookup
+        )
         self.renderer = TemplateRenderer()
         self._opened = functools.lru_cache(maxsize=CACHE_SIZE)(self._open)
-        self._template = functools.lru_cache(maxsize=CACHE_SIZE)(template_from_json)
+        self._template = functools.lru_cache(maxsize=CACHE_SIZE)(_stored_template)
 
     def _open(self, sealed: str) -> _Opened:
         headers, auth = unseal(sealed, self._cipher)
@@ -84,48 +87,59 @@ class Shaping:
 
     async def close(self) -> None:
         await self.tokens.close()
-        await self.renderer.close()
+        self.renderer.close()
 
     async def request(self, claimed: ClaimedDelivery) -> Shaped:
-        body, content_type = claimed.body, "application/json"
+        """The body (rendered, if the webhook has a template) and the webhook's own headers
+        and auth; raises ``Unsendable`` when the template fails on this event."""
+        body, content_type = claimed.body, JSON
         if claimed.template_json is not None:
             template = self._template(claimed.template_json)
-            context = template_context(
+            context = RenderContext(
                 event_id=claimed.event_id,
                 event_type=claimed.event_type,
                 location_id=claimed.location_id,
-                created_at=claimed.event_created_at,
+                created_at=_utc(claimed.event_created_at),
                 data=json.loads(claimed.body),
-                location_name=claimed.location_name,
+                location_name=claimed.location_name or claimed.location_id,
             )
             try:
                 body = await self.renderer.render(template, context)
             except RenderError as exc:
                 raise Unsendable(f"template error: {exc.message}") from None
             content_type = template.content_type
-        headers: dict[str, str] = {}
-        access_token = None
-        if claimed.secrets_sealed is not None:
-            opened = self._opened(claimed.secrets_sealed)
-            headers.update(opened.headers)
-            if isinstance(opened.auth, OAuth2Auth):
-                try:
-                    access_token = await self.tokens.get(opened.auth)
-                except OAuth2Error as exc:
-                    raise NotYet(exc.message) from None
-            headers.update(request_headers(opened.auth, access_token))
-        return Shaped(body, content_type, headers, access_token)
+        if claimed.secrets_sealed is None:
+            return Shaped(body, content_type, {}, None)
+        opened = self._opened(claimed.secrets_sealed)
+        return Shaped(body, content_type, opened.headers, opened.auth)
 
-    def refused(self, claimed: ClaimedDelivery, shaped: Shaped) -> None:
-        """The receiver answered 401 to ``shaped``: its OAuth2 token is forgotten, so the next
-        attempt fetches one again (once: a token endpoint is not asked per 401 twice)."""
-        if shaped.access_token is None or claimed.secrets_sealed is None:
-            return
-        auth = self._opened(claimed.secrets_sealed).auth
-        if isinstance(auth, OAuth2Auth):
-            self.tokens.invalidate(auth, shaped.access_token)
+    async def send(
+        self,
+        shaped: Shaped,
+        send: Callable[[dict[str, str]], Awaitable[R]],
+        refused: Callable[[R], bool],
+    ) -> R:
+        """``send`` with the ``Authorization`` of the webhook's auth; for OAuth2, a refusal
+        (401) forgets the token and sends once more with a fresh one. Raises ``OAuth2Error``
+        when no token can be had (the attempt fails with it, and is retried)."""
+        return await send_authorized(shaped.auth, self.tokens, send, refused)
 
 
-def recorded(headers: Mapping[str, str], own: Mapping[str, str]) -> dict[str, str]:
-    """``headers`` as an attempt record keeps them: the webhook's own values redacted."""
-    return {name: REDACTED if name in own else value for name, value in headers.items()}
+def _stored_template(template_json: str) -> Template:
+    """A stored template (checked when it was stored), ready to render."""
+    return compile_template(json.loads(template_json))
+
+
+def _utc(created_at: datetime | str | None) -> datetime:
+    """When the event was stored: a datetime, or on SQLite's raw rows its text (UTC)."""
+    if created_at is None:  # the webhook's template came after the claim: render all the same
+        return datetime.now(UTC)
+    if isinstance(created_at, str):
+        created_at = datetime.fromisoformat(created_at)
+    return created_at.replace(tzinfo=UTC) if created_at.tzinfo is None else created_at
+
+
+def recorded(sent: Mapping[str, str], shaped: Shaped) -> dict[str, str]:
+    """``sent`` as the attempt record keeps it: the webhook's own values and its
+    ``Authorization`` as ``"[redacted]"``."""
+    return shown_request_headers(sent, shaped.headers, shaped.auth)

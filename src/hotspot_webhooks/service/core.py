@@ -96,6 +96,7 @@ class Service:
 
     async def close(self) -> None:
         await self.sample_send.close()
+        self.integrations.close()
         await self.access.close()
         await self.store.close()
 

@@ -12,12 +12,14 @@ of a webhook's answer, secrets as ``"[redacted]"`` or left out. ``get_all`` list
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..config import Settings
 from ..delivery.targets import check_callback_url
 from ..integrations.auth import (
+    Auth,
     OAuth2Auth,
     check_auth,
     check_headers,
@@ -25,23 +27,30 @@ from ..integrations.auth import (
     seal,
     shown_auth,
     shown_headers,
+    shown_request_headers,
     unseal,
 )
-from ..integrations.context import template_context
 from ..integrations.filters import compile_filter
 from ..integrations.presets import describe as describe_presets
 from ..integrations.presets import get_preset
-from ..integrations.templates import Template, check_template, compile_template, template_from_json
+from ..integrations.templates import (
+    SAMPLE_EVENT_ID,
+    Template,
+    TemplateRenderer,
+    compile_template,
+    sample_contexts,
+)
 from ..keys import KeyCipher
-from ..known_types import KnownEventTypes
+from ..known_types import EventType, KnownEventTypes, sample_body
+from ..models import IntegrationInfo, WebhookPreview
+from ..redaction import REDACTED
+from ..signing import DeliveryRequest, Signer, delivery_headers
 from ..subscription import ANY
 from ..validation import invalid, is_text
 
 MAX_DESCRIPTION = 500
 MAX_METADATA_KEYS = 20
 MAX_METADATA_TEXT = 500  # characters of one key or value
-SAMPLE_EVENT_ID = "evt_sample"
-SAMPLE_LOCATION = ("loc-sample", "Sample location")
 
 
 class Integrations:
@@ -49,11 +58,22 @@ class Integrations:
         self.settings = settings
         self.cipher = cipher
         self.known = known
+        self._renderer: TemplateRenderer | None = None  # its sandbox starts on first use
 
-    def get_all(self) -> list[dict[str, Any]]:
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+
+    @property
+    def renderer(self) -> TemplateRenderer:
+        if self._renderer is None:
+            self._renderer = TemplateRenderer(processes=1)
+        return self._renderer
+
+    async def get_all(self) -> list[IntegrationInfo]:
         """The built-in presets: what each sends, to which types, with which auth, and the
         fields the control center asks for."""
-        return describe_presets()
+        return [IntegrationInfo.model_validate(each) for each in describe_presets()]
 
     async def columns(
         self, given: Mapping[str, Any], *, event_types: Sequence[str], stored: Any = None
@@ -103,6 +123,30 @@ class Integrations:
             "preset": row.preset,
         }
 
+    async def preview(self, row: Any, event_type: EventType, location_id: str) -> WebhookPreview:
+        """The request ``row`` (a webhook) would send for ``event_type``'s sample from
+        ``location_id``: as an attempt would sign and send it, secrets redacted."""
+        body = sample_body(event_type)
+        content_type = "application/json"
+        if row.template_json is not None:
+            template = compile_template(json.loads(row.template_json))
+            [context] = sample_contexts([event_type], location_id=location_id).values()
+            body = await self.renderer.render(template, context)
+            content_type = template.content_type
+        request = DeliveryRequest(SAMPLE_EVENT_ID, event_type.name, location_id, "dlv_preview", 1)
+        signer = Signer(self.cipher.decrypt(row.api_key_encrypted))
+        headers = delivery_headers(request, body, [signer], int(time.time()))
+        headers["Content-Type"] = content_type
+        own, auth = unseal(row.secrets_sealed, self.cipher)
+        sent = headers | own | request_headers_shown(auth)
+        return WebhookPreview(
+            webhook_id=row.id,
+            event_type=event_type.name,
+            url=row.callback_url,
+            headers=shown_request_headers(sent, own, auth),
+            body=body.decode("utf-8", errors="replace"),
+        )
+
     async def _template(
         self, given: Mapping[str, Any], event_types: Sequence[str], stored: Any
     ) -> str | None:
@@ -114,21 +158,18 @@ class Integrations:
         elif given.get("preset") is not None and "template" not in given:
             template = compile_template(get_preset(given["preset"]).template, field="preset")
         elif "template" not in given and _stored(stored, "template_json") is not None:
-            template = template_from_json(stored.template_json)
+            template = compile_template(json.loads(stored.template_json))
         else:
             return None
         await self.check(template, event_types)
-        return template.to_json()
+        return _dumps(template.to_json())
 
     async def check(self, template: Template, event_types: Sequence[str]) -> None:
         """Render ``template`` for a sample of each of ``event_types`` ("*": every known
         type); 422 naming the type and the template's line where one fails."""
         names = await self.known.names() if ANY in event_types else list(event_types)
-        samples = {}
-        for name in names:
-            event_type = await self.known.get(name, field="event_types")
-            samples[name] = sample_context(name, event_type.sample)
-        check_template(template, samples)
+        types = [await self.known.get(name, field="event_types") for name in names]
+        await self.renderer.check(template, sample_contexts(types))
 
     async def _secrets(self, given: Mapping[str, Any], stored: Any) -> str | None:
         headers, auth = unseal(_stored(stored, "secrets_sealed"), self.cipher)
@@ -146,17 +187,9 @@ class Integrations:
         return seal(headers, auth, self.cipher)
 
 
-def sample_context(event_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """What a template sees for a sample event of ``event_type``."""
-    location_id, location_name = SAMPLE_LOCATION
-    return template_context(
-        event_id=SAMPLE_EVENT_ID,
-        event_type=event_type,
-        location_id=location_id,
-        created_at="2026-01-01T12:00:00",
-        data=data,
-        location_name=location_name,
-    )
+def request_headers_shown(auth: Auth | None) -> dict[str, str]:
+    """The ``Authorization`` header ``auth`` adds, as a preview shows it (never fetched)."""
+    return {} if auth is None else {"Authorization": REDACTED}
 
 
 def _stored(row: Any, column: str) -> Any:
@@ -192,5 +225,3 @@ def _dumps(value: Any) -> str | None:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-

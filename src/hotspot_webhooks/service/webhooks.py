@@ -19,6 +19,7 @@ from ..models import (
     RecoverResult,
     Webhook,
     WebhookOptions,
+    WebhookPreview,
     WebhookWithSecret,
 )
 from ..signing import signing_secret
@@ -33,7 +34,7 @@ from .common import found, now, stamp
 from .integrations import Integrations
 from .locations import Locations
 from .operators import Operators
-from .sample_send import SampleSend
+from .sample_send import SampleSend, within
 
 
 class Webhooks:
@@ -250,6 +251,30 @@ class Webhooks:
         webhook = await self.get(webhook_id, caller=caller)
         return await self.sample_send.send(
             webhook, event_type=event_type, location_id=location_id, caller=caller
+        )
+
+    async def preview(
+        self,
+        webhook_id: str,
+        *,
+        event_type: str | None = None,
+        location_id: str | None = None,
+        caller: Caller = ADMIN,
+    ) -> WebhookPreview:
+        """The request this webhook would send for a sample of ``event_type`` (default: its
+        subscription's first), rendered through its template if it has one; nothing sent."""
+        webhook = await self.get(webhook_id, caller=caller)
+        chosen = within(webhook.event_types, event_type, "event_type")
+        if chosen == ANY:
+            chosen = (await self.known.names())[0]
+        if location_id:
+            check_id(location_id, "location_id")
+        place = within(webhook.location_ids, location_id, "location_id")
+        stored = await self.store.webhooks.get_webhook(webhook_id, caller.operator_id)
+        return await self.integrations.preview(
+            found(stored, "webhook", webhook_id).row,
+            await self.known.get(chosen, field="event_type"),
+            "1" if place == ANY else place,
         )
 
     async def recover(

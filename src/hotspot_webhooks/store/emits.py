@@ -119,11 +119,7 @@ def plan_emits(
                 continue
             planned.add(new.id)
             owner_id = owner_of[new.location_id]
-            matched = (
-                []
-                if new.location_id in disabled
-                else _matched(targets, owner_id, new)
-            )
+            matched = [] if new.location_id in disabled else _matched(targets, owner_id, new)
             counts[new.id] = len(matched)
             known[new.id] = ExistingEvent(new.id, len(matched), owner_id)
             plan.events.append(
@@ -192,9 +188,11 @@ def filter_matches(filter_json: str, webhook_id: str, data: Mapping[str, Any]) -
     written; one that no longer compiles (it cannot, short of an edit of the database) sends
     nothing rather than everything, and says so in the log."""
     try:
-        return _compiled(filter_json).matches(data)
+        return bool(_compiled(filter_json).matches(data))
     except InvalidInput as exc:
-        log.error("webhook %s: its stored filter is invalid (%s); nothing matches it", webhook_id, exc)
+        log.error(
+            "webhook %s: its stored filter is invalid (%s); nothing matches it", webhook_id, exc
+        )
         return False
 
 
