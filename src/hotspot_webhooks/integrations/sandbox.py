@@ -1,0 +1,370 @@
+"""The template sandbox: the Jinja2 environment webhook templates render in, and the small
+process that renders them (``python -m hotspot_webhooks.integrations.sandbox``).
+
+Two walls, each for what the other cannot do:
+
+* **Jinja2's sandbox** (``ImmutableSandboxedEnvironment``) decides what a template may *reach*:
+  no attribute starting with ``_`` (``''.__class__``, ``cycler.__init__.__globals__``), no
+  method that changes a value, no loader (``include``, ``import``, ``extends`` are refused at
+  compile), ``range`` of at most 100,000 items, and globals cut to ``range dict namespace
+  cycler joiner``. Here it also refuses, with a clear message, the arithmetic that would
+  build a giant value in one step (``'x' * 10**9``, ``[0] * 10**9``, ``10 ** 10 ** 10``,
+  ``s + s`` past the output bound).
+* **This process** bounds what a template may *spend*, which no sandbox in the rendering
+  process can: a loop of 10^10 empty iterations, a recursive macro, ``'%0999999999d' % 1``,
+  ``'x'|center(10**9)``, or ``s|replace('x', 'xx')`` chained thirty times make no call the
+  sandbox sees, or spend their time and memory inside one C call that no trace function or
+  timer signal interrupts. So templates render in a child process with an address-space
+  limit (``RLIMIT_AS``: its size after start-up plus ``MEMORY_LIMIT``), where an allocation
+  past the limit is a ``MemoryError``, and a CPU-time timer (``ITIMER_PROF``, ``TIME_LIMIT``
+  per render) whose signal stops the render between two bytecodes. The parent
+  (``sandbox_pool.py``) kills the child when a reply is late and the child has spent its CPU
+  budget (a single long C call), and starts another.
+
+The output is bounded while it is produced (``MAX_OUTPUT``, counted chunk by chunk), and a
+JSON content type's output is parsed before it is sent back. Rendering costs one round trip
+over a pipe (a few tens of µs, measured by ``bench/shaping.py``) on top of the render; a
+thread-deadline or a traced render would cost more per line of template and still not bound
+one C call.
+
+The protocol, over the child's stdin and stdout: each message is a 4-byte big-endian length
+and that many bytes. A request is JSON ``{"key", "source"?, "json", "context"}`` (the child
+keeps compiled templates by ``key``; without ``source`` for a key it does not hold, it answers
+``N``). A reply is one byte and its payload: ``O`` + the body's UTF-8 bytes, ``E`` + JSON
+``{"message", "line"}``, or ``N``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import struct
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from types import FrameType, TracebackType
+from typing import Any, Final
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..errors import HotspotWebhooksError
+
+MAX_SOURCE: Final = 64 * 1024  # characters of template source
+MAX_OUTPUT: Final = 256 * 1024  # bytes of rendered body
+TIME_LIMIT: Final = 0.050  # seconds of CPU per render
+MEMORY_LIMIT: Final = 256 * 1024 * 1024  # bytes of address space a render may add
+MAX_MESSAGE: Final = 8 * 1024 * 1024  # bytes of one request or reply on the pipe
+TEMPLATE_NAME: Final = "<template>"  # the file name Jinja gives a template's code
+_CACHED_TEMPLATES = 128  # compiled templates a sandbox process keeps
+_GLOBALS = ("range", "dict", "namespace", "cycler", "joiner")  # lipsum left out: text on demand
+_LENGTH = struct.Struct(">I")
+
+
+class RenderError(HotspotWebhooksError):
+    """A template failed to render: ``message`` says why, ``line`` where in the template
+    (None when the error is not at one line, e.g. invalid JSON output). The dispatcher records
+    it as the delivery's failure, without retry: rendering again would fail again."""
+
+    status = 422
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(f"line {line}: {message}" if line else message)
+        self.reason = message
+        self.line = line
+
+
+class SandboxUnavailable(HotspotWebhooksError):
+    """No sandbox process could be started: not the template's fault, so worth a retry."""
+
+    status = 503
+
+
+class _OverTime(Exception):
+    """Raised in the child by the CPU timer's signal."""
+
+
+def tojson(value: object) -> str:
+    """Compact JSON for a template: any value it yields can stand wherever a JSON value may
+    (``{"text": {{ ("New guest " ~ data.name)|tojson }}}``); U+2028 and U+2029 escaped, so it
+    is safe in JavaScript too."""
+    text = json.dumps(
+        value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_not_json
+    )
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text
+
+
+def _not_json(value: object) -> object:
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()  # "'dict object' has no attribute 'x'"
+    raise TypeError(f"tojson: a {type(value).__name__} is not a JSON value")
+
+
+def _finalize(value: object) -> object:
+    return "" if value is None else value  # an uncollected field prints as nothing, not "None"
+
+
+class WebhookEnvironment(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with our globals and filters and giant values refused."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def __init__(self) -> None:
+        super().__init__(
+            autoescape=False,
+            undefined=StrictUndefined,
+            finalize=_finalize,
+            extensions=["jinja2.ext.loopcontrols"],
+            keep_trailing_newline=True,
+            auto_reload=False,
+            cache_size=0,
+        )
+        self.globals = {name: self.globals[name] for name in _GLOBALS}
+        self.filters["tojson"] = tojson
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            _check_power(left, right)
+        elif operator == "*":
+            _check_repeat(left, right)
+            _check_repeat(right, left)
+            if isinstance(left, int) and isinstance(right, int):
+                _check_bits(left.bit_length() + right.bit_length())
+        elif _sized(left) and _sized(right) and len(left) + len(right) > MAX_OUTPUT:  # "+"
+            raise SecurityError(f"the result would exceed {MAX_OUTPUT} items")
+        return super().call_binop(context, operator, left, right)
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1:
+        _check_bits(base.bit_length() * exponent if exponent.bit_length() <= 32 else 1 << 32)
+
+
+def _check_bits(bits: int) -> None:
+    """Integers stay within 64 Kibit: beyond, one multiplication is a long C call."""
+    if bits > 64 * 1024:
+        raise SecurityError("the number would be too large (over 64 Kibit)")
+
+
+def _check_repeat(sequence: Any, times: Any) -> None:
+    if _sized(sequence) and isinstance(times, int) and len(sequence) * times > MAX_OUTPUT:
+        raise SecurityError(f"the result would exceed {MAX_OUTPUT} items")
+
+
+def _sized(value: Any) -> bool:
+    return isinstance(value, str | list | tuple)
+
+
+def check_syntax(environment: WebhookEnvironment, source: str) -> None:
+    """Parse ``source``; ``RenderError`` with the line of the first problem. Tags that need
+    a loader (``include``, ``import``, ``extends``) are refused: a template is one text."""
+    try:
+        tree = environment.parse(source)
+    except TemplateSyntaxError as exc:
+        raise RenderError(exc.message or "syntax error", exc.lineno) from None
+    except RecursionError:
+        raise RenderError("the template is nested too deeply") from None
+    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        tag = type(node).__name__.lower().replace("fromimport", "from ... import")
+        raise RenderError(f"{{% {tag} %}} is not available: a template is one text", node.lineno)
+
+
+def compile_source(environment: WebhookEnvironment, source: str) -> Template:
+    try:
+        return environment.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise RenderError(exc.message or "syntax error", exc.lineno) from None
+    except RecursionError:
+        raise RenderError("the template is nested too deeply") from None
+
+
+def render_compiled(template: Template, context: Mapping[str, Any], *, is_json: bool) -> bytes:
+    """Render, bounding the output's size, and check a JSON body's syntax; every failure is a
+    ``RenderError``. Time and memory are bounded by the process this runs in."""
+    try:
+        text = "".join(_bounded(template.generate(context)))
+        body = text.encode()
+        if len(body) > MAX_OUTPUT:
+            raise RenderError(f"the body is larger than {MAX_OUTPUT // 1024} KiB")
+        if is_json:
+            _check_json(text)
+    except RenderError:
+        raise
+    except _OverTime as exc:
+        raise RenderError(
+            f"took more than {TIME_LIMIT * 1000:.0f} ms of CPU", _line_of(exc)
+        ) from None
+    except MemoryError:
+        raise RenderError(f"used more than {MEMORY_LIMIT >> 20} MiB of memory") from None
+    except RecursionError as exc:
+        raise RenderError("recursed too deeply (a macro calling itself?)", _line_of(exc)) from None
+    except UnicodeEncodeError:
+        raise RenderError(
+            "the body holds an unpaired UTF-16 surrogate: UTF-8 cannot carry it"
+        ) from None
+    except Exception as exc:
+        raise RenderError(_message(exc), _line_of(exc)) from None
+    return body
+
+
+def _bounded(chunks: Iterator[str]) -> Iterator[str]:
+    produced = 0
+    for chunk in chunks:
+        produced += len(chunk)
+        if produced > MAX_OUTPUT:  # characters: at least as many bytes
+            raise RenderError(f"the body is larger than {MAX_OUTPUT // 1024} KiB")
+        yield chunk
+
+
+def _check_json(text: str) -> None:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        json.loads(text, parse_constant=refuse)
+    except json.JSONDecodeError as exc:
+        raise RenderError(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
+            "of the output (write values with |tojson)"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise RenderError(f"the body is not valid JSON: {exc}") from None
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 500 else text[:500] + "…"
+
+
+def _line_of(exc: BaseException) -> int | None:
+    """The template line the error was raised at: Jinja rewrites the traceback so that the
+    template's frames carry its file name and line numbers."""
+    line = None
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == TEMPLATE_NAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+# ---- the sandbox process ----------------------------------------------------------------
+
+
+class _Sandbox:
+    """The child's state: the environment, compiled templates by key, and the CPU timer."""
+
+    def __init__(self) -> None:
+        self.environment = WebhookEnvironment()
+        self.templates: OrderedDict[str, Template] = OrderedDict()
+        self.rendering = False
+        signal.signal(signal.SIGPROF, self._on_timer)
+
+    def _on_timer(self, signum: int, frame: FrameType | None) -> None:
+        if self.rendering:
+            raise _OverTime
+
+    def handle(self, request: Mapping[str, Any]) -> bytes:
+        """One request's reply (see the module docstring)."""
+        key = request["key"]
+        template = self.templates.get(key)
+        self.rendering = True
+        # the first signal after TIME_LIMIT of CPU, then every 5 ms should one be swallowed
+        signal.setitimer(signal.ITIMER_PROF, TIME_LIMIT, 0.005)
+        try:
+            if template is None:
+                source = request.get("source")
+                if source is None:
+                    return b"N"
+                template = compile_source(self.environment, source)
+                self.templates[key] = template
+                while len(self.templates) > _CACHED_TEMPLATES:
+                    self.templates.popitem(last=False)
+            else:
+                self.templates.move_to_end(key)
+            return b"O" + render_compiled(template, request["context"], is_json=request["json"])
+        except RenderError as exc:
+            return b"E" + json.dumps({"message": exc.reason, "line": exc.line}).encode()
+        except _OverTime:  # a second signal, while the first one's error was being made
+            message = f"took more than {TIME_LIMIT * 1000:.0f} ms of CPU"
+            return b"E" + json.dumps({"message": message, "line": None}).encode()
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            self.rendering = False
+
+
+def serve(requests: int, replies: int) -> None:
+    """Answer requests on file descriptor ``requests`` until it closes."""
+    sandbox = _Sandbox()
+    render_compiled(sandbox.environment.from_string("{{ 1 }}"), {}, is_json=True)  # warm up
+    _limit_resources()
+    os.write(replies, b"R")  # ready
+    while True:
+        message = _read_message(requests)
+        if message is None:
+            return
+        try:
+            reply = sandbox.handle(json.loads(message))
+        except MemoryError:  # outside a render's own handling: start afresh
+            write_message(replies, b"E" + b'{"message": "ran out of memory", "line": null}')
+            return
+        write_message(replies, reply)
+
+
+def _limit_resources() -> None:
+    """Address space: what the process holds now plus MEMORY_LIMIT; no core files."""
+    try:
+        with open("/proc/self/statm") as statm:
+            current = int(statm.read().split()[0]) * resource.getpagesize()
+    except OSError:
+        current = 1 << 30  # not Linux: a generous guess
+    resource.setrlimit(resource.RLIMIT_AS, (current + MEMORY_LIMIT, current + MEMORY_LIMIT))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def read_exact(fd: int, size: int) -> bytes | None:
+    """``size`` bytes from ``fd``, or None at end of file."""
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_message(fd: int) -> bytes | None:
+    header = read_exact(fd, _LENGTH.size)
+    if header is None:
+        return None
+    (size,) = _LENGTH.unpack(header)
+    if size > MAX_MESSAGE:
+        raise SystemExit(f"a message of {size} bytes is over the bound")
+    return read_exact(fd, size)
+
+
+def write_message(fd: int, payload: bytes) -> None:
+    """Frame ``payload`` and write it whole."""
+    data = memoryview(_LENGTH.pack(len(payload)) + payload)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def main() -> None:
+    # the protocol moves to private descriptors, and 0 and 1 to /dev/null, so that nothing
+    # else in this process can write into it
+    requests, replies = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    serve(requests, replies)
+
+
+if __name__ == "__main__":
+    main()
