@@ -1,0 +1,1 @@
+"""What a webhook does beyond §2: filters, templates, auth, presets."""
