@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -399,3 +400,26 @@ def test_google_sheets_writes_formula_like_input_as_text() -> None:
     assert row[headers.index("name")] == "'" + data["name"]
     assert row[headers.index("phone")] == "'+54"  # a phone number stays text
     assert row[headers.index("fb_id")] is None
+
+
+# --- docs/integrations.md shows what the presets send ---------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "integrations.md"
+_SAMPLE = re.compile(r"<!-- sample: (\S+) (\S+) -->\n```json\n(.*?)\n```", re.DOTALL)
+_DOC_VALUES = {
+    "slack": {"webhook_url": "https://hooks.slack.com/services/T0/B0/x"},
+    "discord": {"webhook_url": "https://discord.com/api/webhooks/1/x"},
+    "teams": {"workflow_url": "https://prod-00.westus.logic.azure.com:443/workflows/1"},
+    "mailchimp": {"data_center": "us6", "list_id": "a1b2c3d4e5", "api_key": "0" * 32 + "-us6"},
+    "hubspot": {"access_token": "pat-na1-00000000-0000-0000-0000-000000000000"},
+    "google-sheets": {"web_app_url": "https://script.google.com/macros/s/x/exec"},
+}
+
+
+def test_the_samples_in_the_docs_are_what_the_presets_send() -> None:
+    samples = _SAMPLE.findall(DOCS.read_text())
+    assert {name for name, _, _ in samples} == set(PRESETS)
+    for name, event_type, shown in samples:
+        config = PRESETS[name].configure(_DOC_VALUES[name])
+        sent = json.loads(render(config.template["body"], event_type))
+        assert json.loads(shown) == sent, f"docs/integrations.md: {name} {event_type}"
