@@ -27,8 +27,12 @@ from tests.standins.discord import Discord, utf16_length
 from tests.standins.google_sheets import AppsScript
 from tests.standins.hubspot import HubSpot
 from tests.standins.mailchimp import Mailchimp
+from tests.standins.n8n import N8n
 from tests.standins.slack import Slack
 from tests.standins.teams import Teams
+from tests.standins.zapier import Zapier
+
+N8N_HEADER = ("X-N8N-Token", "n8n-header-credential-value")
 
 # each preset's stand-in, and the answers its form gets for that stand-in's account
 STANDINS: dict[str, tuple[Callable[[], StandIn], Callable[[Any], dict[str, str]]]] = {
@@ -41,6 +45,15 @@ STANDINS: dict[str, tuple[Callable[[], StandIn], Callable[[Any], dict[str, str]]
     ),
     "hubspot": (HubSpot, lambda s: {"access_token": s.token}),
     "google-sheets": (AppsScript, lambda s: {"web_app_url": s.web_app_url}),
+    "zapier": (Zapier, lambda s: {"webhook_url": s.webhook_url}),
+    "n8n": (
+        lambda: N8n(header=N8N_HEADER),
+        lambda s: {
+            "webhook_url": s.webhook_url,
+            "header_name": N8N_HEADER[0],
+            "header_value": N8N_HEADER[1],
+        },
+    ),
 }
 
 FITS = [(p.name, t) for p in PRESETS.values() for t in p.event_types]
@@ -99,6 +112,11 @@ def _wrong_credentials(name: str, config: PresetConfig) -> list[dict[str, Any]]:
         return [{"callback_url": re.sub(r"sig=[^&]+", "sig=forged", url)}]
     if name == "google-sheets":  # the secret is the deployment id
         return [{"callback_url": url.replace("/s/AKfy", "/s/AKfX")}]
+    if name == "zapier":  # the secret is the hook id
+        return [{"callback_url": url.replace("/3xq9zkt/", "/3xq9zkX/")}]
+    if name == "n8n":  # the URL, and the node's Header Auth
+        wrong = {"X-N8N-Token": "guessed"}
+        return [{"callback_url": url + "-x"}, {"headers": {}}, {"headers": wrong}]
     if name == "mailchimp":
         wrong_key = "Basic " + "aG90c3BvdDpmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmLXVzNg=="
         other_center = url.replace("://us6.", "://us1.")
@@ -113,15 +131,20 @@ def _wrong_credentials(name: str, config: PresetConfig) -> list[dict[str, Any]]:
     raise AssertionError(name)
 
 
-# for each provider, a body without the field it requires, and its answer
-MISSING_FIELD: dict[str, tuple[dict[str, Any], int]] = {
-    "slack": ({"content": "no text"}, 400),  # Slack: "no_text"
-    "discord": ({"text": "no content"}, 400),  # Discord 50006: empty message
-    "teams": ({"type": "message"}, 400),  # no attachments
-    "mailchimp": ({"members": [{"email_address": "jane.doe@example.com"}]}, 400),  # no status
-    "hubspot": ({"properties": {"phone": "+5491123456789"}}, 400),  # no email or name
-    "google-sheets": ({"sheet": "customer.create", "row": ["evt_1"]}, 200),  # script throws
+# for each provider, a body without the field it requires, and its answer (the automation
+# tools require no field: a body that is not JSON, then)
+MISSING_FIELD: dict[str, tuple[str, int]] = {
+    "slack": ('{"content": "no text"}', 400),  # Slack: "no_text"
+    "discord": ('{"text": "no content"}', 400),  # Discord 50006: empty message
+    "teams": ('{"type": "message"}', 400),  # no attachments
+    "mailchimp": ('{"members": [{"email_address": "jane.doe@example.com"}]}', 400),  # no status
+    "hubspot": ('{"properties": {"phone": "+5491123456789"}}', 400),  # no email or name
+    "google-sheets": ('{"sheet": "customer.create", "row": ["evt_1"]}', 200),  # script throws
+    "zapier": ('{"event": ', 400),
+    "n8n": ('{"event": ', 422),
 }
+# the providers that read a JSON body whatever its content type says
+ANY_CONTENT_TYPE = {"google-sheets", "zapier", "n8n"}
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -129,17 +152,28 @@ async def test_each_stand_in_refuses_a_body_missing_a_required_field(name: str) 
     body, status = MISSING_FIELD[name]
     async with STANDINS[name][0]() as standin:
         config = configured(name, standin)
-        answer = await deliver(standin, config, json.dumps(body))
+        answer = await deliver(standin, config, body)
         assert answer.status == status, answer.text
         assert not succeeded(config, answer)
         good = render(config.template["body"], PRESETS[name].event_types[0])
         as_text = await deliver(standin, config, good, content_type="text/plain")
-        if name != "google-sheets":  # Apps Script reads any content type
+        if name not in ANY_CONTENT_TYPE:
             assert not succeeded(config, as_text), as_text.status
-        assert len(standin.accepted) == (1 if name == "google-sheets" else 0)
+        assert len(standin.accepted) == (1 if name in ANY_CONTENT_TYPE else 0)
 
 
+N8N_URL = "https://n8n.example.com/webhook/hotspot-events"
 BAD_ANSWERS: list[tuple[str, dict[str, str], str]] = [
+    ("zapier", {"webhook_url": "https://hooks.zapier.com/hooks/standard/1/x/"}, "webhook_url"),
+    ("n8n", {"webhook_url": "https://n8n.example.com/webhook-test/hotspot-events"}, "webhook_url"),
+    ("n8n", {"webhook_url": N8N_URL, "header_name": "X-Token"}, "header_value"),
+    ("n8n", {"webhook_url": N8N_URL, "header_value": "secret"}, "header_name"),
+    ("n8n", {"webhook_url": N8N_URL, "header_name": "X Token", "header_value": "s"}, "header_name"),
+    (
+        "n8n",
+        {"webhook_url": N8N_URL, "header_name": "X-T", "header_value": "a\r\nb"},
+        "header_value",
+    ),
     ("slack", {"webhook_url": "https://example.com/services/T1/B2/x"}, "webhook_url"),
     ("slack", {}, "webhook_url"),
     (
@@ -186,6 +220,15 @@ def test_configure_refuses_a_bad_answer_naming_its_field(
     assert field in caught.value.message
 
 
+def test_n8n_header_auth_rides_in_the_webhook_headers() -> None:
+    config = PRESETS["n8n"].configure(
+        {"webhook_url": N8N_URL, "header_name": "X-N8N-Token", "header_value": "s3cret"}
+    )
+    assert config.headers == {"X-N8N-Token": "s3cret"}
+    assert config.auth is None
+    assert PRESETS["n8n"].configure({"webhook_url": N8N_URL}).headers == {}
+
+
 def test_configure_names_every_bad_answer_at_once() -> None:
     with pytest.raises(InvalidInput) as caught:
         PRESETS["mailchimp"].configure({"data_center": "US 6", "list_id": ""})
@@ -211,7 +254,7 @@ def test_describe_lists_each_preset_with_its_types_auth_and_fields() -> None:
         "data_center", "list_id", "api_key", "double_opt_in",
     ]  # fmt: skip
     secret = {f["name"] for p in listed for f in p["fields"] if f["secret"]}
-    assert secret == {"api_key", "access_token"}
+    assert secret == {"api_key", "access_token", "header_value"}
     for preset in listed:
         assert set(preset) == {"name", "title", "description", "event_types", "auth", "fields"}
         for field in preset["fields"]:
@@ -246,6 +289,8 @@ def test_success_statuses_follow_what_each_provider_answers() -> None:
         "mailchimp": None,
         "hubspot": "201,409",
         "google-sheets": "302",
+        "zapier": None,
+        "n8n": None,
     }
     assert PRESETS["discord"].configure(values["discord"]).callback_url.endswith("?wait=true")
 
@@ -413,6 +458,8 @@ _DOC_VALUES = {
     "mailchimp": {"data_center": "us6", "list_id": "a1b2c3d4e5", "api_key": "0" * 32 + "-us6"},
     "hubspot": {"access_token": "pat-na1-00000000-0000-0000-0000-000000000000"},
     "google-sheets": {"web_app_url": "https://script.google.com/macros/s/x/exec"},
+    "zapier": {"webhook_url": "https://hooks.zapier.com/hooks/catch/1/x/"},
+    "n8n": {"webhook_url": "https://n8n.example.com/webhook/hotspot-events"},
 }
 
 

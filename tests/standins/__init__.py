@@ -163,14 +163,14 @@ async def deliver(
     content_type: str | None = None,
 ) -> Answer:
     """POST ``body`` as a delivery attempt would for ``config``; ``callback_url``,
-    ``headers`` and ``content_type`` replace the preset's to show what the stand-in refuses."""
+    ``headers`` (the preset's headers and auth) and ``content_type`` replace the preset's, to
+    show what the stand-in refuses."""
     url = callback_url or config.callback_url
     sent = {
         "Content-Type": content_type or config.template["content_type"],
         "Host": urlsplit(url).netloc,
         "User-Agent": "hotspot-webhooks/test",
-        **config.headers,
-        **(auth_headers(config.auth) if headers is None else headers),
+        **({**config.headers, **auth_headers(config.auth)} if headers is None else headers),
     }
     data = body.encode() if isinstance(body, str) else body
     timeout = aiohttp.ClientTimeout(total=10)

@@ -204,3 +204,16 @@ GOOGLE_SHEETS = (
     + "{%- endfor -%}"
     + "]}"
 )
+
+# Automation tools (Zapier, n8n) take any JSON and let their user map the fields: the event,
+# its location and the payload as they are, nested, plus the chat presets' sentence as
+# `summary` for a step that posts a message. No markup escaping: the tool's user decides
+# where the text goes.
+AUTOMATION = (
+    prelude(NO_ESCAPE)
+    + '{{ {"summary": headline,'
+    + ' "event": {"id": event.id, "type": event.type, "location_id": event.location_id,'
+    + ' "created_at": event.created_at},'
+    + ' "location": {"id": location.id, "name": location.name},'
+    + ' "data": data}|tojson }}'
+)

@@ -55,7 +55,8 @@ def has_email() -> dict[str, Any]:
 @dataclass(frozen=True)
 class PresetField:
     """One answer the control center asks for. ``pattern`` is anchored and written so that
-    Python's ``re`` and an HTML ``pattern`` attribute read it the same way."""
+    Python's ``re`` and an HTML ``pattern`` attribute (a JavaScript RegExp with the ``v`` flag,
+    where "-" and "/" in a character class must be escaped) read it the same way."""
 
     name: str
     label: str
@@ -63,7 +64,7 @@ class PresetField:
     pattern: str
     secret: bool = False
     choices: tuple[str, ...] = ()
-    default: str | None = None  # a field with a default may be left out
+    default: str | None = None  # a field with a default may be left out (or blank)
     example: str = ""
 
     def describe(self) -> dict[str, Any]:
@@ -136,9 +137,11 @@ class Preset:
         ]
         clean: dict[str, str] = {}
         for spec in self.fields:
-            value = values.get(spec.name, spec.default)
+            value = values.get(spec.name)
             name = f"{prefix}{spec.name}"
-            if value is None or (isinstance(value, str) and not value.strip()):
+            if spec.default is not None and (value is None or value == ""):
+                clean[spec.name] = spec.default  # an optional field left blank
+            elif value is None or (isinstance(value, str) and not value.strip()):
                 problems.append(field_error(name, f"required: {spec.help}"))
             elif not isinstance(value, str):
                 problems.append(field_error(name, "must be a string"))
@@ -237,18 +240,39 @@ def _google_sheets(values: Mapping[str, str], prefix: str) -> PresetConfig:
     )
 
 
+def _zapier(values: Mapping[str, str], prefix: str) -> PresetConfig:
+    return PresetConfig(values["webhook_url"], _template(preset_bodies.AUTOMATION))
+
+
+def _n8n(values: Mapping[str, str], prefix: str) -> PresetConfig:
+    name, value = values["header_name"], values["header_value"]
+    if bool(name) != bool(value):
+        # the Webhook node's Header Auth wants both; one alone is a half-filled form
+        missing = "header_value" if name else "header_name"
+        raise invalid(f"{prefix}{missing}", "required with the other header field")
+    return PresetConfig(
+        values["webhook_url"],
+        _template(preset_bodies.AUTOMATION),
+        headers={name: value} if name else {},
+    )
+
+
 _SLACK_URL = r"^https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+$"
 _DISCORD_URL = (
     r"^https://(discord|discordapp|ptb\.discord|canary\.discord)\.com/api/(v[0-9]+/)?"
-    r"webhooks/[0-9]+/[A-Za-z0-9_-]+$"
+    r"webhooks/[0-9]+/[A-Za-z0-9_\-]+$"
 )
 _TEAMS_URL = (
-    r"^https://[A-Za-z0-9.-]+\.(logic\.azure\.com|api\.powerplatform\.com|webhook\.office\.com)"
+    r"^https://[A-Za-z0-9.\-]+\.(logic\.azure\.com|api\.powerplatform\.com|webhook\.office\.com)"
     r"(:443)?/[^\s]+$"
 )
 _APPS_SCRIPT_URL = (
-    r"^https://script\.google\.com/(a/macros/[A-Za-z0-9.-]+|macros)/s/[A-Za-z0-9_-]+/exec$"
+    r"^https://script\.google\.com/(a/macros/[A-Za-z0-9.\-]+|macros)/s/[A-Za-z0-9_\-]+/exec$"
 )
+_ZAPIER_URL = r"^https://hooks\.zapier\.com/hooks/catch/[0-9]+/[A-Za-z0-9]+/?$"
+# the production URL (/webhook/...), not the test URL (/webhook-test/...), which only listens
+# while the editor waits for a test event
+_N8N_URL = r"^https?://[^\s\/?#]+/webhook/[^\s?#]+$"
 _MAILCHIMP_CENTER = r"^[a-z]{2,4}[0-9]{1,3}$"
 
 _URL_HELP = "Treat it like a password: whoever has it can post to your channel."
@@ -369,7 +393,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                         "Private app access token",
                         "Settings > Integrations > Private apps, with the scope "
                         "crm.objects.contacts.write.",
-                        r"^pat-[a-z0-9]+-[A-Za-z0-9-]{20,}$",
+                        r"^pat-[a-z0-9]+-[A-Za-z0-9\-]{20,}$",
                         secret=True,
                         example="pat-na1-00000000-0000-0000-0000-000000000000",
                     ),
@@ -397,6 +421,60 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 ),
                 _google_sheets,
                 "https://developers.google.com/apps-script/guides/web",
+            ),
+            Preset(
+                "zapier",
+                "Zapier",
+                "Start a Zap for each event, through a Webhooks by Zapier 'Catch Hook' trigger.",
+                ALL_TYPES,
+                None,
+                (
+                    PresetField(
+                        "webhook_url",
+                        "Catch Hook URL",
+                        "In the Zap's trigger: Webhooks by Zapier > Catch Hook, copy the URL. "
+                        + _URL_HELP,
+                        _ZAPIER_URL,
+                        example="https://hooks.zapier.com/hooks/catch/123456/abcdef/",
+                    ),
+                ),
+                _zapier,
+                "https://help.zapier.com/hc/en-us/articles/8496288690317",
+            ),
+            Preset(
+                "n8n",
+                "n8n",
+                "Start an n8n workflow for each event, through its Webhook node.",
+                ALL_TYPES,
+                None,
+                (
+                    PresetField(
+                        "webhook_url",
+                        "Production URL",
+                        "The Webhook node's Production URL (/webhook/..., not /webhook-test/), "
+                        "HTTP method POST, workflow active.",
+                        _N8N_URL,
+                        example="https://n8n.example.com/webhook/hotspot-events",
+                    ),
+                    PresetField(
+                        "header_name",
+                        "Auth header name",
+                        "If the node uses Header Auth: the credential's header name.",
+                        r"^[A-Za-z0-9\-]{1,64}$",
+                        default="",
+                        example="X-N8N-Token",
+                    ),
+                    PresetField(
+                        "header_value",
+                        "Auth header value",
+                        "If the node uses Header Auth: the credential's value.",
+                        r"^[\x21-\x7e][\x20-\x7e]{0,1023}$",
+                        secret=True,
+                        default="",
+                    ),
+                ),
+                _n8n,
+                "https://docs.n8n.io/integrations/builtin/core-nodes/n8n-nodes-base.webhook/",
             ),
         )
     }
