@@ -39,5 +39,13 @@ def context(
     }
 
 
-def render(body: str, event_type: str, data: Mapping[str, str | None] | None = None) -> str:
-    return _ENV.from_string(body).render(context(event_type, data))
+def render(
+    body: str,
+    event_type: str,
+    data: Mapping[str, str | None] | None = None,
+    *,
+    location_name: str | None = None,
+) -> str:
+    """``body`` rendered for one event (its type's sample unless ``data`` is given)."""
+    place = {} if location_name is None else {"name": location_name}
+    return _ENV.from_string(body).render(context(event_type, data, **place))

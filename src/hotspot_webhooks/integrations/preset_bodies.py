@@ -28,8 +28,12 @@ DISCORD_ESCAPE = "".join(
     [r'|replace("\\", "\\\\")'] + [f'|replace("{c}", "\\\\{c}")' for c in "*_~`|[]()<>#"]
 )
 
-# Adaptive Cards render a small subset of Markdown in TextBlock and FactSet values only; the
-# card's structure (not the text) carries the layout, so values are sent as they are.
+# Adaptive Cards render a small Markdown subset (bold, italic, lists, [text](url) links) and
+# document no escape character. A space between "]" and "(" is no longer a link, so a guest
+# cannot dress a link up as text in the operators' channel; the rest is shown as typed.
+TEAMS_ESCAPE = '|replace("](", "] (")'
+
+# for tools that pass the text on to a step of their user's choosing
 NO_ESCAPE = ""
 
 
@@ -127,7 +131,7 @@ DISCORD = (
 # Adaptive Card; the same body works for a Workflows ("When a Teams webhook request is
 # received") URL and a legacy incoming webhook. Teams refuses messages over 28 KB.
 TEAMS = (
-    prelude(NO_ESCAPE)
+    prelude(TEAMS_ESCAPE)
     + "{%- set facts -%}"
     + "{%- for label, value in details if label and value -%}"
     + '{{ {"title": v(label, 80), "value": v(value)}|tojson }}{{ "," if not loop.last }}'
