@@ -295,7 +295,10 @@ def test_the_presets_that_file_people_by_email_skip_events_without_one() -> None
             else {"data_center": "us6", "list_id": "a1b2c3d4e5", "api_key": "0" * 32 + "-us6"}
         )
         assert config.filter == {"email": {"$nin": [None, ""]}}
-        assert config.webhook_options()["filter"] == {"email": {"$nin": [None, ""]}}
+        options = config.webhook_options()
+        assert options["filter"] == {"email": {"$nin": [None, ""]}}
+        assert options["preset"] == name
+        assert options["template"]["content_type"] == "application/json"
 
 
 def test_success_statuses_follow_what_each_provider_answers() -> None:

@@ -21,6 +21,7 @@ followed, §2):
   script.googleusercontent.com holding the script's output; a script that throws answers
   ``200`` with an error page instead. Only ``302`` is success, so a failing script is retried
   and shown, not counted as delivered.
+- Zapier's Catch Hook and n8n's Webhook node answer ``200`` on receipt, before their flow runs.
 
 Pure: no I/O. ``describe()`` is the shape of ``GET /v1/integrations``.
 """
@@ -28,6 +29,7 @@ Pure: no I/O. ``describe()`` is the shape of ``GET /v1/integrations``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -95,10 +97,12 @@ class PresetConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     success_statuses: str | None = None  # like the setting: "201,409"; None: exactly 200
     filter: Mapping[str, Any] | None = None
+    preset: str = ""  # the preset's name, set by Preset.configure
 
     def webhook_options(self) -> dict[str, Any]:
         """The options as a webhook create request names them (§9)."""
         options: dict[str, Any] = {
+            "preset": self.preset or None,
             "callback_url": self.callback_url,
             "template": dict(self.template),
             "auth": None if self.auth is None else dict(self.auth),
@@ -153,7 +157,7 @@ class Preset:
                 clean[spec.name] = value.strip()
         if problems:
             raise _invalid_answers(self.name, problems)
-        return self.build(clean, prefix)
+        return dataclasses.replace(self.build(clean, prefix), preset=self.name)
 
     def describe(self) -> dict[str, Any]:
         """This preset in ``GET /v1/integrations``."""
