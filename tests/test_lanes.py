@@ -75,3 +75,26 @@ async def test_a_new_lane_starts_with_a_few_requests_and_grows_to_its_share_with
     assert endpoints.sent["dead"] < SLOW_START + 5  # what went out before the 5th timeout
     assert scheduler.open_circuits() == ["dead"]
     await scheduler.close()
+
+
+async def test_a_lane_says_it_has_room_once_it_is_down_to_its_share_whatever_it_held() -> None:
+    """A full lane that answers shrinks by one and grows its share by one per answer: the
+    two meet whether it held an odd or an even number more than its share, and then it says
+    it has room (a pass waits for that before it ends: `worker --once` hung on 30 due)."""
+    for queued in (2 * SLOW_START, 2 * SLOW_START + 1, 30, 31, 4 * SHARE):
+        endpoints, rooms = Endpoints(), []
+        scheduler = EndpointLanes(
+            concurrency=100,
+            per_endpoint=SHARE,
+            new_circuit=lambda: Circuit(threshold=5, first_wait=10, max_wait=60),
+            send=endpoints.send,
+            hold=lambda item, until: None,
+            on_room=lambda: rooms.append(1),
+            on_open=lambda webhooks, until: None,
+        )
+        for _ in range(queued):
+            scheduler.put("fast", "wh-fast", "fast")
+        assert scheduler.any_full()
+        await asyncio.wait_for(scheduler.wait_idle(), 30)
+        assert endpoints.answered["fast"] == queued
+        assert rooms, f"holding {queued}, the lane never said it had room"

@@ -194,6 +194,12 @@ class EndpointLanes(Generic[Item]):
                 changed = circuit.record(unreachable=unreachable, now=time.monotonic())
                 if not unreachable and lane.allowed < self._per_endpoint:
                     lane.allowed += 1  # it answers: one more at once, up to the share
+                    if lane.busy == lane.allowed:
+                        # the share grew onto what it holds: room too. Without this, a lane
+                        # that held an even number more than its share stepped over the
+                        # line (busy down one, share up one) and never said it had room:
+                        # `worker --once` waited for it forever
+                        self._on_room()
                     self._staff(lane)
                 if changed is CircuitState.OPEN:
                     wait = circuit.retry_at - time.monotonic()
