@@ -145,7 +145,7 @@ class Settings(BaseSettings):
         return status in parse_success_statuses(self.success_statuses)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1024)  # the setting's, and each webhook's own (bounded: input)
 def parse_success_statuses(value: str) -> frozenset[int]:
     """``"200"`` → {200}; ``"2xx"`` → 200..299; ``"200,204"`` → {200, 204}."""
     statuses: set[int] = set()

@@ -76,10 +76,11 @@ class Webhook(Resource):
     description: str | None = None
     metadata: dict[str, str] | None = None
     headers: dict[str, str] | None = None  # every value "[redacted]"
-    auth: dict[str, str] | None = None  # its type and its fields that are not secret
+    auth: dict[str, str | None] | None = None  # its type and its fields that are not secret
     filter: dict[str, Any] | None = None
     template: dict[str, str] | None = None  # {"body": ..., "content_type": ...}
     preset: str | None = None
+    success_statuses: str | None = None  # what counts as success here, when not the setting's
 
 
 class IntegrationField(BaseModel):
@@ -131,6 +132,8 @@ class WebhookOptions(BaseModel):
     filter: Any = None
     template: dict[str, Any] | None = None
     preset: str | None = None
+    preset_values: dict[str, Any] | None = None  # the preset's answers: never stored as such
+    success_statuses: str | None = None
 
     def given(self) -> dict[str, Any]:
         """The fields given, by name: what to change."""

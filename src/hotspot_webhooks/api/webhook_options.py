@@ -59,7 +59,20 @@ class OptionFields(BaseModel):
     )
     preset: str | None = Field(
         default=None,
-        description="A built-in integration (`GET /v1/integrations`) that fills `template`.",
+        description="A built-in integration (`GET /v1/integrations`): with `preset_values`, "
+        "its answers, it fills the callback URL, `template`, `auth`, `headers` and "
+        "`success_statuses` (each one given too is kept as given).",
+    )
+    preset_values: dict[str, str] | None = Field(
+        default=None,
+        description="The answers the preset asks for (its `fields`); not stored as such.",
+        examples=[{"data_center": "us6", "list_id": "a1b2c3d4e5", "api_key": "..."}],
+    )
+    success_statuses: str | None = Field(
+        default=None,
+        max_length=200,
+        description='What counts as success for this webhook: "200", "2xx" or a list such '
+        'as "201,409" (default: the SUCCESS_STATUSES setting).',
     )
 
     def options(self) -> WebhookOptions | None:

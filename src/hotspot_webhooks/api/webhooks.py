@@ -65,7 +65,8 @@ class WebhookCreate(OptionFields):
     location_ids: list[str] = location_list_field(default=None)
     event_type: str = Field(default=None, json_schema_extra=EVENT_TYPE_ENUM)  # type: ignore[assignment]
     event_types: list[str] = event_type_list_field(default=None)
-    callback_url: str = callback_url_field()
+    # required, unless preset_values make it (a Slack URL, a Mailchimp data center and list)
+    callback_url: str = callback_url_field(default=None)
     operator_id: str = Field(  # type: ignore[assignment]
         default=None,
         description='The owning operator, given by the admin for a webhook on "*" locations.',

@@ -16,12 +16,10 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import InvalidInput
-from ..integrations.presets import get_preset
 from ..models import WebhookOptions
 from .common import fail
 
-OPTION_FIELDS = tuple(WebhookOptions.model_fields)
+OPTION_FIELDS = tuple(name for name in WebhookOptions.model_fields if name != "preset_values")
 
 Description = Annotated[
     str | None, typer.Option("--description", help="What this webhook is for (≤ 500 chars).")
@@ -63,6 +61,12 @@ PresetOption = Annotated[
 PresetValues = Annotated[
     list[str] | None,
     typer.Option("--set", help="FIELD=VALUE a preset asks for (VALUE @file or -); repeat."),
+]
+SuccessStatuses = Annotated[
+    str | None,
+    typer.Option(
+        "--success-statuses", help='What counts as success here: "200", "2xx", "201,409".'
+    ),
 ]
 Clear = Annotated[
     list[str] | None,
@@ -119,28 +123,24 @@ def options_from(
     content_type: str | None = None,
     preset: str | None = None,
     preset_values: list[str] | None = None,
+    success_statuses: str | None = None,
     clear: list[str] | None = None,
-) -> tuple[WebhookOptions | None, str | None]:
-    """The options given (or None), and the callback URL a preset's fields make (or None)."""
+) -> WebhookOptions | None:
+    """The options given, or None. A preset's answers (``--set``) go to the service, which
+    fills the callback URL, template and auth from them (``Integrations.expand``)."""
     given: dict[str, Any] = {}
     for name in clear or ():
         if name not in OPTION_FIELDS:
             fail(f"--clear {name}: expected one of {', '.join(OPTION_FIELDS)}", 2)
         given[name] = None
-    callback_url = None
     if preset is not None:
         given["preset"] = preset
         if preset_values:
-            try:
-                configured = get_preset(preset, field="--preset").configure(
-                    _pairs(preset_values, "--set", secret=True) or {}
-                )
-            except InvalidInput as exc:
-                fail(exc.message, 2)
-            callback_url = configured.callback_url
-            given.update(configured.webhook_options())
+            given["preset_values"] = _pairs(preset_values, "--set", secret=True)
     elif preset_values:
         fail("--set gives a preset's fields: name the preset with --preset", 2)
+    if success_statuses is not None:
+        given["success_statuses"] = success_statuses
     if description is not None:
         given["description"] = description
     if metadata:
@@ -158,4 +158,4 @@ def options_from(
         }
     elif content_type is not None:
         fail("--content-type goes with --template", 2)
-    return (WebhookOptions.model_validate(given) if given else None), callback_url
+    return WebhookOptions.model_validate(given) if given else None

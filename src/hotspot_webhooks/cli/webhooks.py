@@ -29,6 +29,7 @@ from .webhook_options import (
     Metadata,
     PresetOption,
     PresetValues,
+    SuccessStatuses,
     TemplateOption,
     options_from,
 )
@@ -78,13 +79,14 @@ def webhooks_create(
     content_type: ContentType = None,
     preset: PresetOption = None,
     preset_values: PresetValues = None,
+    success_statuses: SuccessStatuses = None,
     db: Db = None,
     as_json: Json = False,
 ) -> None:
     """Create a webhook for some locations (or --all-locations) and event types (or '*');
     prints its API key and signing secret once. --preset NAME --set FIELD=VALUE fills the
     callback URL, template and auth of a built-in integration (`integrations list`)."""
-    options, preset_url = options_from(
+    options = options_from(
         description=description,
         metadata=metadata,
         header=header,
@@ -94,9 +96,9 @@ def webhooks_create(
         content_type=content_type,
         preset=preset,
         preset_values=preset_values,
+        success_statuses=success_statuses,
     )
-    url = url or preset_url
-    if url is None:
+    if url is None and not preset_values:
         fail("give --url URL (or --preset NAME with the --set fields it asks for)", 2)
     locations = _locations(location, all_locations)
     if not locations:
@@ -178,6 +180,7 @@ def webhooks_update(
     content_type: ContentType = None,
     preset: PresetOption = None,
     preset_values: PresetValues = None,
+    success_statuses: SuccessStatuses = None,
     clear: Clear = None,
     db: Db = None,
     as_json: Json = False,
@@ -185,7 +188,7 @@ def webhooks_update(
     """Change a webhook's callback URL, subscription (the locations and/or event types given
     replace the old ones) or what it does beyond the original contract (--header, --auth,
     --filter, --template, ...; --clear NAME removes one), or enable/disable it."""
-    options, preset_url = options_from(
+    options = options_from(
         description=description,
         metadata=metadata,
         header=header,
@@ -195,9 +198,9 @@ def webhooks_update(
         content_type=content_type,
         preset=preset,
         preset_values=preset_values,
+        success_statuses=success_statuses,
         clear=clear,
     )
-    url = url or preset_url
     locations = _locations(location, all_locations)
     if url is None and enable is None and not locations and not event and options is None:
         fail(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from .. import metrics
-from ..config import Settings
+from ..config import Settings, parse_success_statuses
 from ..integrations.oauth2 import OAuth2Error
 from ..keys import KeyCipher
 from ..signing import DeliveryRequest, Signer, delivery_headers
@@ -78,7 +78,11 @@ class Attempts:
     async def make(self, claimed: ClaimedDelivery, fence_run: int | None = None) -> Decision | None:
         """Sign and send ``claimed`` now, and decide what it became; None if it was not sent
         because the lease fence no longer held ``fence_run`` (``fence.py``)."""
-        if claimed.template_json is not None or claimed.secrets_sealed is not None:
+        if (
+            claimed.template_json is not None
+            or claimed.secrets_sealed is not None
+            or claimed.success_statuses is not None
+        ):
             return await self._make_shaped(claimed, fence_run)
         headers: dict[str, str] = {}
         try:
@@ -125,7 +129,12 @@ class Attempts:
             result = _internal_error(claimed, exc)
         if not result.sent:
             return None
-        return self._decide(claimed.id, claimed.attempt_number, result, recorded_headers)
+        is_success = None
+        if claimed.success_statuses is not None:
+            is_success = parse_success_statuses(claimed.success_statuses).__contains__
+        return self._decide(
+            claimed.id, claimed.attempt_number, result, recorded_headers, is_success
+        )
 
     async def make_and_record(self, queue: Queue, claimed: ClaimedDelivery, owner: str) -> None:
         """``make``, then record the attempt at once (a test send: nothing to batch with)."""
@@ -152,7 +161,12 @@ class Attempts:
         return self._decide(lease.delivery_id, lease.attempt_count + 1, result, {})
 
     def _decide(
-        self, delivery_id: str, number: int, result: AttemptResult, headers: dict[str, str]
+        self,
+        delivery_id: str,
+        number: int,
+        result: AttemptResult,
+        headers: dict[str, str],
+        is_success: Callable[[int], bool] | None = None,
     ) -> Decision:
         return decide(
             delivery_id=delivery_id,
@@ -160,7 +174,7 @@ class Attempts:
             result=storable(result),
             request_headers=headers,
             policy=self.policy,
-            is_success=self.settings.is_success,
+            is_success=is_success or self.settings.is_success,
             now=datetime.now(UTC),
         )
 

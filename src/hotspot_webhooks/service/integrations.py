@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, parse_success_statuses
 from ..delivery.targets import check_callback_url
 from ..integrations.auth import (
     Auth,
@@ -75,6 +75,25 @@ class Integrations:
         fields the control center asks for."""
         return [IntegrationInfo.model_validate(each) for each in describe_presets()]
 
+    def expand(self, given: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """The fields given, with what a preset's answers (``preset_values``) fill in: its
+        template, auth, headers, success statuses and filter, except where one is given too;
+        and the callback URL the answers make (or None). The answers themselves are not kept
+        (a secret among them is stored sealed, as ``auth`` or a header)."""
+        expanded = dict(given)
+        answers = expanded.pop("preset_values", None)
+        if answers is None:
+            return expanded, None
+        name = expanded.get("preset")
+        if name is None:
+            raise invalid("preset_values", "name the preset they answer (preset)")
+        configured = get_preset(name).configure(answers, prefix="preset_values.")
+        filled = configured.webhook_options()
+        callback_url = filled.pop("callback_url")
+        for key, value in filled.items():
+            expanded.setdefault(key, value)
+        return expanded, callback_url
+
     async def columns(
         self, given: Mapping[str, Any], *, event_types: Sequence[str], stored: Any = None
     ) -> dict[str, Any]:
@@ -89,6 +108,8 @@ class Integrations:
             values["filter_json"] = (
                 None if given["filter"] is None else _dumps(compile_filter(given["filter"]).source)
             )
+        if "success_statuses" in given:
+            values["success_statuses"] = _success_statuses(given["success_statuses"])
         preset_name = given.get("preset") if "preset" in given else _stored(stored, "preset")
         if "preset" in given:
             values["preset"] = None if preset_name is None else get_preset(preset_name).name
@@ -99,6 +120,15 @@ class Integrations:
             values["template_json"] = None
         if "headers" in given or "auth" in given:
             values["secrets_sealed"] = await self._secrets(given, stored)
+        if (
+            preset_name is not None
+            and values.get("template_json", _stored(stored, "template_json")) is None
+        ):
+            raise invalid(
+                "preset_values",
+                f"the {preset_name} preset fills the template from its answers: give them "
+                "(GET /v1/integrations lists its fields), or a template",
+            )
         if preset_name is not None:
             sealed = values.get("secrets_sealed", _stored(stored, "secrets_sealed"))
             _, auth = unseal(sealed, self.cipher)
@@ -155,8 +185,6 @@ class Integrations:
         again when the subscription changes; None when there is nothing to check."""
         if given.get("template") is not None:
             template = compile_template(given["template"])
-        elif given.get("preset") is not None and "template" not in given:
-            template = compile_template(get_preset(given["preset"]).template, field="preset")
         elif "template" not in given and _stored(stored, "template_json") is not None:
             template = compile_template(json.loads(stored.template_json))
         else:
@@ -217,6 +245,20 @@ def _metadata(value: Any) -> dict[str, str] | None:
         if not isinstance(text, str) or len(text) > MAX_METADATA_TEXT:
             raise invalid(f"metadata.{key}", "must be a string of at most 500 characters")
     return dict(value)
+
+
+def _success_statuses(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str) or len(value) > 200:
+            raise ValueError
+        parse_success_statuses(value)
+    except ValueError:
+        raise invalid(
+            "success_statuses", 'must be like "200", "2xx" or a list such as "201,409"'
+        ) from None
+    return value
 
 
 def _dumps(value: Any) -> str | None:

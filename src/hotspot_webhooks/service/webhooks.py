@@ -87,13 +87,13 @@ class Webhooks:
             event_type=event_type,
             event_types=event_types,
         )
+        given, preset_url = self.integrations.expand({} if options is None else options.given())
+        callback_url = callback_url or preset_url
         if callback_url is None:
             raise invalid("callback_url", "required", headline="callback_url is required")
         callback_url = await self._check_callback_url(callback_url)
         owner_id = await self._subscriber(subscription, operator, caller)
-        extras = await self.integrations.columns(
-            {} if options is None else options.given(), event_types=subscription.event_types
-        )
+        extras = await self.integrations.columns(given, event_types=subscription.event_types)
         api_key = new_api_key()
         created_at = now()
         webhook_id = new_id("wh")
@@ -179,7 +179,8 @@ class Webhooks:
                 )
             pairs = subscription.pairs()
             subscribed_types = subscription.event_types
-        given = {} if options is None else options.given()
+        given, preset_url = self.integrations.expand({} if options is None else options.given())
+        callback_url = callback_url or preset_url
         if given or pairs is not None:
             stored = await self.store.webhooks.get_webhook(webhook_id, caller.operator_id)
             values.update(

@@ -77,6 +77,7 @@ class ClaimedDelivery(NamedTuple):
     # custom headers and auth, sealed (``integrations/auth.py``)
     template_json: str | None
     secrets_sealed: str | None
+    success_statuses: str | None  # this webhook's, when not SUCCESS_STATUSES
     # for a template only (null otherwise): when the event was stored (a datetime, or on
     # SQLite its stored text) and its location's name
     event_created_at: Any

@@ -120,6 +120,7 @@ webhooks = Table(
     Column("filter_json", Text, nullable=True),
     Column("template_json", Text, nullable=True),
     Column("preset", String(64), nullable=True),
+    Column("success_statuses", String(200), nullable=True),  # SUCCESS_STATUSES, for this one
     Column("secrets_sealed", Text, nullable=True),
     Index(
         "ix_webhooks_previous_key_expires_at",

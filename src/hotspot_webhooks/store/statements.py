@@ -183,6 +183,7 @@ def leased_rows(leased: Any) -> Select[Any]:
             (webhooks.c.status == WebhookStatus.ENABLED.value).label("webhook_enabled"),
             webhooks.c.template_json,
             webhooks.c.secrets_sealed,
+            webhooks.c.success_statuses,
             # what only a template reads: looked up for a templated webhook's rows alone
             case((templated, events.c.created_at), else_=null()).label("event_created_at"),
             case(

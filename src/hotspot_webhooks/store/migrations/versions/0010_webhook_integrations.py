@@ -1,12 +1,14 @@
-"""a webhook's description, metadata, filter, template, preset, and sealed headers and auth
+"""a webhook's description, metadata, filter, template, preset, success statuses, and sealed
+headers and auth
 
 Revision ID: 0010
 Revises: 0009
 
 SPEC §9: what a webhook may do beyond §2, so it reaches a CRM, a mailing list or a chat
-without a receiver of its own. Every column is nullable and null for the webhooks that exist:
-those go on exactly as before, byte for byte. The headers and auth are one sealed (encrypted)
-JSON text under ``SECRET_KEY``, like the API keys.
+without a receiver of its own (whose answers to success are not always 200: HubSpot's 201, an
+Apps Script's 302, so ``success_statuses`` may be set per webhook). Every column is nullable
+and null for the webhooks that exist: those go on exactly as before, byte for byte. The
+headers and auth are one sealed (encrypted) JSON text under ``SECRET_KEY``, like the API keys.
 """
 
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ COLUMNS = (
     ("filter_json", sa.Text()),
     ("template_json", sa.Text()),
     ("preset", sa.String(64)),
+    ("success_statuses", sa.String(200)),
     ("secrets_sealed", sa.Text()),
 )
 
