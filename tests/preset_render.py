@@ -1,8 +1,8 @@
 """A stand-in for the sandboxed renderer (``integrations/templates.py``, written in parallel):
 the same context and ``tojson`` filter, so the presets' bodies are tested before it lands.
 
-StrictUndefined makes a preset that names a missing value fail here, whichever choice the real
-renderer makes.
+StrictUndefined and no globals make a preset that names a missing value, or leans on a global
+like ``dict``, fail here, whichever choices the real renderer makes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from hotspot_webhooks.catalog import EVENT_TYPES
 
 _ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+# no globals (range, dict, namespace...): a tightened sandbox may drop them, the presets don't
+# need them
+_ENV.globals.clear()
 _ENV.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 LOCATION = {"id": "1", "name": "Lobby Café"}

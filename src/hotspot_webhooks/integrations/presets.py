@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -218,10 +217,9 @@ def _mailchimp(values: Mapping[str, str], prefix: str) -> PresetConfig:
             f"must be {key_center}, the data center at the end of the API key",
         )
     status = "pending" if values["double_opt_in"] == "yes" else "subscribed"
-    body = preset_bodies.MAILCHIMP.replace("STATUS", json.dumps(status))
     return PresetConfig(
         f"https://{center}.api.mailchimp.com/3.0/lists/{values['list_id']}",
-        _template(body),
+        _template(preset_bodies.mailchimp(status)),
         # Mailchimp: HTTP basic auth, any user name, the API key as password
         auth={"type": "basic", "username": "hotspot-webhooks", "password": api_key},
         filter=has_email(),
