@@ -23,6 +23,7 @@ _ENV.globals.clear()
 _ENV.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 LOCATION = {"id": "1", "name": "Lobby Café"}
+MAX_OUTPUT = 256 * 1024
 
 
 def context(
@@ -51,4 +52,7 @@ def render(
 ) -> str:
     """``body`` rendered for one event (its type's sample unless ``data`` is given)."""
     place = {} if location_name is None else {"name": location_name}
-    return _ENV.from_string(body).render(context(event_type, data, **place))
+    out = _ENV.from_string(body).render(context(event_type, data, **place))
+    # §9: a template renders at most 256 KiB
+    assert len(out.encode()) <= MAX_OUTPUT, f"{len(out.encode())} bytes rendered"
+    return out

@@ -209,9 +209,10 @@ HUBSPOT = (
 
 # Our own Apps Script (docs/integrations.md) appends `row` to the tab named `sheet`, writing
 # `headers` first on an empty tab. One tab per event type, so every column means one thing.
-# Google Sheets holds at most 50,000 characters in a cell, and reads a text that starts with
-# "=", "+", "-" or "@" as a formula: such values get a leading apostrophe, which Sheets shows
-# as plain text (a guest named "=IMPORTXML(...)" stays a name).
+# Cells are cut at 2,000 characters: a row of the widest type (32 cells) then stays within the
+# 256 KiB a template may render even in 4-byte characters (Sheets itself holds 50,000). Sheets
+# reads a text that starts with "=", "+", "-" or "@" as a formula: such values get a leading
+# apostrophe, which Sheets shows as plain text (a guest named "=IMPORTXML(...)" stays a name).
 GOOGLE_SHEETS = (
     '{%- set headers = ["event_id", "event_type", "event_created_at", "event_location_id",'
     + ' "location_name"]'
@@ -222,7 +223,7 @@ GOOGLE_SHEETS = (
     + "{%- for value in values -%}"
     + "{%- if value is none -%}null"
     + "{%- else -%}"
-    + '{%- set text = (value|string)|truncate(50000, true, "…", 0) -%}'
+    + '{%- set text = (value|string)|truncate(2000, true, "…", 0) -%}'
     + '{{ ("\'" ~ text if text[:1] in ["=", "+", "-", "@"] else text)|tojson }}'
     + "{%- endif -%}"
     + '{{ "," if not loop.last }}'
