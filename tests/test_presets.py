@@ -229,6 +229,8 @@ def test_n8n_header_auth_rides_in_the_webhook_headers() -> None:
     assert config.headers == {"X-N8N-Token": "s3cret"}
     assert config.auth is None
     assert PRESETS["n8n"].configure({"webhook_url": N8N_URL}).headers == {}
+    blank = {"webhook_url": N8N_URL, "header_name": " ", "header_value": ""}
+    assert PRESETS["n8n"].configure(blank).headers == {}  # optional fields left blank
 
 
 def test_configure_names_every_bad_answer_at_once() -> None:
