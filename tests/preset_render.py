@@ -1,8 +1,8 @@
 """A stand-in for the sandboxed renderer (``integrations/templates.py``, written in parallel):
 the same context and ``tojson`` filter, so the presets' bodies are tested before it lands.
 
-StrictUndefined makes a preset that names a missing value fail here, whichever choice the real
-renderer makes.
+StrictUndefined and no globals make a preset that names a missing value, or leans on a global
+like ``dict``, fail here, whichever choices the real renderer makes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from hotspot_webhooks.catalog import EVENT_TYPES
 
 _ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+# no globals (range, dict, namespace...): a tightened sandbox may drop them, the presets don't
+# need them
+_ENV.globals.clear()
 _ENV.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 LOCATION = {"id": "1", "name": "Lobby Café"}
+MAX_OUTPUT = 256 * 1024
 
 
 def context(
@@ -48,4 +52,7 @@ def render(
 ) -> str:
     """``body`` rendered for one event (its type's sample unless ``data`` is given)."""
     place = {} if location_name is None else {"name": location_name}
-    return _ENV.from_string(body).render(context(event_type, data, **place))
+    out = _ENV.from_string(body).render(context(event_type, data, **place))
+    # §9: a template renders at most 256 KiB
+    assert len(out.encode()) <= MAX_OUTPUT, f"{len(out.encode())} bytes rendered"
+    return out

@@ -155,42 +155,64 @@ _NAMES = (
     '{%- set last = parts[1] if parts|length > 1 else "" -%}'
 )
 
-# https://mailchimp.com/developer/marketing/api/lists/batch-subscribe-or-unsubscribe/ :
-# POST /3.0/lists/{list_id} {"members": [...], "update_existing": bool}. A subscriber joins as
-# STATUS ("subscribed", or "pending" for double opt-in) and an existing member's status is
-# updated; a customer, who gave no marketing consent, joins as "transactional" and an existing
-# member (a subscriber, say) is left as it is. Empty merge fields are left out, so an event
-# without a name never blanks the name Mailchimp has.
-MAILCHIMP = (
-    _NAMES
-    + '{%- set subscriber = event.type == "subscriber.create" -%}'
-    + '{%- set merge = {"FNAME": first|truncate(100, true, "", 0),'
-    + ' "LNAME": last|truncate(100, true, "", 0)} -%}'
-    + '{%- set tag = ((location.name or event.location_id)|string)|truncate(100, true, "", 0) -%}'
-    + '{{ {"members": [{"email_address": data.get("email"),'
-    + ' "status": STATUS if subscriber else "transactional",'
-    + ' "merge_fields": dict(merge.items()|selectattr("1")),'
-    + ' "tags": [tag]|select|list}],'
-    + ' "update_existing": subscriber}|tojson }}'
+# object(pairs): a JSON object of the pairs whose value is not empty. Written out rather than
+# built with dict(), which a tightened sandbox may not offer.
+_OBJECT = (
+    "{%- macro object(pairs) -%}"
+    "{ {%- for key, value in pairs if value -%}"
+    '{{ key|tojson }}:{{ value|tojson }}{{ "," if not loop.last else "" }}'
+    "{%- endfor -%} }"
+    "{%- endmacro -%}"
 )
+
+
+def mailchimp(status: str) -> str:
+    """https://mailchimp.com/developer/marketing/api/lists/batch-subscribe-or-unsubscribe/ :
+    ``POST /3.0/lists/{list_id}`` ``{"members": [...], "update_existing": bool}``.
+
+    A subscriber joins as ``status`` ("subscribed", or "pending" for double opt-in) and an
+    existing member's status is updated; a customer, who gave no marketing consent, joins as
+    "transactional" and an existing member (a subscriber, say) is left as it is. Empty merge
+    fields are left out, so an event without a name never blanks the name Mailchimp has.
+    """
+    if status not in ("subscribed", "pending"):
+        raise ValueError(f"a new subscriber is subscribed or pending, not {status!r}")
+    return (
+        _NAMES
+        + _OBJECT
+        + '{%- set subscriber = event.type == "subscriber.create" -%}'
+        + "{%- set tag = ((location.name or event.location_id)|string)"
+        + '|truncate(100, true, "", 0) -%}'
+        + '{"members":[{"email_address":{{ data.get("email")|tojson }},'
+        + '"status":{{ ("'
+        + status
+        + '" if subscriber else "transactional")|tojson }},'
+        + '"merge_fields":{{ object([("FNAME", first|truncate(100, true, "", 0)),'
+        + ' ("LNAME", last|truncate(100, true, "", 0))]) }},'
+        + '"tags":{{ ([tag]|select|list)|tojson }}'
+        + '}],"update_existing":{{ subscriber|tojson }}}'
+    )
+
 
 # https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/create-contact :
 # POST /crm/v3/objects/contacts {"properties": {...}} with HubSpot's default contact
 # properties. Null values are left out (HubSpot would store them as empty).
 HUBSPOT = (
     _NAMES
-    + '{%- set properties = {"email": data.get("email"), "firstname": first, "lastname": last,'
-    + ' "phone": data.get("phone"), "company": data.get("company_name"),'
-    + ' "address": data.get("address"), "city": data.get("city"), "state": data.get("state"),'
-    + ' "zip": data.get("zip"), "country": data.get("country_code")} -%}'
-    + '{{ {"properties": dict(properties.items()|selectattr("1"))}|tojson }}'
+    + _OBJECT
+    + '{"properties":{{ object([("email", data.get("email")), ("firstname", first),'
+    + ' ("lastname", last), ("phone", data.get("phone")), ("company", data.get("company_name")),'
+    + ' ("address", data.get("address")), ("city", data.get("city")),'
+    + ' ("state", data.get("state")), ("zip", data.get("zip")),'
+    + ' ("country", data.get("country_code"))]) }}}'
 )
 
 # Our own Apps Script (docs/integrations.md) appends `row` to the tab named `sheet`, writing
 # `headers` first on an empty tab. One tab per event type, so every column means one thing.
-# Google Sheets holds at most 50,000 characters in a cell, and reads a text that starts with
-# "=", "+", "-" or "@" as a formula: such values get a leading apostrophe, which Sheets shows
-# as plain text (a guest named "=IMPORTXML(...)" stays a name).
+# Cells are cut at 2,000 characters: a row of the widest type (32 cells) then stays within the
+# 256 KiB a template may render even in 4-byte characters (Sheets itself holds 50,000). Sheets
+# reads a text that starts with "=", "+", "-" or "@" as a formula: such values get a leading
+# apostrophe, which Sheets shows as plain text (a guest named "=IMPORTXML(...)" stays a name).
 GOOGLE_SHEETS = (
     '{%- set headers = ["event_id", "event_type", "event_created_at", "event_location_id",'
     + ' "location_name"]'
@@ -201,7 +223,7 @@ GOOGLE_SHEETS = (
     + "{%- for value in values -%}"
     + "{%- if value is none -%}null"
     + "{%- else -%}"
-    + '{%- set text = (value|string)|truncate(50000, true, "…", 0) -%}'
+    + '{%- set text = (value|string)|truncate(2000, true, "…", 0) -%}'
     + '{{ ("\'" ~ text if text[:1] in ["=", "+", "-", "@"] else text)|tojson }}'
     + "{%- endif -%}"
     + '{{ "," if not loop.last }}'

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -143,9 +142,10 @@ class Preset:
         for spec in self.fields:
             value = values.get(spec.name)
             name = f"{prefix}{spec.name}"
-            if spec.default is not None and (value is None or value == ""):
+            blank = value is None or (isinstance(value, str) and not value.strip())
+            if spec.default is not None and blank:
                 clean[spec.name] = spec.default  # an optional field left blank
-            elif value is None or (isinstance(value, str) and not value.strip()):
+            elif blank:
                 problems.append(field_error(name, f"required: {spec.help}"))
             elif not isinstance(value, str):
                 problems.append(field_error(name, "must be a string"))
@@ -218,10 +218,9 @@ def _mailchimp(values: Mapping[str, str], prefix: str) -> PresetConfig:
             f"must be {key_center}, the data center at the end of the API key",
         )
     status = "pending" if values["double_opt_in"] == "yes" else "subscribed"
-    body = preset_bodies.MAILCHIMP.replace("STATUS", json.dumps(status))
     return PresetConfig(
         f"https://{center}.api.mailchimp.com/3.0/lists/{values['list_id']}",
-        _template(body),
+        _template(preset_bodies.mailchimp(status)),
         # Mailchimp: HTTP basic auth, any user name, the API key as password
         auth={"type": "basic", "username": "hotspot-webhooks", "password": api_key},
         filter=has_email(),
@@ -279,7 +278,7 @@ _ZAPIER_URL = r"^https://hooks\.zapier\.com/hooks/catch/[0-9]+/[A-Za-z0-9]+/?$"
 _N8N_URL = r"^https?://[^\s\/?#]+/webhook/[^\s?#]+$"
 _MAILCHIMP_CENTER = r"^[a-z]{2,4}[0-9]{1,3}$"
 
-_URL_HELP = "Treat it like a password: whoever has it can post to your channel."
+_URL_HELP = "Treat it like a password: whoever has it can send to it."
 
 PRESETS: Mapping[str, Preset] = MappingProxyType(
     {
