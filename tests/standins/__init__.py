@@ -50,6 +50,9 @@ class StandIn:
         self.accepted: list[Received] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # the provider's host, for a request to this stand-in's own address: what a real
+        # delivery to it carries (its callback URL pointed here), judged as the provider's
+        self.serves_as: str | None = None
 
     async def handle(self, request: web.Request, body: bytes) -> web.StreamResponse:
         raise NotImplementedError
@@ -67,6 +70,8 @@ class StandIn:
         )
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if self.serves_as is not None and request.host == f"127.0.0.1:{self.port}":
+            request = request.clone(host=self.serves_as)
         body = await request.read()
         return await self.handle(request, body)
 

@@ -73,7 +73,11 @@ def decide(
             attempt=attempt,
         )
 
-    if result.status is not None and result.error is None and is_success(result.status):
+    if (
+        result.status is not None
+        and (result.error is None or 300 <= result.status < 400)  # a redirect's note, only
+        and is_success(result.status)
+    ):
         return Decision(outcome(DeliveryStatus.SUCCEEDED, None, None))
     unreachable = result.unreachable
     error = result.error or f"receiver answered HTTP {result.status}"
