@@ -89,7 +89,7 @@ async def test_a_lane_says_it_has_room_once_it_is_down_to_its_share_whatever_it_
             new_circuit=lambda: Circuit(threshold=5, first_wait=10, max_wait=60),
             send=endpoints.send,
             hold=lambda item, until: None,
-            on_room=lambda: rooms.append(1),
+            on_room=lambda rooms=rooms: rooms.append(1),  # type: ignore[misc]
             on_open=lambda webhooks, until: None,
         )
         for _ in range(queued):
