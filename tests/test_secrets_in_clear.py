@@ -10,12 +10,15 @@ aiosqlite's calls, the dispatcher's and the API's lines all land in the log.
 
 Through REST it is used as an operator would: the admin (configured, then generated on a
 first start without a terminal) creates operators and tokens, an operator creates a location
-and webhooks (Bearer and ``sn-apikey``), rotates a key, emits events that are delivered, some
-after failed attempts, revokes a token; requests carry wrong, revoked and misplaced tokens
+and webhooks (Bearer and ``sn-apikey``; with headers and basic, bearer and OAuth2 auth of
+their own, SPEC §9), rotates a key, emits events that are delivered, some after failed
+attempts, backs the database up, revokes a token; requests carry wrong, revoked and misplaced tokens
 (in a query string, in a path). Then no secret may be in the database (every file beside the
 SQLite file but the two that must hold one; a plain ``pg_dump``) nor in stdout or stderr:
-tokens are stored hashed, API keys encrypted, request lines redacted. The generated admin
-token is expected in its 0600 file, and the secret key in its key file, and only there.
+tokens are stored hashed, API keys encrypted, request lines redacted; and no secret of a
+webhook (header value, password, token, client secret, the access token fetched) in a
+backup. The generated admin token is expected in its 0600 file, and the secret key in its key
+file, and only there.
 
 A canary planted in each place the test searches (a table row, a logged request path) is
 found first, so that a search that silently reads nothing cannot pass.
@@ -33,6 +36,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tarfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,7 @@ from urllib.parse import quote
 import asyncpg
 import httpx
 import pytest
+from aiohttp import web
 
 from tests.postgres import POSTGRES, admin_sql, require_postgres
 from tests.receivers import PythonReceiver, free_port
@@ -70,6 +75,39 @@ class Secrets(dict[str, str]):
         self[f"{name} api key"] = api_key
         self[f"{name} signing secret"] = signing_secret
         self[f"{name} signing secret's base64"] = inner.rstrip("=")
+
+
+class TokenEndpoint:
+    """An OAuth2 token endpoint that issues one access token (the client credentials grant)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.issued = 0
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/oauth/token"
+
+    async def start(self) -> TokenEndpoint:
+        async def token(request: web.Request) -> web.Response:
+            self.issued += 1
+            answer = {"access_token": self.token, "token_type": "Bearer", "expires_in": 3600}
+            return web.json_response(answer)
+
+        app = web.Application()
+        app.router.add_post("/oauth/token", token)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
 
 
 def forms(secret: str) -> Iterator[bytes]:
@@ -291,6 +329,11 @@ async def test_no_secret_is_in_storage_or_logs_in_clear(
     flaky = PythonReceiver(respond=lambda n: 500 if n <= 2 else 200)  # two failed attempts first
     await ok.start()
     await flaky.start()
+    # a webhook's own headers and auth (SPEC §9), and the access token an OAuth2 endpoint issues
+    for name in ("header value", "basic password", "bearer token", "oauth2 client secret"):
+        seen[name] = f"{name.replace(' ', '-')}-" + secrets.token_urlsafe(24)
+    seen["oauth2 access token"] = "issued-access-" + secrets.token_urlsafe(24)
+    token_endpoint = await TokenEndpoint(seen["oauth2 access token"]).start()
     client = httpx.AsyncClient(timeout=30)
     try:
         # 1. The admin token configured: none is generated, so no token file is written.
@@ -328,6 +371,31 @@ async def test_no_secret_is_in_storage_or_logs_in_clear(
             seen.webhook("flaky webhook", flaky_hook)
             rotated = await api.ok("POST", f"/v1/webhooks/{hook['id']}/rotate-key", operator)
             seen.webhook("rotated webhook", rotated)
+            for name, auth in (
+                ("basic", {"type": "basic", "username": "crm", "password": seen["basic password"]}),
+                ("bearer", {"type": "bearer", "token": seen["bearer token"]}),
+                (
+                    "oauth2",
+                    {
+                        "type": "oauth2",
+                        "token_url": token_endpoint.url,
+                        "client_id": "crm-client",
+                        "client_secret": seen["oauth2 client secret"],
+                    },
+                ),
+            ):
+                shaped = await api.ok(
+                    "POST",
+                    "/v1/webhooks",
+                    operator,
+                    {
+                        **subscription,
+                        "callback_url": ok.url,
+                        "headers": {"X-Api-Key": seen["header value"]},
+                        "auth": auth,
+                    },
+                )
+                seen.webhook(f"{name} webhook", shaped)
 
             types = (await api.ok("GET", "/v1/event-types", operator))["data"]
             sample = next(t["sample"] for t in types if t["name"] == "customer.create")
@@ -338,6 +406,9 @@ async def test_no_secret_is_in_storage_or_logs_in_clear(
             delivered = await wait_until_delivered(api, operator, event["id"])
             delivered += await wait_until_delivered(api, operator, batch["data"][0]["id"])
             assert {d["status"] for d in delivered} == {"succeeded"}, delivered
+            assert token_endpoint.issued == 1  # the oauth2 webhook's deliveries were authorized
+            sent = [h for r in ok.requests for k, h in r.headers if k == "Authorization"]
+            assert f"Bearer {seen['oauth2 access token']}" in sent, sent
             statuses = [a["status"] for d in delivered for a in d["attempts"]]
             assert statuses.count(500) == 2, statuses  # the flaky receiver's two failures
             await api.call("POST", f"/v1/deliveries/{delivered[0]['id']}/retry", operator)
@@ -372,10 +443,23 @@ async def test_no_secret_is_in_storage_or_logs_in_clear(
             if pg_name is None:  # while it runs: the WAL holds what is not checkpointed yet
                 running = storage_files(data, {token_file, key_file})
                 assert any(name.endswith("-wal") for name in running), running.keys()
+            # a backup holds the database and its secret key (which opens the sealed
+            # secrets: that is what a backup is for), but no secret of a webhook in clear
+            backup = tmp_path / "backup.tar.gz"
+            made = await asyncio.to_thread(
+                subprocess.run,
+                [str(HOTSPOT_WEBHOOKS), "backup", str(backup)],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                timeout=120,
+            )
+            assert made.returncode == 0, made.stderr
     finally:
         await client.aclose()
         await ok.stop()
         await flaky.stop()
+        await token_endpoint.stop()
 
     output = {path.name: path.read_bytes() for path in sorted(logs.iterdir())}
     places = {f"log {name}": content for name, content in output.items()}
@@ -403,6 +487,19 @@ async def test_no_secret_is_in_storage_or_logs_in_clear(
 
     assert len(seen) >= 13, seen.keys()
     assert leaks(places, seen) == []
+    webhook_secrets = {
+        name: value
+        for name, value in seen.items()
+        if name in ("header value", "basic password", "bearer token") or name.startswith("oauth2")
+    }
+    with tarfile.open(tmp_path / "backup.tar.gz") as archive:
+        members = {
+            f"backup's {member.name}": archive.extractfile(member).read()  # type: ignore[union-attr]
+            for member in archive.getmembers()
+            if member.isfile()
+        }
+    assert members, "an empty backup?"
+    assert leaks(members, webhook_secrets) == []
     # the generated admin token is in its file, and nowhere else
     assert leaks({"token file": token_file.read_bytes()}, seen) == [
         f"generated admin token ({seen['generated admin token'][:12]}...) is in token file"
