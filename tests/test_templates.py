@@ -327,6 +327,10 @@ def test_the_sandbox_forgets_and_relearns_templates(pool: SandboxPool) -> None:
     assert render(first, SAMPLES["customer.create"], pool=pool) == b"first 59243583"
 
 
+# What a sandbox process writes when it is ready: "R" and its CPU time so far.
+_HELLO = "import os, struct, time; os.write(1, b'R' + struct.pack('>d', time.process_time()))"
+
+
 def test_a_sandbox_process_that_died_between_renders_is_replaced_unnoticed() -> None:
     process = SandboxProcess()
     try:
@@ -343,7 +347,7 @@ def test_a_sandbox_process_that_died_between_renders_is_replaced_unnoticed() -> 
 
 def test_a_sandbox_process_killed_mid_render_fails_that_render(tmp_path: Path) -> None:
     reading = tmp_path / "reading"
-    hanger = f"import os, time; os.write(1, b'R'); os.read(0, 65536); open({str(reading)!r}, 'w')"
+    hanger = f"{_HELLO}; os.read(0, 65536); open({str(reading)!r}, 'w')"
     process = SandboxProcess([sys.executable, "-c", hanger + "; time.sleep(60)"])
     outcome: list[BaseException] = []
 
@@ -376,12 +380,12 @@ def test_a_sandbox_process_killed_mid_render_fails_that_render(tmp_path: Path) -
 
 # Stand-ins for a sandbox process, for the parent's own bound: one that spins in a loop the
 # child's timer does not stop, one that sleeps (a starved child) and then answers.
-_SPINNER = "import os; os.write(1, b'R'); os.read(0, 65536)\nwhile True: pass"
+_SPINNER = f"{_HELLO}; os.read(0, 65536)\nwhile True: pass"
 _SLEEPER = textwrap.dedent(
     """
-    import os, time
-    os.write(1, b'R'); os.read(0, 65536); time.sleep(1.0)
-    os.write(1, (4).to_bytes(4, 'big') + b'Oyes')
+    import os, struct, time
+    os.write(1, b'R' + struct.pack('>d', 0.0)); os.read(0, 65536); time.sleep(1.0)
+    os.write(1, (12).to_bytes(4, 'big') + struct.pack('>d', 0.0) + b'Oyes')
     """
 )
 

@@ -24,7 +24,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
 
+import orjson
+
 from .sandbox import (
+    CPU,
     MAX_MESSAGE,
     TIME_LIMIT,
     RenderError,
@@ -50,7 +53,7 @@ class SandboxProcess:
         self._late = late
         self._process: subprocess.Popen[bytes] | None = None
         self._known: set[str] = set()  # template keys the child holds compiled
-        self._stat: int | None = None  # the child's /proc/<pid>/stat, open
+        self._cpu = 0.0  # the child's CPU seconds at its last reply
 
     def render(self, key: str, source: str, context: Mapping[str, Any], is_json: bool) -> bytes:
         request: dict[str, Any] = {"key": key, "json": is_json, "context": context}
@@ -75,7 +78,10 @@ class SandboxProcess:
         raise RenderError(f"the sandbox answered {reply[:20]!r}")
 
     def _exchange(self, request: Mapping[str, Any]) -> bytes:
-        message = json.dumps(request).encode()
+        try:
+            message = orjson.dumps(request)
+        except TypeError:  # an integer beyond 64 bits, in a registered type's payload
+            message = json.dumps(request).encode()
         process = self._ready()
         try:
             write_message(_fd(process.stdin), message)
@@ -88,7 +94,7 @@ class SandboxProcess:
     def _reply(self, process: subprocess.Popen[bytes]) -> bytes:
         fd = _fd(process.stdout)
         started = time.monotonic()
-        spent_before = self._cpu_seconds()
+        spent_before = self._cpu
         waited = self._late
         reply = bytearray()
         while True:
@@ -96,15 +102,15 @@ class SandboxProcess:
                 elapsed = time.monotonic() - started
                 if elapsed < waited:
                     continue
-                spent = self._cpu_seconds()
-                if spent is not None and spent_before is not None:
+                spent = _cpu_seconds(process.pid)
+                if spent is not None:
                     starved = spent - spent_before < _CPU_BUDGET
                     if starved and elapsed < GIVE_UP:
                         waited += 0.1
                         continue
                 self.close()
                 raise RenderError(f"took more than {TIME_LIMIT * 1000:.0f} ms of CPU (stopped)")
-            chunk = os.read(fd, 1 << 18)
+            chunk = os.read(fd, 1 << 16)  # more would be a mmap and munmap per read
             if not chunk:
                 status = self.close()
                 raise RenderError(f"the sandbox process ended during the render (status {status})")
@@ -115,17 +121,8 @@ class SandboxProcess:
                     self.close()
                     raise RenderError("the sandbox's reply is over its bound")
                 if len(reply) >= 4 + size:
-                    return bytes(reply[4 : 4 + size])
-
-    def _cpu_seconds(self) -> float | None:
-        """The child's CPU time (user + system), read from ``/proc``; None elsewhere."""
-        if self._stat is None:
-            return None
-        try:
-            fields = os.pread(self._stat, 1024, 0).rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return (int(fields[11]) + int(fields[12])) * _TICK  # utime and stime, fields 14 and 15
+                    (self._cpu,) = CPU.unpack_from(reply, 4)
+                    return bytes(reply[4 + CPU.size : 4 + size])
 
     def _ready(self) -> subprocess.Popen[bytes]:
         if self._process is not None:
@@ -145,23 +142,18 @@ class SandboxProcess:
         except OSError as exc:
             raise SandboxUnavailable(f"the template sandbox cannot start: {exc}") from None
         ready = select.select([_fd(process.stdout)], [], [], START_TIMEOUT)[0]
-        if not ready or os.read(_fd(process.stdout), 1) != b"R":
+        hello = os.read(_fd(process.stdout), 1 + CPU.size) if ready else b""
+        if len(hello) != 1 + CPU.size or hello[:1] != b"R":
             process.kill()
             process.wait()
             raise SandboxUnavailable("the template sandbox did not start")
+        (self._cpu,) = CPU.unpack_from(hello, 1)
         self._process = process
-        try:  # kept open: one pread per render tells the child's CPU time
-            self._stat = os.open(f"/proc/{process.pid}/stat", os.O_RDONLY)
-        except OSError:
-            self._stat = None
         return process
 
     def close(self) -> int | None:
         """End the child (the next render starts another); its exit status."""
         process, self._process = self._process, None
-        if self._stat is not None:
-            os.close(self._stat)
-            self._stat = None
         if process is None:
             return None
         with contextlib.suppress(OSError):
@@ -176,6 +168,16 @@ class SandboxProcess:
 def _fd(pipe: IO[bytes] | None) -> int:
     assert pipe is not None  # both pipes are asked for at start
     return pipe.fileno()
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """A process's CPU time (user + system), from ``/proc``; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) * _TICK  # utime and stime, fields 14 and 15
 
 
 class SandboxPool:
