@@ -445,6 +445,60 @@ async def test_the_renderer_renders_off_the_event_loop_and_checks() -> None:
         await renderer.render(template("x"), SAMPLES["customer.create"])
 
 
+async def test_an_async_render_past_its_budget_is_stopped_without_blocking_the_loop() -> None:
+    process = SandboxProcess([sys.executable, "-c", _SPINNER], late=0.2)
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(ticking())
+    try:
+        with pytest.raises(RenderError, match=r"took more than 50 ms of CPU \(stopped\)"):
+            await process.render_async("k", "x", {}, False)
+        assert ticks > 5  # the loop went on while the child spun
+        assert process._process is None
+    finally:
+        ticker.cancel()
+        process.close()
+
+
+async def test_an_async_render_waits_for_a_starved_child() -> None:
+    process = SandboxProcess([sys.executable, "-c", _SLEEPER], late=0.2)
+    try:
+        assert await process.render_async("k", "x", {}, False) == b"yes"
+    finally:
+        process.close()
+
+
+async def test_a_cancelled_render_leaves_no_reply_behind_for_the_next() -> None:
+    renderer = TemplateRenderer(processes=1)
+    slow = template("{% for i in range(30000) %}{% endfor %}late")
+    try:
+        task = asyncio.create_task(renderer.render(slow, SAMPLES["customer.create"]))
+        await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        quick = template("{{ data.id }}")
+        assert await renderer.render(quick, SAMPLES["customer.create"]) == b"59243583"
+    finally:
+        renderer.close()
+
+
+async def test_closing_the_renderer_ends_a_render_under_way() -> None:
+    renderer = TemplateRenderer(processes=1)
+    await renderer.render(template("warm"), SAMPLES["customer.create"])
+    task = asyncio.create_task(renderer.render(template(NESTED_LOOPS), SAMPLES["customer.create"]))
+    await asyncio.sleep(0.01)
+    renderer.close()
+    with pytest.raises((SandboxUnavailable, RenderError)):
+        await task
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()

@@ -274,11 +274,20 @@ class _Sandbox:
 
     def handle(self, request: Mapping[str, Any]) -> bytes:
         """One request's reply (see the module docstring)."""
-        key = request["key"]
-        template = self.templates.get(key)
         self.rendering = True
         # the first signal after TIME_LIMIT of CPU, then every 5 ms should one be swallowed
         signal.setitimer(signal.ITIMER_PROF, TIME_LIMIT, 0.005)
+        try:
+            return self._render(request)
+        except _OverTime:  # a second signal, while the first one's error was being made
+            return _OVER_TIME
+        finally:
+            self.rendering = False  # first: a signal still pending is then ignored
+            signal.setitimer(signal.ITIMER_PROF, 0)
+
+    def _render(self, request: Mapping[str, Any]) -> bytes:
+        key = request["key"]
+        template = self.templates.get(key)
         try:
             if template is None:
                 source = request.get("source")
@@ -293,12 +302,15 @@ class _Sandbox:
             return b"O" + render_compiled(template, request["context"], is_json=request["json"])
         except RenderError as exc:
             return b"E" + json.dumps({"message": exc.reason, "line": exc.line}).encode()
-        except _OverTime:  # a second signal, while the first one's error was being made
-            message = f"took more than {TIME_LIMIT * 1000:.0f} ms of CPU"
-            return b"E" + json.dumps({"message": message, "line": None}).encode()
-        finally:
-            signal.setitimer(signal.ITIMER_PROF, 0)
-            self.rendering = False
+
+
+_OVER_TIME = (
+    b"E"
+    + json.dumps(
+        {"message": f"took more than {TIME_LIMIT * 1000:.0f} ms of CPU", "line": None}
+    ).encode()
+)
+_OUT_OF_MEMORY = b"E" + json.dumps({"message": "ran out of memory", "line": None}).encode()
 
 
 def serve(requests: int, replies: int) -> None:
@@ -313,10 +325,10 @@ def serve(requests: int, replies: int) -> None:
             return
         try:
             reply = sandbox.handle(json.loads(message))
-        except MemoryError:  # outside a render's own handling: start afresh
-            reply = b"E" + b'{"message": "ran out of memory", "line": null}'
-            write_message(replies, CPU.pack(time.process_time()) + reply)
-            return
+        except _OverTime:  # the timer's last signal, between a reply and its disarming
+            reply = _OVER_TIME
+        except MemoryError:  # outside a render's own handling: the parent starts another
+            reply = _OUT_OF_MEMORY
         write_message(replies, CPU.pack(time.process_time()) + reply)
 
 

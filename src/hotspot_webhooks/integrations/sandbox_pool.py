@@ -11,6 +11,7 @@ does not fail deliveries for good.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -42,11 +43,13 @@ _CPU_BUDGET = TIME_LIMIT + 0.25  # the child's own timer, plus clock-tick and si
 _TICK = 1 / os.sysconf("SC_CLK_TCK")
 _SRC = str(Path(__file__).resolve().parents[2])  # where hotspot_webhooks is, for the child
 _COMMAND: Final = (sys.executable, "-m", "hotspot_webhooks.integrations.sandbox")
+_READ = 1 << 16  # bytes per read of a reply: more would be a mmap and munmap per read
 _KNOWN_KEYS = 512  # template keys remembered per child before forgetting them all
 
 
 class SandboxProcess:
-    """One child process and its pipes; not thread-safe (``SandboxPool`` lends it out)."""
+    """One child process and its pipes, rendering one template at a time: ``render`` blocks
+    (``SandboxPool`` lends processes to threads), ``render_async`` waits on the event loop."""
 
     def __init__(self, command: Sequence[str] = _COMMAND, *, late: float = LATE) -> None:
         self._command = list(command)
@@ -54,15 +57,53 @@ class SandboxProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._known: set[str] = set()  # template keys the child holds compiled
         self._cpu = 0.0  # the child's CPU seconds at its last reply
+        # render_async's reply, the loop and the descriptor it is read on, until it comes
+        self._waiting: tuple[asyncio.Future[bytes], asyncio.AbstractEventLoop, int] | None = None
 
     def render(self, key: str, source: str, context: Mapping[str, Any], is_json: bool) -> bytes:
         request: dict[str, Any] = {"key": key, "json": is_json, "context": context}
         if key not in self._known:
             request["source"] = source
-        reply = self._exchange(request)
-        if reply == b"N":  # the child forgot it: send it whole
+        reply = self._reply(self._send(self._ready(), request))
+        if reply[CPU.size :] == b"N":  # the child forgot it: send it whole
             request["source"] = source
-            reply = self._exchange(request)
+            reply = self._reply(self._send(self._ready(), request))
+        return self._answer(key, reply)
+
+    async def render_async(
+        self, key: str, source: str, context: Mapping[str, Any], is_json: bool
+    ) -> bytes:
+        request: dict[str, Any] = {"key": key, "json": is_json, "context": context}
+        if key not in self._known:
+            request["source"] = source
+        if self._process is None:  # starting waits for the child: not on the event loop
+            await asyncio.get_running_loop().run_in_executor(None, self._ready)
+        reply = await self._reply_async(self._send(self._ready(), request))
+        if reply[CPU.size :] == b"N":
+            request["source"] = source
+            reply = await self._reply_async(self._send(self._ready(), request))
+        return self._answer(key, reply)
+
+    def _send(
+        self, process: subprocess.Popen[bytes], request: Mapping[str, Any]
+    ) -> subprocess.Popen[bytes]:
+        """Write ``request``; the process that has it. The child is idle between renders and
+        reads at once, so the write takes as long as the copy."""
+        try:
+            message = orjson.dumps(request)
+        except TypeError:  # an integer beyond 64 bits, in a registered type's payload
+            message = json.dumps(request).encode()
+        try:
+            write_message(_fd(process.stdin), message)
+        except OSError:  # it died between renders: once more, on a new one
+            self.close()
+            process = self._ready()
+            write_message(_fd(process.stdin), message)
+        return process
+
+    def _answer(self, key: str, reply: bytes) -> bytes:
+        (self._cpu,) = CPU.unpack_from(reply)
+        reply = reply[CPU.size :]
         if len(self._known) >= _KNOWN_KEYS:
             self._known.clear()
         self._known.add(key)
@@ -77,52 +118,100 @@ class SandboxProcess:
         self.close()
         raise RenderError(f"the sandbox answered {reply[:20]!r}")
 
-    def _exchange(self, request: Mapping[str, Any]) -> bytes:
-        try:
-            message = orjson.dumps(request)
-        except TypeError:  # an integer beyond 64 bits, in a registered type's payload
-            message = json.dumps(request).encode()
-        process = self._ready()
-        try:
-            write_message(_fd(process.stdin), message)
-        except OSError:  # it died between renders: once more, on a new one
-            self.close()
-            process = self._ready()
-            write_message(_fd(process.stdin), message)
-        return self._reply(process)
-
     def _reply(self, process: subprocess.Popen[bytes]) -> bytes:
         fd = _fd(process.stdout)
         started = time.monotonic()
-        spent_before = self._cpu
         waited = self._late
         reply = bytearray()
-        while True:
-            while not select.select([fd], [], [], max(0.0, started + waited - time.monotonic()))[0]:
-                elapsed = time.monotonic() - started
-                if elapsed < waited:
-                    continue
-                spent = _cpu_seconds(process.pid)
-                if spent is not None:
-                    starved = spent - spent_before < _CPU_BUDGET
-                    if starved and elapsed < GIVE_UP:
-                        waited += 0.1
+        try:
+            while True:
+                timeout = max(0.0, started + waited - time.monotonic())
+                if not select.select([fd], [], [], timeout)[0]:
+                    if time.monotonic() - started < waited:
                         continue
-                self.close()
-                raise RenderError(f"took more than {TIME_LIMIT * 1000:.0f} ms of CPU (stopped)")
-            chunk = os.read(fd, 1 << 16)  # more would be a mmap and munmap per read
-            if not chunk:
-                status = self.close()
-                raise RenderError(f"the sandbox process ended during the render (status {status})")
-            reply += chunk
-            if len(reply) >= 4:
-                size = int.from_bytes(reply[:4], "big")
-                if size > MAX_MESSAGE:
-                    self.close()
-                    raise RenderError("the sandbox's reply is over its bound")
-                if len(reply) >= 4 + size:
-                    (self._cpu,) = CPU.unpack_from(reply, 4)
-                    return bytes(reply[4 + CPU.size : 4 + size])
+                    self._check_late(process, started)
+                    waited += 0.1
+                    continue
+                payload = self._received(reply, os.read(fd, _READ))
+                if payload is not None:
+                    return payload
+        except BaseException as exc:
+            raise self._failed(exc) from None
+
+    async def _reply_async(self, process: subprocess.Popen[bytes]) -> bytes:
+        loop = asyncio.get_running_loop()
+        fd = _fd(process.stdout)
+        started = time.monotonic()
+        reply = bytearray()
+        waiting: asyncio.Future[bytes] = loop.create_future()
+        timers: list[asyncio.TimerHandle] = []
+
+        def readable() -> None:
+            if waiting.done():
+                return
+            try:
+                payload = self._received(reply, os.read(fd, _READ))
+            except BaseException as exc:
+                waiting.set_exception(exc)
+            else:
+                if payload is not None:
+                    waiting.set_result(payload)
+
+        def late() -> None:
+            if waiting.done():
+                return
+            try:
+                self._check_late(process, started)
+            except RenderError as exc:
+                waiting.set_exception(exc)
+            else:
+                timers.append(loop.call_later(0.1, late))
+
+        loop.add_reader(fd, readable)
+        self._waiting = (waiting, loop, fd)
+        timers.append(loop.call_later(self._late, late))
+        try:
+            return await waiting
+        except BaseException as exc:
+            loop.remove_reader(fd)  # before the pipe closes, so that its number is not reused
+            raise self._failed(exc) from None
+        finally:
+            for timer in timers:
+                timer.cancel()
+            loop.remove_reader(fd)
+            self._waiting = None
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """A render that did not get its reply: this child may still answer it, so it cannot
+        serve another; the error to raise."""
+        status = self.close()
+        if isinstance(exc, _Ended):
+            return RenderError(f"the sandbox process ended during the render (status {status})")
+        return exc
+
+    @staticmethod
+    def _received(reply: bytearray, chunk: bytes) -> bytes | None:
+        """Add ``chunk`` to ``reply``; the payload once the reply is whole."""
+        if not chunk:
+            raise _Ended
+        reply += chunk
+        if len(reply) < 4:
+            return None
+        size = int.from_bytes(reply[:4], "big")
+        if size > MAX_MESSAGE:
+            raise RenderError("the sandbox's reply is over its bound")
+        if len(reply) < 4 + size:
+            return None
+        return bytes(reply[4 : 4 + size])
+
+    def _check_late(self, process: subprocess.Popen[bytes], started: float) -> None:
+        """A late reply: ``RenderError`` if the child has spent its budget (or ``GIVE_UP``
+        has passed), nothing if it is merely starved by a busy machine."""
+        spent = _cpu_seconds(process.pid)
+        starved = spent is not None and spent - self._cpu < _CPU_BUDGET
+        if starved and time.monotonic() - started < GIVE_UP:
+            return
+        raise RenderError(f"took more than {TIME_LIMIT * 1000:.0f} ms of CPU (stopped)")
 
     def _ready(self) -> subprocess.Popen[bytes]:
         if self._process is not None:
@@ -153,6 +242,11 @@ class SandboxProcess:
 
     def close(self) -> int | None:
         """End the child (the next render starts another); its exit status."""
+        if self._waiting is not None:  # a render_async under way: it ends now
+            waiting, loop, fd = self._waiting
+            loop.remove_reader(fd)
+            if not waiting.done():
+                waiting.set_exception(SandboxUnavailable("the template renderer is closed"))
         process, self._process = self._process, None
         if process is None:
             return None
@@ -163,6 +257,10 @@ class SandboxProcess:
             if pipe is not None:
                 pipe.close()
         return status
+
+
+class _Ended(Exception):
+    """The child's end of the pipe closed before its reply was whole."""
 
 
 def _fd(pipe: IO[bytes] | None) -> int:

@@ -41,7 +41,6 @@ import hashlib
 import re
 import threading
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -59,7 +58,7 @@ from .sandbox import (
     WebhookEnvironment,
     check_syntax,
 )
-from .sandbox_pool import SandboxPool
+from .sandbox_pool import SandboxPool, SandboxProcess
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
@@ -231,6 +230,10 @@ def check_template(
             render(template, context, pool=pool)
         except RenderError as exc:
             failures.append(f"{event_type}: {exc}")
+    _refuse(failures, field)
+
+
+def _refuse(failures: list[str], field: str) -> None:
     if failures:
         where = f"{field}.body"
         raise InvalidInput(
@@ -261,30 +264,42 @@ def render(template: Template, context: RenderContext, *, pool: SandboxPool | No
 
 
 class TemplateRenderer:
-    """Renders in ``processes`` sandbox processes, off the event loop (a thread each waits
-    on its process's pipe). ``close()`` ends them."""
+    """Renders for the dispatcher in ``processes`` sandbox processes, waiting for their
+    replies on the event loop (no thread); as many renders run at once as there are
+    processes, the others wait their turn. ``close()`` ends the processes."""
 
     def __init__(self, processes: int = 2) -> None:
-        self._pool = SandboxPool(processes)
-        self._threads = ThreadPoolExecutor(processes, thread_name_prefix="template-render")
+        self._processes = [SandboxProcess() for _ in range(processes)]
+        self._idle: asyncio.Queue[SandboxProcess] = asyncio.Queue()
+        for process in self._processes:
+            self._idle.put_nowait(process)
+        self._closed = False
 
     async def render(self, template: Template, context: RenderContext) -> bytes:
-        if self._pool.closed:
+        """``render``, off the event loop."""
+        if self._closed:
             raise SandboxUnavailable("the template renderer is closed")
-        loop = asyncio.get_running_loop()
-        call = functools.partial(render, template, context, pool=self._pool)
-        return await loop.run_in_executor(self._threads, call)
+        process = await self._idle.get()
+        try:
+            return await process.render_async(
+                template.key, template.body, context.variables(), template.is_json
+            )
+        finally:
+            self._idle.put_nowait(process)
 
     async def check(
         self, template: Template, samples: Mapping[str, RenderContext], *, field: str = "template"
     ) -> None:
         """``check_template``, off the event loop."""
-        if self._pool.closed:
-            raise SandboxUnavailable("the template renderer is closed")
-        loop = asyncio.get_running_loop()
-        call = functools.partial(check_template, template, samples, field=field, pool=self._pool)
-        await loop.run_in_executor(self._threads, call)
+        failures = []
+        for event_type, context in samples.items():
+            try:
+                await self.render(template, context)
+            except RenderError as exc:
+                failures.append(f"{event_type}: {exc}")
+        _refuse(failures, field)
 
     def close(self) -> None:
-        self._pool.close()
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        for process in self._processes:
+            process.close()
