@@ -7,6 +7,13 @@ is ``LATE`` (wall clock), the renderer reads the child's CPU time from ``/proc``
 has spent more than its budget is killed (the render fails: the template's fault), one that
 has not is starved by a busy machine and waited for, up to ``GIVE_UP``, so that load alone
 does not fail deliveries for good.
+
+Two ways to wait for a reply: ``SandboxProcess.render`` blocks in ``select`` (``SandboxPool``
+lends processes to threads: the synchronous ``render`` and the create/update check), and
+``render_async`` keeps the child's pipe registered with the event loop (``TemplateRenderer``,
+for the dispatcher): no thread hop per render. A render that ends without its reply
+(cancelled, late, failed) ends its child, since a reply still on its way must never answer
+the next render.
 """
 
 from __future__ import annotations
@@ -49,7 +56,8 @@ _KNOWN_KEYS = 512  # template keys remembered per child before forgetting them a
 
 class SandboxProcess:
     """One child process and its pipes, rendering one template at a time: ``render`` blocks
-    (``SandboxPool`` lends processes to threads), ``render_async`` waits on the event loop."""
+    (``SandboxPool`` lends processes to threads), ``render_async`` waits on the event loop
+    (``TemplateRenderer``). A process serves one of the two, not both."""
 
     def __init__(self, command: Sequence[str] = _COMMAND, *, late: float = LATE) -> None:
         self._command = list(command)
@@ -57,8 +65,12 @@ class SandboxProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._known: set[str] = set()  # template keys the child holds compiled
         self._cpu = 0.0  # the child's CPU seconds at its last reply
-        # render_async's reply, the loop and the descriptor it is read on, until it comes
-        self._waiting: tuple[asyncio.Future[bytes], asyncio.AbstractEventLoop, int] | None = None
+        # render_async's side: the loop and descriptor the child's replies are read on (kept
+        # registered while the child lives), the reply being gathered and its future
+        self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None
+        self._buffer = bytearray()
+        self._waiting: asyncio.Future[bytes] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def render(self, key: str, source: str, context: Mapping[str, Any], is_json: bool) -> bytes:
         request: dict[str, Any] = {"key": key, "json": is_json, "context": context}
@@ -76,6 +88,8 @@ class SandboxProcess:
         request: dict[str, Any] = {"key": key, "json": is_json, "context": context}
         if key not in self._known:
             request["source"] = source
+        if self._process is not None and self._process.poll() is not None:
+            self.close()  # it died between renders
         if self._process is None:  # starting waits for the child: not on the event loop
             await asyncio.get_running_loop().run_in_executor(None, self._ready)
         reply = await self._reply_async(self._send(self._ready(), request))
@@ -140,46 +154,59 @@ class SandboxProcess:
 
     async def _reply_async(self, process: subprocess.Popen[bytes]) -> bytes:
         loop = asyncio.get_running_loop()
-        fd = _fd(process.stdout)
-        started = time.monotonic()
-        reply = bytearray()
+        if self._reader is None:
+            fd = _fd(process.stdout)
+            loop.add_reader(fd, self._readable)
+            self._reader = (loop, fd)
+        self._buffer = bytearray()
         waiting: asyncio.Future[bytes] = loop.create_future()
-        timers: list[asyncio.TimerHandle] = []
-
-        def readable() -> None:
-            if waiting.done():
-                return
-            try:
-                payload = self._received(reply, os.read(fd, _READ))
-            except BaseException as exc:
-                waiting.set_exception(exc)
-            else:
-                if payload is not None:
-                    waiting.set_result(payload)
-
-        def late() -> None:
-            if waiting.done():
-                return
-            try:
-                self._check_late(process, started)
-            except RenderError as exc:
-                waiting.set_exception(exc)
-            else:
-                timers.append(loop.call_later(0.1, late))
-
-        loop.add_reader(fd, readable)
-        self._waiting = (waiting, loop, fd)
-        timers.append(loop.call_later(self._late, late))
+        self._waiting = waiting
+        self._timer = loop.call_later(self._late, self._on_late, process, time.monotonic())
         try:
             return await waiting
         except BaseException as exc:
-            loop.remove_reader(fd)  # before the pipe closes, so that its number is not reused
             raise self._failed(exc) from None
         finally:
-            for timer in timers:
-                timer.cancel()
-            loop.remove_reader(fd)
-            self._waiting = None
+            if self._timer is not None:
+                self._timer.cancel()
+            self._waiting = self._timer = None
+
+    def _readable(self) -> None:
+        """The event loop's callback: part of a reply (or the end of the child) has come."""
+        assert self._reader is not None
+        try:
+            chunk = os.read(self._reader[1], _READ)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._stop_reading()  # the end stays readable: no callback for ever after it
+        waiting = self._waiting
+        if waiting is None or waiting.done():
+            return  # nothing asked: the next render finds the child dead, or it is killed
+        try:
+            payload = self._received(self._buffer, chunk)
+        except BaseException as exc:
+            waiting.set_exception(exc)
+        else:
+            if payload is not None:
+                waiting.set_result(payload)
+
+    def _on_late(self, process: subprocess.Popen[bytes], started: float) -> None:
+        waiting = self._waiting
+        if waiting is None or waiting.done() or self._reader is None:
+            return
+        try:
+            self._check_late(process, started)
+        except RenderError as exc:
+            waiting.set_exception(exc)
+        else:
+            self._timer = self._reader[0].call_later(0.1, self._on_late, process, started)
+
+    def _stop_reading(self) -> None:
+        if self._reader is not None:
+            loop, fd = self._reader
+            self._reader = None
+            loop.remove_reader(fd)  # before the pipe closes, so that its number is not reused
 
     def _failed(self, exc: BaseException) -> BaseException:
         """A render that did not get its reply: this child may still answer it, so it cannot
@@ -242,11 +269,9 @@ class SandboxProcess:
 
     def close(self) -> int | None:
         """End the child (the next render starts another); its exit status."""
-        if self._waiting is not None:  # a render_async under way: it ends now
-            waiting, loop, fd = self._waiting
-            loop.remove_reader(fd)
-            if not waiting.done():
-                waiting.set_exception(SandboxUnavailable("the template renderer is closed"))
+        self._stop_reading()
+        if self._waiting is not None and not self._waiting.done():  # a render_async under way
+            self._waiting.set_exception(SandboxUnavailable("the template renderer is closed"))
         process, self._process = self._process, None
         if process is None:
             return None
