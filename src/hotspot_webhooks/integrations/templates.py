@@ -270,7 +270,7 @@ class TemplateRenderer:
 
     def __init__(self, processes: int = 2) -> None:
         self._processes = [SandboxProcess() for _ in range(processes)]
-        self._idle: asyncio.Queue[SandboxProcess] = asyncio.Queue()
+        self._idle: asyncio.LifoQueue[SandboxProcess] = asyncio.LifoQueue()  # the warmest first
         for process in self._processes:
             self._idle.put_nowait(process)
         self._closed = False
