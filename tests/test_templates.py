@@ -232,6 +232,8 @@ def test_check_names_each_type_that_fails_and_the_line(pool: SandboxPool) -> Non
         ({"body": "{% import 'm' as m %}"}, "template.body", "{% import %} is not available"),
         ({"body": "{% extends 'base' %}"}, "template.body", "{% extends %} is not available"),
         ({"body": "{{" + "(" * 3000 + "1" + ")" * 3000 + "}}"}, "template.body", "nested"),
+        ({"body": "{{ " + "a + " * 16000 + "a }}"}, "template.body", "nested too deeply"),
+        ({"body": "{{ a" + "|e" * 3000 + " }}"}, "template.body", "nested too deeply"),
     ],
 )  # fmt: skip
 def test_a_wrong_template_is_refused_naming_the_field(value: Any, field: str, words: str) -> None:
@@ -317,6 +319,19 @@ def test_every_hostile_template_fails_its_check_at_create(pool: SandboxPool) -> 
 def test_a_body_of_exactly_the_bound_is_sent_and_one_byte_more_is_not(pool: SandboxPool) -> None:
     assert len(rendered(pool, f"{{{{ 'x' * {MAX_OUTPUT} }}}}")) == MAX_OUTPUT
     assert "larger than 256 KiB" in failure(pool, f"{{{{ 'x' * {MAX_OUTPUT} }}}}é").reason
+
+
+def test_a_large_template_compiles_on_its_own_budget_then_renders_on_the_render_budget(
+    pool: SandboxPool,
+) -> None:
+    rows = []
+    while sum(map(len, rows)) < MAX_SOURCE - 200:
+        name = ["email", "name", "city", "country_code", "phone", "UserName"][len(rows) % 6]
+        rows.append(f"<tr><td>{name}</td><td>{{{{ data.{name}|default('-') }}}}</td></tr>\n")
+    large = template("".join(rows), "text/html")
+    body = render(large, SAMPLES["customer.create"], pool=pool)  # compiles: over 50 ms here
+    assert body.count(b"<tr>") == len(rows)
+    assert b"<td>myname@gmail.com</td>" in body
 
 
 def test_the_sandbox_forgets_and_relearns_templates(pool: SandboxPool) -> None:

@@ -8,8 +8,8 @@ Two walls, each for what the other cannot do:
   method that changes a value, no loader (``include``, ``import``, ``extends`` are refused at
   compile), ``range`` of at most 100,000 items, and globals cut to ``range dict namespace
   cycler joiner``. Here it also refuses, with a clear message, the arithmetic that would
-  build a giant value in one step (``'x' * 10**9``, ``[0] * 10**9``, ``10 ** 10 ** 10``,
-  ``s + s`` past the output bound).
+  build a giant value in one step (``'x' * 10**9``, ``[0] * 10**9``, ``s + s`` past the
+  output bound, ``10 ** (10 ** 10)`` or ``x * x`` past 64 Kibit).
 * **This process** bounds what a template may *spend*, which no sandbox in the rendering
   process can: a loop of 10^10 empty iterations, a recursive macro, ``'%0999999999d' % 1``,
   ``'x'|center(10**9)``, or ``s|replace('x', 'xx')`` chained thirty times make no call the
@@ -17,7 +17,8 @@ Two walls, each for what the other cannot do:
   timer signal interrupts. So templates render in a child process with an address-space
   limit (``RLIMIT_AS``: its size after start-up plus ``MEMORY_LIMIT``), where an allocation
   past the limit is a ``MemoryError``, and a CPU-time timer (``ITIMER_PROF``, ``TIME_LIMIT``
-  per render) whose signal stops the render between two bytecodes. The parent
+  per render, ``COMPILE_LIMIT`` to compile a template the process has not seen) whose
+  signal stops the render between two bytecodes. The parent
   (``sandbox_pool.py``) kills the child when a reply is late and the child has spent its CPU
   budget (a single long C call), and starts another.
 
@@ -59,11 +60,13 @@ from ..errors import HotspotWebhooksError
 MAX_SOURCE: Final = 64 * 1024  # characters of template source
 MAX_OUTPUT: Final = 256 * 1024  # bytes of rendered body
 TIME_LIMIT: Final = 0.050  # seconds of CPU per render
+COMPILE_LIMIT: Final = 2.0  # seconds of CPU to compile a template, once per sandbox process
 MEMORY_LIMIT: Final = 256 * 1024 * 1024  # bytes of address space a render may add
 MAX_MESSAGE: Final = 8 * 1024 * 1024  # bytes of one request or reply on the pipe
 TEMPLATE_NAME: Final = "<template>"  # the file name Jinja gives a template's code
 _CACHED_TEMPLATES = 128  # compiled templates a sandbox process keeps
 _GLOBALS = ("range", "dict", "namespace", "cycler", "joiner")  # lipsum left out: text on demand
+_LOADING = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)  # need a loader
 _LENGTH = struct.Struct(">I")
 CPU = struct.Struct(">d")  # the child's CPU seconds so far, at the head of each reply
 
@@ -173,13 +176,14 @@ def check_syntax(environment: WebhookEnvironment, source: str) -> None:
     a loader (``include``, ``import``, ``extends``) are refused: a template is one text."""
     try:
         tree = environment.parse(source)
+        loading = next(tree.find_all(_LOADING), None)
     except TemplateSyntaxError as exc:
         raise RenderError(exc.message or "syntax error", exc.lineno) from None
-    except RecursionError:
+    except RecursionError:  # a chain of 10,000 "+" or "|e" parses flat but walks deep
         raise RenderError("the template is nested too deeply") from None
-    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
-        tag = type(node).__name__.lower().replace("fromimport", "from ... import")
-        raise RenderError(f"{{% {tag} %}} is not available: a template is one text", node.lineno)
+    if loading is not None:
+        tag = type(loading).__name__.lower().replace("fromimport", "from ... import")
+        raise RenderError(f"{{% {tag} %}} is not available: a template is one text", loading.lineno)
 
 
 def compile_source(environment: WebhookEnvironment, source: str) -> Template:
@@ -275,8 +279,6 @@ class _Sandbox:
     def handle(self, request: Mapping[str, Any]) -> bytes:
         """One request's reply (see the module docstring)."""
         self.rendering = True
-        # the first signal after TIME_LIMIT of CPU, then every 5 ms should one be swallowed
-        signal.setitimer(signal.ITIMER_PROF, TIME_LIMIT, 0.005)
         try:
             return self._render(request)
         except _OverTime:  # a second signal, while the first one's error was being made
@@ -293,15 +295,26 @@ class _Sandbox:
                 source = request.get("source")
                 if source is None:
                     return b"N"
-                template = compile_source(self.environment, source)
+                template = self._compile(source)
                 self.templates[key] = template
                 while len(self.templates) > _CACHED_TEMPLATES:
                     self.templates.popitem(last=False)
             else:
                 self.templates.move_to_end(key)
+            # the first signal after TIME_LIMIT of CPU, then every 5 ms should one be swallowed
+            signal.setitimer(signal.ITIMER_PROF, TIME_LIMIT, 0.005)
             return b"O" + render_compiled(template, request["context"], is_json=request["json"])
         except RenderError as exc:
             return b"E" + json.dumps({"message": exc.reason, "line": exc.line}).encode()
+
+    def _compile(self, source: str) -> Template:
+        """Compiling a large template takes longer than rendering it (a legitimate 60 KiB one:
+        a quarter of a second), so it has its own, larger budget."""
+        signal.setitimer(signal.ITIMER_PROF, COMPILE_LIMIT, 0.005)
+        try:
+            return compile_source(self.environment, source)
+        except _OverTime:
+            raise RenderError(f"took more than {COMPILE_LIMIT:.0f} s of CPU to compile") from None
 
 
 _OVER_TIME = (

@@ -35,6 +35,7 @@ from typing import IO, Any, Final
 import orjson
 
 from .sandbox import (
+    COMPILE_LIMIT,
     CPU,
     MAX_MESSAGE,
     TIME_LIMIT,
@@ -44,9 +45,9 @@ from .sandbox import (
 )
 
 LATE: Final = 1.0  # wall seconds after which a render's child has its CPU time looked at
-GIVE_UP: Final = 10.0  # wall seconds after which a render fails whatever the child spent
+GIVE_UP: Final = 20.0  # wall seconds after which a render fails whatever the child spent
 START_TIMEOUT: Final = 20.0  # wall seconds for a new child to be ready
-_CPU_BUDGET = TIME_LIMIT + 0.25  # the child's own timer, plus clock-tick and signal slack
+_SLACK = 0.25  # CPU seconds past the child's own timers: clock ticks, signal delivery
 _TICK = 1 / os.sysconf("SC_CLK_TCK")
 _SRC = str(Path(__file__).resolve().parents[2])  # where hotspot_webhooks is, for the child
 _COMMAND: Final = (sys.executable, "-m", "hotspot_webhooks.integrations.sandbox")
@@ -65,6 +66,7 @@ class SandboxProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._known: set[str] = set()  # template keys the child holds compiled
         self._cpu = 0.0  # the child's CPU seconds at its last reply
+        self._budget = TIME_LIMIT + _SLACK  # CPU seconds the request under way may take
         # render_async's side: the loop and descriptor the child's replies are read on (kept
         # registered while the child lives), the reply being gathered and its future
         self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None
@@ -103,6 +105,8 @@ class SandboxProcess:
     ) -> subprocess.Popen[bytes]:
         """Write ``request``; the process that has it. The child is idle between renders and
         reads at once, so the write takes as long as the copy."""
+        # the CPU this request may take before a late child is killed: its timers' and slack
+        self._budget = TIME_LIMIT + _SLACK + (COMPILE_LIMIT if "source" in request else 0.0)
         try:
             message = orjson.dumps(request)
         except TypeError:  # an integer beyond 64 bits, in a registered type's payload
@@ -235,7 +239,7 @@ class SandboxProcess:
         """A late reply: ``RenderError`` if the child has spent its budget (or ``GIVE_UP``
         has passed), nothing if it is merely starved by a busy machine."""
         spent = _cpu_seconds(process.pid)
-        starved = spent is not None and spent - self._cpu < _CPU_BUDGET
+        starved = spent is not None and spent - self._cpu < self._budget
         if starved and time.monotonic() - started < GIVE_UP:
             return
         raise RenderError(f"took more than {TIME_LIMIT * 1000:.0f} ms of CPU (stopped)")
