@@ -264,6 +264,12 @@ HOSTILE = [
     ("{{ event.pop('id') }}", "is unsafe"),
     ("{{ self.__init__.__globals__ }}", "is unsafe"),
     ("{{ range.__globals__ }}", "is unsafe"),
+    ("{{ '{0.__class__.__mro__}'.format(data) }}", "is unsafe"),
+    ("{{ data|attr('__class__') }}", "is unsafe"),
+    ("{{ [1, 2]|sort(attribute='__class__') }}", "is unsafe"),
+    ("{% for k in data %}{{ loop.__class__ }}{% endfor %}", "is unsafe"),
+    ("{{ cycler('a').next.__self__ }}", "is unsafe"),
+    ("{{ self._TemplateReference__context }}", "is unsafe"),
     ("{{ lipsum() }}", "'lipsum' is undefined"),
     ("{{ range(10**9) }}", "Range too big"),
     ("{{ range(10**9)|list }}", "Range too big"),
@@ -332,6 +338,41 @@ def test_a_large_template_compiles_on_its_own_budget_then_renders_on_the_render_
     body = render(large, SAMPLES["customer.create"], pool=pool)  # compiles: over 50 ms here
     assert body.count(b"<tr>") == len(rows)
     assert b"<td>myname@gmail.com</td>" in body
+
+
+def test_the_sandbox_process_has_no_environment_files_or_children_to_spare() -> None:
+    process = SandboxProcess()
+    try:
+        assert process.render("k", "{{ 'a b'|wordwrap(1) }}|{{ [1]|pprint }}", {}, False) == (
+            b"a\nb|[1]"  # filters that import on first use, after the limits
+        )
+        assert process._process is not None
+        pid = process._process.pid
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            assert environ.read() == b""  # none of the service's settings or secrets
+        with open(f"/proc/{pid}/limits") as limits:
+            limit = {line[:26].strip(): line[26:].split() for line in limits.readlines()[1:]}
+        assert limit["Max file size"][:2] == ["0", "0"]
+        assert limit["Max core file size"][:2] == ["0", "0"]
+        assert limit["Max processes"][:2] == ["0", "0"]
+        assert int(limit["Max open files"][0]) <= len(os.listdir(f"/proc/{pid}/fd"))
+        assert int(limit["Max address space"][0]) < 2 * 1024**3
+    finally:
+        process.close()
+
+
+def test_every_filter_works_in_a_sandbox_that_may_open_no_file(pool: SandboxPool) -> None:
+    from hotspot_webhooks.integrations.sandbox import WebhookEnvironment
+
+    broken = []
+    for name in sorted(WebhookEnvironment().filters):
+        for value in ('"a b é\\n"', "[3, 1, 2]", '{"b": 1, "a": 2}', "12.5"):
+            try:
+                rendered(pool, f"{{{{ {value}|{name} }}}}")
+            except RenderError as exc:
+                if "Errno" in exc.reason or ".py'" in exc.reason or "open" in exc.reason:
+                    broken.append(f"{name}: {exc.reason}")
+    assert broken == []
 
 
 def test_the_sandbox_forgets_and_relearns_templates(pool: SandboxPool) -> None:

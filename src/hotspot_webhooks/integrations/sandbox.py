@@ -20,7 +20,11 @@ Two walls, each for what the other cannot do:
   per render, ``COMPILE_LIMIT`` to compile a template the process has not seen) whose
   signal stops the render between two bytecodes. The parent
   (``sandbox_pool.py``) kills the child when a reply is late and the child has spent its CPU
-  budget (a single long C call), and starts another.
+  budget (a single long C call), and starts another. Should a template ever get out of
+  Jinja's sandbox, it is in a process started isolated (``python -I``) with an empty
+  environment (none of the service's settings or secrets), that may open no file or socket
+  (``RLIMIT_NOFILE`` at the descriptors it holds: what rendering imports on first use is
+  imported at start), write no file and start no process.
 
 The output is bounded while it is produced (``MAX_OUTPUT``, counted chunk by chunk), and a
 JSON content type's output is parsed before it is sent back. Rendering costs one round trip
@@ -38,6 +42,7 @@ JSON ``{"message", "line"}``, or ``N``. At start, the child writes ``R`` and its
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -68,6 +73,7 @@ _CACHED_TEMPLATES = 128  # compiled templates a sandbox process keeps
 _GLOBALS = ("range", "dict", "namespace", "cycler", "joiner")  # lipsum left out: text on demand
 _LOADING = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)  # need a loader
 _LENGTH = struct.Struct(">I")
+_HAS_PROC = os.path.isdir("/proc/self/fd")
 CPU = struct.Struct(">d")  # the child's CPU seconds so far, at the head of each reply
 
 
@@ -329,7 +335,7 @@ _OUT_OF_MEMORY = b"E" + json.dumps({"message": "ran out of memory", "line": None
 def serve(requests: int, replies: int) -> None:
     """Answer requests on file descriptor ``requests`` until it closes."""
     sandbox = _Sandbox()
-    render_compiled(sandbox.environment.from_string("{{ 1 }}"), {}, is_json=True)  # warm up
+    _warm_up(sandbox.environment)
     _limit_resources()
     os.write(replies, b"R" + CPU.pack(time.process_time()))  # ready, and the CPU spent so far
     while True:
@@ -345,8 +351,24 @@ def serve(requests: int, replies: int) -> None:
         write_message(replies, CPU.pack(time.process_time()) + reply)
 
 
+def _warm_up(environment: WebhookEnvironment) -> None:
+    """Import now what rendering imports on first use (no file can be opened later): the
+    traceback rewriting of an error, and the filters' own modules."""
+    import html  # noqa: F401  (striptags, through markupsafe)
+    import pprint  # noqa: F401  (the pprint filter)
+    import textwrap  # noqa: F401  (wordwrap)
+
+    # string literals are unescaped by the "unicode_escape" codec, imported on first use
+    render_compiled(environment.from_string('{{ "\\u00e9\\n"|tojson }}'), {}, is_json=True)
+    with contextlib.suppress(RenderError):
+        render_compiled(environment.from_string("{{ x.y }}"), {}, is_json=False)
+
+
 def _limit_resources() -> None:
-    """Address space: what the process holds now plus MEMORY_LIMIT; no core files."""
+    """Address space: what the process holds now plus MEMORY_LIMIT. And should a template
+    ever get out of Jinja's sandbox, it finds no file it may open (not one more descriptor),
+    no file it may write, no process it may start (for a user other than root) and no core
+    to dump; its environment is empty (``sandbox_pool.py``)."""
     try:
         with open("/proc/self/statm") as statm:
             current = int(statm.read().split()[0]) * resource.getpagesize()
@@ -354,6 +376,24 @@ def _limit_resources() -> None:
         current = 1 << 30  # not Linux: a generous guess
     resource.setrlimit(resource.RLIMIT_AS, (current + MEMORY_LIMIT, current + MEMORY_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_highest_fd() + 1, _highest_fd() + 1))
+
+
+def _highest_fd() -> int:
+    if not _HAS_PROC:
+        return 64
+    listed = [int(name) for name in os.listdir("/proc/self/fd")]  # the listing's own has closed
+    return max(fd for fd in listed if _is_open(fd))
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def read_exact(fd: int, size: int) -> bytes | None:
@@ -392,6 +432,7 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+    os.close(devnull)
     serve(requests, replies)
 
 

@@ -50,7 +50,14 @@ START_TIMEOUT: Final = 20.0  # wall seconds for a new child to be ready
 _SLACK = 0.25  # CPU seconds past the child's own timers: clock ticks, signal delivery
 _TICK = 1 / os.sysconf("SC_CLK_TCK")
 _SRC = str(Path(__file__).resolve().parents[2])  # where hotspot_webhooks is, for the child
-_COMMAND: Final = (sys.executable, "-m", "hotspot_webhooks.integrations.sandbox")
+# isolated (-I): no PYTHON* variables, no user site, not the working directory on the path
+_COMMAND: Final = (
+    sys.executable,
+    "-I",
+    "-c",
+    f"import sys; sys.path.insert(0, {_SRC!r}); "
+    "from hotspot_webhooks.integrations.sandbox import main; main()",
+)
 _READ = 1 << 16  # bytes per read of a reply: more would be a mmap and munmap per read
 _KNOWN_KEYS = 512  # template keys remembered per child before forgetting them all
 
@@ -248,15 +255,14 @@ class SandboxProcess:
         if self._process is not None:
             return self._process
         self._known.clear()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_SRC, env.get("PYTHONPATH")]))
         try:
             process = subprocess.Popen(
                 self._command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
-                env=env,
+                env={},  # none of the service's settings and secrets
+                close_fds=True,
                 start_new_session=True,  # a terminal's Ctrl-C is for the parent
             )
         except OSError as exc:
