@@ -15,7 +15,7 @@ HTML). ``null`` prints as nothing (not ``None``). A name that is not there is an
 an empty string: ``{{ data.emial }}`` fails against the sample, at create, rather than sending
 blanks for ever; ``data.get("field")`` or ``is defined`` reads a field that may be missing.
 
-A JSON content type (``application/json``, ``*/*+json``) must render valid JSON, checked on
+A JSON content type (``application/json``, or any ``+json`` one) must render valid JSON, checked on
 every render. ``content_type`` is sent as the request's ``Content-Type``; a ``charset``, if
 any, must be ``utf-8`` (the body is UTF-8).
 
@@ -25,7 +25,9 @@ of CPU per render, ``MEMORY_LIMIT`` (256 MiB) of memory. Renders happen in sandb
 (``sandbox.py`` says why a process and not a thread, a trace function or the sandbox alone).
 
 Use: ``compile_template`` checks the shape and syntax (422 naming ``template.body`` and the
-line); ``check_template`` renders it against each subscribed type's sample (the service's
+line; it parses in the caller's thread: up to a tenth of a second of CPU for a large
+template, half a second for a hostile 64 KiB one, so the service may well run it in a
+thread); ``check_template`` renders it against each subscribed type's sample (the service's
 create and update; ``sample_contexts`` builds them from ``catalog.EVENT_TYPES`` or registered
 types); ``TemplateRenderer.render`` renders for the dispatcher, off the event loop, and
 ``render`` does the same synchronously. A ``RenderError`` is the delivery's failure, without
