@@ -187,6 +187,12 @@ def test_null_prints_as_nothing_and_a_missing_name_is_an_error(pool: SandboxPool
     assert rendered(pool, "[{{ data.get('emial') }}]") == "[]"
 
 
+def test_null_joins_as_nothing_too(pool: SandboxPool) -> None:
+    assert rendered(pool, "{{ 'Hi ' ~ data.name ~ '!' }}") == "Hi !"
+    assert rendered(pool, "{{ ('Hi ' ~ data.name)|tojson }}") == '"Hi "'
+    assert rendered(pool, "{{ data.id ~ 1 ~ true }}") == "592435831True"
+
+
 def test_a_json_content_type_must_render_valid_json(pool: SandboxPool) -> None:
     bad = '{"name": "{{ data.email }}", }'
     error = failure(pool, bad, "application/json")
@@ -300,7 +306,7 @@ HOSTILE = [
     (
         "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(60) %}"
         "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
-        "used more than 256 MiB of memory|took more than 50 ms",
+        "the result would exceed",
     ),
     ("{% for i in range(100000) %}xxxxxxxxxxxx{% endfor %}", "larger than 256 KiB"),
     ("{{ 'x' * 200000 }}{{ 'y' * 200000 }}", "larger than 256 KiB"),

@@ -58,6 +58,7 @@ from typing import Any, Final
 
 import orjson
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -129,10 +130,22 @@ def _finalize(value: object) -> object:
     return "" if value is None else value  # an uncollected field prints as nothing, not "None"
 
 
+class _CodeGenerator(CodeGenerator):
+    """Jinja's, but ``a ~ b`` joins through ``WebhookEnvironment.join_text``."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.join_text((")
+        for each in node.nodes:
+            self.visit(each, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class WebhookEnvironment(ImmutableSandboxedEnvironment):
     """Jinja2's immutable sandbox, with our globals and filters and giant values refused."""
 
     intercepted_binops = frozenset({"*", "**", "+"})
+    code_generator_class = _CodeGenerator
 
     def __init__(self) -> None:
         super().__init__(
@@ -146,6 +159,15 @@ class WebhookEnvironment(ImmutableSandboxedEnvironment):
         )
         self.globals = {name: self.globals[name] for name in _GLOBALS}
         self.filters["tojson"] = tojson
+
+    @staticmethod
+    def join_text(values: tuple[Any, ...]) -> str:
+        """``~``: null joins as nothing, as it prints (``"Hi " ~ data.name`` is not "Hi None"),
+        and a result past the output bound is refused."""
+        text = "".join("" if value is None else str(value) for value in values)
+        if len(text) > MAX_OUTPUT:
+            raise SecurityError(f"the result would exceed {MAX_OUTPUT} items")
+        return text
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":

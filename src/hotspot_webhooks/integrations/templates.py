@@ -11,7 +11,8 @@ renders in Jinja2's sandbox with exactly these values::
 plus the ``tojson`` filter (compact JSON of any value: ``{{ data|tojson }}``,
 ``{"text": {{ ("New guest " ~ data.email)|tojson }}}``), Jinja's other filters and tests,
 and the globals ``range dict namespace cycler joiner``. Autoescaping is off (bodies are not
-HTML). ``null`` prints as nothing (not ``None``). A name that is not there is an error, not
+HTML). ``null`` prints and joins (``~``) as nothing, not ``None``; a filter still gets it as
+``None``: ``(data.city or "")|urlencode``. A name that is not there is an error, not
 an empty string: ``{{ data.emial }}`` fails against the sample, at create, rather than sending
 blanks for ever; ``data.get("field")`` or ``is defined`` reads a field that may be missing.
 
