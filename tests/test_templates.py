@@ -476,6 +476,28 @@ def test_a_child_that_cannot_start_is_unavailable_not_a_render_error() -> None:
         process.render("k", "x", {}, False)
 
 
+def test_a_pool_lends_each_process_to_one_thread_at_a_time() -> None:
+    pool = SandboxPool(2)
+    bodies: list[bytes] = []
+    try:
+
+        def render_many(number: int) -> None:
+            mine = template(f"{number}:{{{{ data.id }}}}")
+            for _ in range(50):
+                bodies.append(render(mine, SAMPLES["customer.create"], pool=pool))
+
+        threads = [threading.Thread(target=render_many, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads), "renders still running at 60 s"
+    finally:
+        pool.close()
+    assert sorted(set(bodies)) == [f"{n}:59243583".encode() for n in range(4)]
+    assert len(bodies) == 200
+
+
 def test_the_module_render_uses_a_shared_sandbox() -> None:
     assert (
         render(template("{{ location.name }}"), SAMPLES["customer.create"]) == "Café Norte".encode()
