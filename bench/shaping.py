@@ -8,7 +8,8 @@
 * A typical template (a JSON body of five fields through ``tojson``): rendered in this process
   by the sandboxed environment alone (no bound on time or memory: the floor), through the
   sandbox process synchronously (``render``), and through ``TemplateRenderer`` (two processes,
-  waiting on the event loop: awaited one at a time, then 32 in flight). For the sandbox, the
+  waiting on the event loop: awaited one at a time, then 32 in flight), the payload given as
+  its stored bytes, as the dispatcher has it. For the sandbox, the
   CPU per render of this process and of the sandbox processes (from ``/proc``).
 
 Prints µs per call, each the median of the rounds (CPU figures are steadier than wall-clock
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import statistics
 import sys
@@ -30,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(os.environ.get("HW_BENCH_SRC") or ROOT / "src")))
 
-from hotspot_webhooks.catalog import EVENT_TYPES  # noqa: E402
+from hotspot_webhooks.catalog import EVENT_TYPES, serialize  # noqa: E402
 from hotspot_webhooks.integrations.filters import compile_filter  # noqa: E402
 from hotspot_webhooks.integrations.sandbox import WebhookEnvironment, render_compiled  # noqa: E402
 from hotspot_webhooks.integrations.sandbox_pool import SandboxPool  # noqa: E402
@@ -91,10 +93,12 @@ def measure_filters(calls: int) -> dict[str, float]:
 
 def measure_templates(renders: int) -> dict[str, float]:
     template = compile_template({"body": TEMPLATE})
-    context = sample_contexts([EVENT_TYPES[PAID]], location_name="Café Norte")[PAID]
+    sample = sample_contexts([EVENT_TYPES[PAID]], location_name="Café Norte")[PAID]
+    # as the dispatcher has it: the payload's stored bytes
+    context = dataclasses.replace(sample, data=serialize(EVENT_TYPES[PAID].sample))
     environment = WebhookEnvironment()
     compiled = environment.from_string(TEMPLATE)
-    variables = context.variables()
+    variables = sample.variables()
     figures = {
         "template in this process (no bounds)": per_call(
             lambda: render_compiled(compiled, variables, is_json=True), renders

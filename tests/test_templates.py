@@ -157,6 +157,21 @@ def test_the_context_is_event_data_and_location(pool: SandboxPool) -> None:
     )
 
 
+def test_the_payload_may_come_as_its_stored_bytes(pool: SandboxPool) -> None:
+    sample = SAMPLES["transaction.paid.create"]
+    stored = RenderContext(
+        sample.event_id,
+        sample.event_type,
+        sample.location_id,
+        sample.created_at,
+        serialize(EVENT_TYPES["transaction.paid.create"].sample),
+        sample.location_name,
+    )
+    content_type, body = EXAMPLES["transaction.paid.create"]
+    example = compile_template({"body": body, "content_type": content_type})
+    assert render(example, stored, pool=pool) == render(example, sample, pool=pool)
+
+
 def test_the_context_holds_nothing_else(pool: SandboxPool) -> None:
     names = ["event", "data", "location", "range", "dict", "namespace", "cycler", "joiner"]
     names += ["config", "request", "os", "lipsum", "url_for", "g", "session", "environment"]

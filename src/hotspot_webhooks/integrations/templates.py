@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
+import orjson
+
 from ..errors import InvalidInput, field_error
 from ..strict_json import text_problem
 from ..validation import invalid
@@ -113,13 +115,14 @@ class Template:
 
 @dataclass(frozen=True)
 class RenderContext:
-    """What a template sees of one event."""
+    """What a template sees of one event. ``data`` is the payload, or its stored JSON bytes
+    (the dispatcher's case: they go to the sandbox as they are, never parsed here)."""
 
     event_id: str
     event_type: str
     location_id: str
     created_at: datetime | str
-    data: Mapping[str, object]
+    data: Mapping[str, object] | bytes
     location_name: str
 
     def variables(self) -> dict[str, Any]:
@@ -133,7 +136,7 @@ class RenderContext:
                 "location_id": self.location_id,
                 "created_at": created_at,
             },
-            "data": self.data,
+            "data": orjson.Fragment(self.data) if isinstance(self.data, bytes) else self.data,
             "location": {"id": self.location_id, "name": self.location_name},
         }
 
