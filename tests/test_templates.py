@@ -157,6 +157,21 @@ def test_the_context_is_event_data_and_location(pool: SandboxPool) -> None:
     )
 
 
+def test_the_payload_may_come_as_its_stored_bytes(pool: SandboxPool) -> None:
+    sample = SAMPLES["transaction.paid.create"]
+    stored = RenderContext(
+        sample.event_id,
+        sample.event_type,
+        sample.location_id,
+        sample.created_at,
+        serialize(EVENT_TYPES["transaction.paid.create"].sample),
+        sample.location_name,
+    )
+    content_type, body = EXAMPLES["transaction.paid.create"]
+    example = compile_template({"body": body, "content_type": content_type})
+    assert render(example, stored, pool=pool) == render(example, sample, pool=pool)
+
+
 def test_the_context_holds_nothing_else(pool: SandboxPool) -> None:
     names = ["event", "data", "location", "range", "dict", "namespace", "cycler", "joiner"]
     names += ["config", "request", "os", "lipsum", "url_for", "g", "session", "environment"]
@@ -185,6 +200,12 @@ def test_null_prints_as_nothing_and_a_missing_name_is_an_error(pool: SandboxPool
     assert "'dict object' has no attribute 'emial'" in error.reason
     assert str(error) == f"line 2: {error.reason}"
     assert rendered(pool, "[{{ data.get('emial') }}]") == "[]"
+
+
+def test_null_joins_as_nothing_too(pool: SandboxPool) -> None:
+    assert rendered(pool, "{{ 'Hi ' ~ data.name ~ '!' }}") == "Hi !"
+    assert rendered(pool, "{{ ('Hi ' ~ data.name)|tojson }}") == '"Hi "'
+    assert rendered(pool, "{{ data.id ~ 1 ~ true }}") == "592435831True"
 
 
 def test_a_json_content_type_must_render_valid_json(pool: SandboxPool) -> None:
@@ -232,6 +253,8 @@ def test_check_names_each_type_that_fails_and_the_line(pool: SandboxPool) -> Non
         ({"body": "{% import 'm' as m %}"}, "template.body", "{% import %} is not available"),
         ({"body": "{% extends 'base' %}"}, "template.body", "{% extends %} is not available"),
         ({"body": "{{" + "(" * 3000 + "1" + ")" * 3000 + "}}"}, "template.body", "nested"),
+        ({"body": "{{ " + "a + " * 16000 + "a }}"}, "template.body", "nested too deeply"),
+        ({"body": "{{ a" + "|e" * 3000 + " }}"}, "template.body", "nested too deeply"),
     ],
 )  # fmt: skip
 def test_a_wrong_template_is_refused_naming_the_field(value: Any, field: str, words: str) -> None:
@@ -262,6 +285,12 @@ HOSTILE = [
     ("{{ event.pop('id') }}", "is unsafe"),
     ("{{ self.__init__.__globals__ }}", "is unsafe"),
     ("{{ range.__globals__ }}", "is unsafe"),
+    ("{{ '{0.__class__.__mro__}'.format(data) }}", "is unsafe"),
+    ("{{ data|attr('__class__') }}", "is unsafe"),
+    ("{{ [1, 2]|sort(attribute='__class__') }}", "is unsafe"),
+    ("{% for k in data %}{{ loop.__class__ }}{% endfor %}", "is unsafe"),
+    ("{{ cycler('a').next.__self__ }}", "is unsafe"),
+    ("{{ self._TemplateReference__context }}", "is unsafe"),
     ("{{ lipsum() }}", "'lipsum' is undefined"),
     ("{{ range(10**9) }}", "Range too big"),
     ("{{ range(10**9)|list }}", "Range too big"),
@@ -292,7 +321,7 @@ HOSTILE = [
     (
         "{% set ns = namespace(s='xxxxxxxx') %}{% for i in range(60) %}"
         "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
-        "used more than 256 MiB of memory|took more than 50 ms",
+        "the result would exceed",
     ),
     ("{% for i in range(100000) %}xxxxxxxxxxxx{% endfor %}", "larger than 256 KiB"),
     ("{{ 'x' * 200000 }}{{ 'y' * 200000 }}", "larger than 256 KiB"),
@@ -309,14 +338,63 @@ def test_a_hostile_template_is_refused_or_cut_off_and_the_sandbox_goes_on(
 
 
 def test_every_hostile_template_fails_its_check_at_create(pool: SandboxPool) -> None:
+    one = {"transaction.social.create": SAMPLES["transaction.social.create"]}
     for body, _ in HOSTILE:
-        with pytest.raises(InvalidInput):
-            check_template(template(body), SAMPLES, pool=pool)
+        with pytest.raises(InvalidInput, match=r"^template\.body does not render for transaction"):
+            check_template(template(body), one, pool=pool)
 
 
 def test_a_body_of_exactly_the_bound_is_sent_and_one_byte_more_is_not(pool: SandboxPool) -> None:
     assert len(rendered(pool, f"{{{{ 'x' * {MAX_OUTPUT} }}}}")) == MAX_OUTPUT
     assert "larger than 256 KiB" in failure(pool, f"{{{{ 'x' * {MAX_OUTPUT} }}}}é").reason
+
+
+def test_a_large_template_compiles_on_its_own_budget_then_renders_on_the_render_budget(
+    pool: SandboxPool,
+) -> None:
+    rows = []
+    while sum(map(len, rows)) < MAX_SOURCE - 200:
+        name = ["email", "name", "city", "country_code", "phone", "UserName"][len(rows) % 6]
+        rows.append(f"<tr><td>{name}</td><td>{{{{ data.{name}|default('-') }}}}</td></tr>\n")
+    large = template("".join(rows), "text/html")
+    body = render(large, SAMPLES["customer.create"], pool=pool)  # compiles: over 50 ms here
+    assert body.count(b"<tr>") == len(rows)
+    assert b"<td>myname@gmail.com</td>" in body
+
+
+def test_the_sandbox_process_has_no_environment_files_or_children_to_spare() -> None:
+    process = SandboxProcess()
+    try:
+        assert process.render("k", "{{ 'a b'|wordwrap(1) }}|{{ [1]|pprint }}", {}, False) == (
+            b"a\nb|[1]"  # filters that import on first use, after the limits
+        )
+        assert process._process is not None
+        pid = process._process.pid
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            assert environ.read() == b""  # none of the service's settings or secrets
+        with open(f"/proc/{pid}/limits") as limits:
+            limit = {line[:26].strip(): line[26:].split() for line in limits.readlines()[1:]}
+        assert limit["Max file size"][:2] == ["0", "0"]
+        assert limit["Max core file size"][:2] == ["0", "0"]
+        assert limit["Max processes"][:2] == ["0", "0"]
+        assert int(limit["Max open files"][0]) <= len(os.listdir(f"/proc/{pid}/fd"))
+        assert int(limit["Max address space"][0]) < 2 * 1024**3
+    finally:
+        process.close()
+
+
+def test_every_filter_works_in_a_sandbox_that_may_open_no_file(pool: SandboxPool) -> None:
+    from hotspot_webhooks.integrations.sandbox import WebhookEnvironment
+
+    broken = []
+    for name in sorted(WebhookEnvironment().filters):
+        for value in ('"a b é\\n"', "[3, 1, 2]", '{"b": 1, "a": 2}', "12.5"):
+            try:
+                rendered(pool, f"{{{{ {value}|{name} }}}}")
+            except RenderError as exc:
+                if "Errno" in exc.reason or ".py'" in exc.reason or "open" in exc.reason:
+                    broken.append(f"{name}: {exc.reason}")
+    assert broken == []
 
 
 def test_the_sandbox_forgets_and_relearns_templates(pool: SandboxPool) -> None:
@@ -325,6 +403,10 @@ def test_the_sandbox_forgets_and_relearns_templates(pool: SandboxPool) -> None:
     for number in range(140):  # more than a sandbox process keeps compiled
         render(template(f"{number}"), SAMPLES["customer.create"], pool=pool)
     assert render(first, SAMPLES["customer.create"], pool=pool) == b"first 59243583"
+
+
+# What a sandbox process writes when it is ready: "R" and its CPU time so far.
+_HELLO = "import os, struct, time; os.write(1, b'R' + struct.pack('>d', time.process_time()))"
 
 
 def test_a_sandbox_process_that_died_between_renders_is_replaced_unnoticed() -> None:
@@ -343,7 +425,7 @@ def test_a_sandbox_process_that_died_between_renders_is_replaced_unnoticed() -> 
 
 def test_a_sandbox_process_killed_mid_render_fails_that_render(tmp_path: Path) -> None:
     reading = tmp_path / "reading"
-    hanger = f"import os, time; os.write(1, b'R'); os.read(0, 65536); open({str(reading)!r}, 'w')"
+    hanger = f"{_HELLO}; os.read(0, 65536); open({str(reading)!r}, 'w')"
     process = SandboxProcess([sys.executable, "-c", hanger + "; time.sleep(60)"])
     outcome: list[BaseException] = []
 
@@ -376,12 +458,12 @@ def test_a_sandbox_process_killed_mid_render_fails_that_render(tmp_path: Path) -
 
 # Stand-ins for a sandbox process, for the parent's own bound: one that spins in a loop the
 # child's timer does not stop, one that sleeps (a starved child) and then answers.
-_SPINNER = "import os; os.write(1, b'R'); os.read(0, 65536)\nwhile True: pass"
+_SPINNER = f"{_HELLO}; os.read(0, 65536)\nwhile True: pass"
 _SLEEPER = textwrap.dedent(
     """
-    import os, time
-    os.write(1, b'R'); os.read(0, 65536); time.sleep(1.0)
-    os.write(1, (4).to_bytes(4, 'big') + b'Oyes')
+    import os, struct, time
+    os.write(1, b'R' + struct.pack('>d', 0.0)); os.read(0, 65536); time.sleep(1.0)
+    os.write(1, (12).to_bytes(4, 'big') + struct.pack('>d', 0.0) + b'Oyes')
     """
 )
 
@@ -408,6 +490,28 @@ def test_a_child_that_cannot_start_is_unavailable_not_a_render_error() -> None:
     process = SandboxProcess([sys.executable, "-c", "raise SystemExit(3)"])
     with pytest.raises(SandboxUnavailable, match="did not start"):
         process.render("k", "x", {}, False)
+
+
+def test_a_pool_lends_each_process_to_one_thread_at_a_time() -> None:
+    pool = SandboxPool(2)
+    bodies: list[bytes] = []
+    try:
+
+        def render_many(number: int) -> None:
+            mine = template(f"{number}:{{{{ data.id }}}}")
+            for _ in range(50):
+                bodies.append(render(mine, SAMPLES["customer.create"], pool=pool))
+
+        threads = [threading.Thread(target=render_many, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads), "renders still running at 60 s"
+    finally:
+        pool.close()
+    assert sorted(set(bodies)) == [f"{n}:59243583".encode() for n in range(4)]
+    assert len(bodies) == 200
 
 
 def test_the_module_render_uses_a_shared_sandbox() -> None:
@@ -439,6 +543,60 @@ async def test_the_renderer_renders_off_the_event_loop_and_checks() -> None:
         renderer.close()
     with pytest.raises(SandboxUnavailable, match="closed"):
         await renderer.render(template("x"), SAMPLES["customer.create"])
+
+
+async def test_an_async_render_past_its_budget_is_stopped_without_blocking_the_loop() -> None:
+    process = SandboxProcess([sys.executable, "-c", _SPINNER], late=0.2)
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(ticking())
+    try:
+        with pytest.raises(RenderError, match=r"took more than 50 ms of CPU \(stopped\)"):
+            await process.render_async("k", "x", {}, False)
+        assert ticks > 5  # the loop went on while the child spun
+        assert process._process is None
+    finally:
+        ticker.cancel()
+        process.close()
+
+
+async def test_an_async_render_waits_for_a_starved_child() -> None:
+    process = SandboxProcess([sys.executable, "-c", _SLEEPER], late=0.2)
+    try:
+        assert await process.render_async("k", "x", {}, False) == b"yes"
+    finally:
+        process.close()
+
+
+async def test_a_cancelled_render_leaves_no_reply_behind_for_the_next() -> None:
+    renderer = TemplateRenderer(processes=1)
+    slow = template("{% for i in range(30000) %}{% endfor %}late")
+    try:
+        task = asyncio.create_task(renderer.render(slow, SAMPLES["customer.create"]))
+        await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        quick = template("{{ data.id }}")
+        assert await renderer.render(quick, SAMPLES["customer.create"]) == b"59243583"
+    finally:
+        renderer.close()
+
+
+async def test_closing_the_renderer_ends_a_render_under_way() -> None:
+    renderer = TemplateRenderer(processes=1)
+    await renderer.render(template("warm"), SAMPLES["customer.create"])
+    task = asyncio.create_task(renderer.render(template(NESTED_LOOPS), SAMPLES["customer.create"]))
+    await asyncio.sleep(0.01)
+    renderer.close()
+    with pytest.raises((SandboxUnavailable, RenderError)):
+        await task
 
 
 json_values = st.recursive(

@@ -65,6 +65,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from ..errors import InvalidInput
 from ..validation import invalid
 
 MAX_SIZE: Final = 16 * 1024  # bytes of the filter's compact JSON (UTF-8)
@@ -117,7 +118,7 @@ def compile_filter(value: object, *, field: str = "filter") -> Filter:
     return Filter(value, _compile_filter(value, field))
 
 
-def _invalid(where: str, message: str) -> Exception:
+def _invalid(where: str, message: str) -> InvalidInput:
     return invalid(where, message, headline=f"{where}: {message}")
 
 

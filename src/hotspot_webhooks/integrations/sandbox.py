@@ -8,8 +8,8 @@ Two walls, each for what the other cannot do:
   method that changes a value, no loader (``include``, ``import``, ``extends`` are refused at
   compile), ``range`` of at most 100,000 items, and globals cut to ``range dict namespace
   cycler joiner``. Here it also refuses, with a clear message, the arithmetic that would
-  build a giant value in one step (``'x' * 10**9``, ``[0] * 10**9``, ``10 ** 10 ** 10``,
-  ``s + s`` past the output bound).
+  build a giant value in one step (``'x' * 10**9``, ``[0] * 10**9``, ``s + s`` past the
+  output bound, ``10 ** (10 ** 10)`` or ``x * x`` past 64 Kibit).
 * **This process** bounds what a template may *spend*, which no sandbox in the rendering
   process can: a loop of 10^10 empty iterations, a recursive macro, ``'%0999999999d' % 1``,
   ``'x'|center(10**9)``, or ``s|replace('x', 'xx')`` chained thirty times make no call the
@@ -17,36 +17,48 @@ Two walls, each for what the other cannot do:
   timer signal interrupts. So templates render in a child process with an address-space
   limit (``RLIMIT_AS``: its size after start-up plus ``MEMORY_LIMIT``), where an allocation
   past the limit is a ``MemoryError``, and a CPU-time timer (``ITIMER_PROF``, ``TIME_LIMIT``
-  per render) whose signal stops the render between two bytecodes. The parent
+  per render, ``COMPILE_LIMIT`` to compile a template the process has not seen) whose
+  signal stops the render between two bytecodes. The parent
   (``sandbox_pool.py``) kills the child when a reply is late and the child has spent its CPU
-  budget (a single long C call), and starts another.
+  budget (a single long C call), and starts another. Should a template ever get out of
+  Jinja's sandbox, it is in a process started isolated (``python -I``) with an empty
+  environment (none of the service's settings or secrets), that may open no file or socket
+  (``RLIMIT_NOFILE`` at the descriptors it holds: what rendering imports on first use is
+  imported at start), write no file and start no process.
 
 The output is bounded while it is produced (``MAX_OUTPUT``, counted chunk by chunk), and a
-JSON content type's output is parsed before it is sent back. Rendering costs one round trip
-over a pipe (a few tens of µs, measured by ``bench/shaping.py``) on top of the render; a
-thread-deadline or a traced render would cost more per line of template and still not bound
-one C call.
+JSON content type's output is parsed before it is sent back. The price is a round trip over
+a pipe per render: ``bench/shaping.py`` measured a five-field JSON template at ~17 µs
+rendered in process (unbounded), and through the sandbox ~25 µs of the caller's CPU plus
+~45 µs of the sandbox's (synchronously; ~50 + ~60 µs awaited through ``TemplateRenderer``).
+A trace function would cost more on every line of every template, bound neither memory nor
+one long C call, and a thread cannot be stopped at all.
 
 The protocol, over the child's stdin and stdout: each message is a 4-byte big-endian length
 and that many bytes. A request is JSON ``{"key", "source"?, "json", "context"}`` (the child
 keeps compiled templates by ``key``; without ``source`` for a key it does not hold, it answers
-``N``). A reply is one byte and its payload: ``O`` + the body's UTF-8 bytes, ``E`` + JSON
-``{"message", "line"}``, or ``N``.
+``N``). A reply is the child's CPU time so far (a big-endian double: the parent's measure of a
+late render starts there), one byte and its payload: ``O`` + the body's UTF-8 bytes, ``E`` +
+JSON ``{"message", "line"}``, or ``N``. At start, the child writes ``R`` and its CPU time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import signal
 import struct
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from types import FrameType, TracebackType
 from typing import Any, Final
 
+import orjson
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -56,18 +68,23 @@ from ..errors import HotspotWebhooksError
 MAX_SOURCE: Final = 64 * 1024  # characters of template source
 MAX_OUTPUT: Final = 256 * 1024  # bytes of rendered body
 TIME_LIMIT: Final = 0.050  # seconds of CPU per render
+COMPILE_LIMIT: Final = 2.0  # seconds of CPU to compile a template, once per sandbox process
 MEMORY_LIMIT: Final = 256 * 1024 * 1024  # bytes of address space a render may add
 MAX_MESSAGE: Final = 8 * 1024 * 1024  # bytes of one request or reply on the pipe
 TEMPLATE_NAME: Final = "<template>"  # the file name Jinja gives a template's code
 _CACHED_TEMPLATES = 128  # compiled templates a sandbox process keeps
 _GLOBALS = ("range", "dict", "namespace", "cycler", "joiner")  # lipsum left out: text on demand
+_LOADING = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)  # need a loader
 _LENGTH = struct.Struct(">I")
+_HAS_PROC = os.path.isdir("/proc/self/fd")
+CPU = struct.Struct(">d")  # the child's CPU seconds so far, at the head of each reply
 
 
 class RenderError(HotspotWebhooksError):
-    """A template failed to render: ``message`` says why, ``line`` where in the template
-    (None when the error is not at one line, e.g. invalid JSON output). The dispatcher records
-    it as the delivery's failure, without retry: rendering again would fail again."""
+    """A template failed to render: ``reason`` says why, ``line`` where in the template
+    (None when the error is not at one line, e.g. invalid JSON output), and ``message``
+    (``str()``) both, as ``line 3: ...``. The dispatcher records it as the delivery's failure,
+    without retry: rendering again would fail again."""
 
     status = 422
 
@@ -91,9 +108,7 @@ def tojson(value: object) -> str:
     """Compact JSON for a template: any value it yields can stand wherever a JSON value may
     (``{"text": {{ ("New guest " ~ data.name)|tojson }}}``); U+2028 and U+2029 escaped, so it
     is safe in JavaScript too."""
-    text = json.dumps(
-        value, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_not_json
-    )
+    text = _TO_JSON(value)
     if "\u2028" in text or "\u2029" in text:
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     return text
@@ -105,14 +120,32 @@ def _not_json(value: object) -> object:
     raise TypeError(f"tojson: a {type(value).__name__} is not a JSON value")
 
 
+# built once: json.dumps with options other than the defaults builds an encoder per call
+_TO_JSON = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_not_json
+).encode
+
+
 def _finalize(value: object) -> object:
     return "" if value is None else value  # an uncollected field prints as nothing, not "None"
+
+
+class _CodeGenerator(CodeGenerator):
+    """Jinja's, but ``a ~ b`` joins through ``WebhookEnvironment.join_text``."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.join_text((")
+        for each in node.nodes:
+            self.visit(each, frame)
+            self.write(", ")
+        self.write("))")
 
 
 class WebhookEnvironment(ImmutableSandboxedEnvironment):
     """Jinja2's immutable sandbox, with our globals and filters and giant values refused."""
 
     intercepted_binops = frozenset({"*", "**", "+"})
+    code_generator_class = _CodeGenerator
 
     def __init__(self) -> None:
         super().__init__(
@@ -126,6 +159,15 @@ class WebhookEnvironment(ImmutableSandboxedEnvironment):
         )
         self.globals = {name: self.globals[name] for name in _GLOBALS}
         self.filters["tojson"] = tojson
+
+    @staticmethod
+    def join_text(values: tuple[Any, ...]) -> str:
+        """``~``: null joins as nothing, as it prints (``"Hi " ~ data.name`` is not "Hi None"),
+        and a result past the output bound is refused."""
+        text = "".join("" if value is None else str(value) for value in values)
+        if len(text) > MAX_OUTPUT:
+            raise SecurityError(f"the result would exceed {MAX_OUTPUT} items")
+        return text
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
@@ -165,13 +207,14 @@ def check_syntax(environment: WebhookEnvironment, source: str) -> None:
     a loader (``include``, ``import``, ``extends``) are refused: a template is one text."""
     try:
         tree = environment.parse(source)
+        loading = next(tree.find_all(_LOADING), None)
     except TemplateSyntaxError as exc:
         raise RenderError(exc.message or "syntax error", exc.lineno) from None
-    except RecursionError:
+    except RecursionError:  # a chain of 10,000 "+" or "|e" parses flat but walks deep
         raise RenderError("the template is nested too deeply") from None
-    for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
-        tag = type(node).__name__.lower().replace("fromimport", "from ... import")
-        raise RenderError(f"{{% {tag} %}} is not available: a template is one text", node.lineno)
+    if loading is not None:
+        tag = type(loading).__name__.lower().replace("fromimport", "from ... import")
+        raise RenderError(f"{{% {tag} %}} is not available: a template is one text", loading.lineno)
 
 
 def compile_source(environment: WebhookEnvironment, source: str) -> Template:
@@ -192,7 +235,7 @@ def render_compiled(template: Template, context: Mapping[str, Any], *, is_json: 
         if len(body) > MAX_OUTPUT:
             raise RenderError(f"the body is larger than {MAX_OUTPUT // 1024} KiB")
         if is_json:
-            _check_json(text)
+            _check_json(body)
     except RenderError:
         raise
     except _OverTime as exc:
@@ -221,19 +264,14 @@ def _bounded(chunks: Iterator[str]) -> Iterator[str]:
         yield chunk
 
 
-def _check_json(text: str) -> None:
-    def refuse(constant: str) -> None:
-        raise ValueError(f"{constant} is not JSON")
-
+def _check_json(body: bytes) -> None:
     try:
-        json.loads(text, parse_constant=refuse)
-    except json.JSONDecodeError as exc:
+        orjson.loads(body)  # RFC 8259: no NaN, no trailing comma; 1024 levels at most
+    except orjson.JSONDecodeError as exc:
         raise RenderError(
             f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
             "of the output (write values with |tojson)"
         ) from None
-    except (ValueError, RecursionError) as exc:
-        raise RenderError(f"the body is not valid JSON: {exc}") from None
 
 
 def _message(exc: BaseException) -> str:
@@ -271,53 +309,91 @@ class _Sandbox:
 
     def handle(self, request: Mapping[str, Any]) -> bytes:
         """One request's reply (see the module docstring)."""
+        self.rendering = True
+        try:
+            return self._render(request)
+        except _OverTime:  # a second signal, while the first one's error was being made
+            return _OVER_TIME
+        finally:
+            self.rendering = False  # first: a signal still pending is then ignored
+            signal.setitimer(signal.ITIMER_PROF, 0)
+
+    def _render(self, request: Mapping[str, Any]) -> bytes:
         key = request["key"]
         template = self.templates.get(key)
-        self.rendering = True
-        # the first signal after TIME_LIMIT of CPU, then every 5 ms should one be swallowed
-        signal.setitimer(signal.ITIMER_PROF, TIME_LIMIT, 0.005)
         try:
             if template is None:
                 source = request.get("source")
                 if source is None:
                     return b"N"
-                template = compile_source(self.environment, source)
+                template = self._compile(source)
                 self.templates[key] = template
                 while len(self.templates) > _CACHED_TEMPLATES:
                     self.templates.popitem(last=False)
             else:
                 self.templates.move_to_end(key)
+            # the first signal after TIME_LIMIT of CPU, then every 5 ms should one be swallowed
+            signal.setitimer(signal.ITIMER_PROF, TIME_LIMIT, 0.005)
             return b"O" + render_compiled(template, request["context"], is_json=request["json"])
         except RenderError as exc:
             return b"E" + json.dumps({"message": exc.reason, "line": exc.line}).encode()
-        except _OverTime:  # a second signal, while the first one's error was being made
-            message = f"took more than {TIME_LIMIT * 1000:.0f} ms of CPU"
-            return b"E" + json.dumps({"message": message, "line": None}).encode()
-        finally:
-            signal.setitimer(signal.ITIMER_PROF, 0)
-            self.rendering = False
+
+    def _compile(self, source: str) -> Template:
+        """Compiling a large template takes longer than rendering it (a legitimate 60 KiB one:
+        a quarter of a second), so it has its own, larger budget."""
+        signal.setitimer(signal.ITIMER_PROF, COMPILE_LIMIT, 0.005)
+        try:
+            return compile_source(self.environment, source)
+        except _OverTime:
+            raise RenderError(f"took more than {COMPILE_LIMIT:.0f} s of CPU to compile") from None
+
+
+_OVER_TIME = (
+    b"E"
+    + json.dumps(
+        {"message": f"took more than {TIME_LIMIT * 1000:.0f} ms of CPU", "line": None}
+    ).encode()
+)
+_OUT_OF_MEMORY = b"E" + json.dumps({"message": "ran out of memory", "line": None}).encode()
 
 
 def serve(requests: int, replies: int) -> None:
     """Answer requests on file descriptor ``requests`` until it closes."""
     sandbox = _Sandbox()
-    render_compiled(sandbox.environment.from_string("{{ 1 }}"), {}, is_json=True)  # warm up
+    _warm_up(sandbox.environment)
     _limit_resources()
-    os.write(replies, b"R")  # ready
+    os.write(replies, b"R" + CPU.pack(time.process_time()))  # ready, and the CPU spent so far
     while True:
         message = _read_message(requests)
         if message is None:
             return
         try:
             reply = sandbox.handle(json.loads(message))
-        except MemoryError:  # outside a render's own handling: start afresh
-            write_message(replies, b"E" + b'{"message": "ran out of memory", "line": null}')
-            return
-        write_message(replies, reply)
+        except _OverTime:  # the timer's last signal, between a reply and its disarming
+            reply = _OVER_TIME
+        except MemoryError:  # outside a render's own handling: the parent starts another
+            reply = _OUT_OF_MEMORY
+        write_message(replies, CPU.pack(time.process_time()) + reply)
+
+
+def _warm_up(environment: WebhookEnvironment) -> None:
+    """Import now what rendering imports on first use (no file can be opened later): the
+    traceback rewriting of an error, and the filters' own modules."""
+    import html  # noqa: F401  (striptags, through markupsafe)
+    import pprint  # noqa: F401  (the pprint filter)
+    import textwrap  # noqa: F401  (wordwrap)
+
+    # string literals are unescaped by the "unicode_escape" codec, imported on first use
+    render_compiled(environment.from_string('{{ "\\u00e9\\n"|tojson }}'), {}, is_json=True)
+    with contextlib.suppress(RenderError):
+        render_compiled(environment.from_string("{{ x.y }}"), {}, is_json=False)
 
 
 def _limit_resources() -> None:
-    """Address space: what the process holds now plus MEMORY_LIMIT; no core files."""
+    """Address space: what the process holds now plus MEMORY_LIMIT. And should a template
+    ever get out of Jinja's sandbox, it finds no file it may open (not one more descriptor),
+    no file it may write, no process it may start (for a user other than root) and no core
+    to dump; its environment is empty (``sandbox_pool.py``)."""
     try:
         with open("/proc/self/statm") as statm:
             current = int(statm.read().split()[0]) * resource.getpagesize()
@@ -325,6 +401,24 @@ def _limit_resources() -> None:
         current = 1 << 30  # not Linux: a generous guess
     resource.setrlimit(resource.RLIMIT_AS, (current + MEMORY_LIMIT, current + MEMORY_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_highest_fd() + 1, _highest_fd() + 1))
+
+
+def _highest_fd() -> int:
+    if not _HAS_PROC:
+        return 64
+    listed = [int(name) for name in os.listdir("/proc/self/fd")]  # the listing's own has closed
+    return max(fd for fd in listed if _is_open(fd))
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def read_exact(fd: int, size: int) -> bytes | None:
@@ -363,6 +457,7 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+    os.close(devnull)
     serve(requests, replies)
 
 
