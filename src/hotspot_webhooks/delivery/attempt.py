@@ -26,7 +26,7 @@ from ..store.records import ClaimedDelivery, ExpiredLease, Outcome
 from .outcome import AttemptResult, Decision, decide
 from .retry import RetryPolicy
 from .sender import Sender
-from .shaping import Shaping, Unsendable, recorded
+from .shaping import NotReady, Shaping, Unsendable, recorded
 
 log = logging.getLogger(__name__)
 SIGNER_CACHE_SIZE = 10_000  # webhook keys kept decrypted and keyed, per process
@@ -123,7 +123,7 @@ class Attempts:
             result = await shaping.send(shaped, send, lambda r: r.sent and r.status == 401)
         except Unsendable as exc:
             result = _not_sent(exc.message, permanent=True)
-        except OAuth2Error as exc:
+        except (OAuth2Error, NotReady) as exc:
             result = _not_sent(exc.message, permanent=False)
         except Exception as exc:
             result = _internal_error(claimed, exc)

@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from ..integrations.auth import Auth, shown_request_headers, unseal
 from ..integrations.oauth2 import OAuth2Tokens, send_authorized
+from ..integrations.sandbox import SandboxUnavailable
 from ..integrations.templates import (
     RenderContext,
     RenderError,
@@ -42,6 +43,15 @@ from .targets import forbidden_reason, system_lookup
 CACHE_SIZE = 10_000  # webhooks' sealed headers and auth, and templates, kept opened per process
 JSON = "application/json"
 R = TypeVar("R")
+
+
+class NotReady(Exception):
+    """This attempt's request could not be made now (no template sandbox could start): a
+    failed attempt, retried as any other."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class Unsendable(Exception):
@@ -100,13 +110,15 @@ class Shaping:
                 event_type=claimed.event_type,
                 location_id=claimed.location_id,
                 created_at=_utc(claimed.event_created_at),
-                data=json.loads(claimed.body),
+                data=claimed.body,  # handed to the sandbox as stored: parsed there
                 location_name=claimed.location_name or claimed.location_id,
             )
             try:
                 body = await self.renderer.render(template, context)
             except RenderError as exc:
                 raise Unsendable(f"template error: {exc.message}") from None
+            except SandboxUnavailable as exc:  # not the template's fault: retried
+                raise NotReady(exc.message) from None
             content_type = template.content_type
         if claimed.secrets_sealed is None:
             return Shaped(body, content_type, {}, None)

@@ -11,6 +11,7 @@ of a webhook's answer, secrets as ``"[redacted]"`` or left out. ``get_all`` list
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -184,7 +185,8 @@ class Integrations:
         given, else the preset's (a preset named without a template), else the stored one
         again when the subscription changes; None when there is nothing to check."""
         if given.get("template") is not None:
-            template = compile_template(given["template"])
+            # parsing a large template takes a while (up to ~0.5 s): not on the event loop
+            template = await asyncio.to_thread(compile_template, given["template"])
         elif "template" not in given and _stored(stored, "template_json") is not None:
             template = compile_template(json.loads(stored.template_json))
         else:
