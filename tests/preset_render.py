@@ -1,26 +1,16 @@
-"""A stand-in for the sandboxed renderer (``integrations/templates.py``, written in parallel):
-the same context and ``tojson`` filter, so the presets' bodies are tested before it lands.
-
-StrictUndefined and no globals make a preset that names a missing value, or leans on a global
-like ``dict``, fail here, whichever choices the real renderer makes.
+"""The presets' bodies rendered as a delivery renders them: by the sandboxed renderer
+(``integrations/templates.py``, a child process with its bounds), for one event of a type (its
+catalog sample unless ``data`` is given), from location ``1`` named "Lobby Café".
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 from hotspot_webhooks.catalog import EVENT_TYPES
-
-_ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
-# no globals (range, dict, namespace...): a tightened sandbox may drop them, the presets don't
-# need them
-_ENV.globals.clear()
-_ENV.filters["tojson"] = lambda value: json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+from hotspot_webhooks.integrations.templates import RenderContext, compile_template
+from hotspot_webhooks.integrations.templates import render as render_sandboxed
 
 LOCATION = {"id": "1", "name": "Lobby Café"}
 MAX_OUTPUT = 256 * 1024
@@ -51,8 +41,18 @@ def render(
     location_name: str | None = None,
 ) -> str:
     """``body`` rendered for one event (its type's sample unless ``data`` is given)."""
-    place = {} if location_name is None else {"name": location_name}
-    out = _ENV.from_string(body).render(context(event_type, data, **place))
-    # §9: a template renders at most 256 KiB
-    assert len(out.encode()) <= MAX_OUTPUT, f"{len(out.encode())} bytes rendered"
-    return out
+    place = context(event_type, data, **({} if location_name is None else {"name": location_name}))
+    rendered = render_sandboxed(
+        compile_template({"body": body}),
+        RenderContext(
+            event_id=place["event"]["id"],
+            event_type=event_type,
+            location_id=place["location"]["id"],
+            created_at=place["event"]["created_at"],
+            data=place["data"],
+            location_name=place["location"]["name"],
+        ),
+    )
+    # §9: a template renders at most 256 KiB (the sandbox refuses more)
+    assert len(rendered) <= MAX_OUTPUT, f"{len(rendered)} bytes rendered"
+    return rendered.decode()

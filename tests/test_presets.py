@@ -4,7 +4,7 @@ sample into valid JSON that its stand-in accepts, over real HTTP with the preset
 stand-ins refuse what the providers refuse; ``configure`` names each bad answer; messages read
 well and stay within the providers' limits whatever a guest types.
 
-Bodies are rendered by ``tests/preset_render.py`` until the sandboxed renderer lands.
+Bodies are rendered by the sandboxed renderer itself (``tests/preset_render.py``).
 """
 
 from __future__ import annotations
