@@ -249,7 +249,7 @@ async def test_a_new_auth_type_needs_its_secret_and_says_so_by_its_field(
     refused = await custom_webhook(client, csrf, python_receiver.url, auth_type="bearer")
     assert refused.status_code == 422
     assert "required" in field_error(refused, "opt-auth-token")
-    assert "<details class=\"options\" open>" in refused.text
+    assert '<details class="options" open>' in refused.text
     refused = await custom_webhook(
         client, csrf, python_receiver.url, headers=f"Content-Type: {HEADER_VALUE}"
     )
@@ -286,7 +286,7 @@ async def test_the_preview_shows_the_rendered_body_escaped(
         '{"who": "myname@gmail.com", "kind": "customer.create", "tag": "<b>"}'
     )
     assert "&lt;b&gt;" in fragment.text and "<b>" not in fragment.text
-    assert f"<strong>POST</strong> <span class=\"url\">{python_receiver.url}</span>" in (
+    assert f'<strong>POST</strong> <span class="url">{python_receiver.url}</span>' in (
         fragment.text
     )
     assert "<code>Authorization</code></th><td><code>[redacted]</code>" in fragment.text
