@@ -12,6 +12,7 @@ import base64
 import html
 import re
 from collections.abc import Callable
+from html.parser import HTMLParser
 from typing import Any
 
 import httpx
@@ -108,6 +109,126 @@ async def test_a_mailchimp_webhook_made_from_its_form_has_its_template_and_basic
     assert "the server&#39;s setting" in page.text
     password = re.search(r'<input id="opt-auth-password"[^>]*>', page.text)
     assert password and 'value=""' in password.group(0) and "leave empty to keep" in page.text
+
+
+class FormFields(HTMLParser):
+    """The fields one form of a page would send as it stands (its ``action``): inputs with
+    their values, checked boxes, selected options (else the first), textareas' text."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.action = action
+        self.inside = False
+        self.fields: list[tuple[str, str]] = []
+        self._select: tuple[str, list[tuple[str, bool]]] | None = None
+        self._textarea: tuple[str, list[str]] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.inside = found.get("action") == self.action and found.get("method") == "post"
+        if not self.inside or "name" not in found and tag != "option":
+            return
+        if tag == "input" and (found.get("type") != "checkbox" or "checked" in found):
+            self.fields.append((found["name"], found.get("value", "")))
+        elif tag == "select":
+            self._select = (found["name"], [])
+        elif tag == "option" and self._select is not None:
+            self._select[1].append((found.get("value", ""), "selected" in found))
+        elif tag == "textarea":
+            self._textarea = (found["name"], [])
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            self._textarea[1].append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select" and self._select is not None:
+            name, options = self._select
+            chosen = [value for value, selected in options if selected] or [options[0][0]]
+            self.fields.append((name, chosen[0]))
+            self._select = None
+        elif tag == "textarea" and self._textarea is not None:
+            text = "".join(self._textarea[1])  # a browser drops the newline after <textarea>
+            self.fields.append((self._textarea[0], text.removeprefix("\n")))
+            self._textarea = None
+
+
+def form_as_shown(page: httpx.Response, action: str) -> dict[str, list[str]]:
+    parser = FormFields(action)
+    parser.feed(page.text)
+    assert parser.fields, f"no form posting to {action}"
+    fields: dict[str, list[str]] = {}
+    for name, value in parser.fields:
+        fields.setdefault(name, []).append(value)
+    return fields
+
+
+async def test_the_edit_form_saved_as_shown_changes_nothing_a_preset_filled_in(
+    served: LiveAPI, browsers: Callable[..., httpx.AsyncClient]
+) -> None:
+    token = await served.operator_at("loc-1")
+    client, csrf = await signed_in(browsers, token)
+    created = await client.post(
+        "/ui/webhooks/new",
+        data={
+            "csrf_token": csrf,
+            "preset": "mailchimp",
+            "preset_values.data_center": "us6",
+            "preset_values.list_id": "a1b2c3d4e5",
+            "preset_values.api_key": MAILCHIMP_KEY,
+            "location_ids": "loc-1",
+            "event_types": "subscriber.create",
+            "description": "Newsletter",
+        },
+    )
+    assert created.status_code == 303, created.text
+    [before] = (await served.ok("GET", "/v1/webhooks", token))["data"]
+    path = f"/ui/webhooks/{before['id']}"
+    page = await client.get(path)
+    saved = await client.post(path, data=form_as_shown(page, path))
+    assert saved.status_code == 303, saved.text
+    after = await served.ok("GET", f"/v1/webhooks/{before['id']}", token)
+    assert {k: v for k, v in after.items() if k != "updated_at"} == {
+        k: v for k, v in before.items() if k != "updated_at"
+    }
+    preview = await served.ok("GET", f"/v1/webhooks/{before['id']}/preview", token)
+    assert preview["headers"]["Authorization"] == "[redacted]"  # the key is still there
+
+
+async def test_an_oauth2_webhook_saved_as_shown_keeps_its_client_secret(
+    served: LiveAPI, browsers: Callable[..., httpx.AsyncClient], python_receiver: PythonReceiver
+) -> None:
+    token = await served.operator_at("loc-1")
+    client, csrf = await signed_in(browsers, token)
+    oauth2 = {
+        "auth_type": "oauth2",
+        "auth_token_url": python_receiver.url.replace("/hook", "/token"),
+        "auth_client_id": "hotspot",
+        "auth_client_secret": PASSWORD,
+        "auth_scope": "contacts.write",
+        "auth_client_auth": "client_secret_post",
+    }
+    created = await custom_webhook(client, csrf, python_receiver.url, **oauth2)
+    assert created.status_code == 303, created.text
+    [before] = (await served.ok("GET", "/v1/webhooks", token))["data"]
+    assert before["auth"]["client_auth"] == "client_secret_post"
+    path = f"/ui/webhooks/{before['id']}"
+    page = await client.get(path)
+    no_secret_in(page)
+    shown = form_as_shown(page, path)
+    saved = await client.post(path, data=shown)
+    assert saved.status_code == 303, saved.text
+    after = await served.ok("GET", f"/v1/webhooks/{before['id']}", token)
+    assert after["auth"] == before["auth"]
+    # the token URL changed, the secret left blank: it is not sent somewhere new unasked
+    moved = {**shown, "auth_token_url": [shown["auth_token_url"][0] + "/v2"]}
+    refused = await client.post(path, data=moved)
+    assert refused.status_code == 422
+    assert "required" in field_error(refused, "opt-auth-client-secret")
+    no_secret_in(refused)
 
 
 async def test_a_preset_answer_that_does_not_fit_is_shown_by_its_field_and_the_key_not_again(
