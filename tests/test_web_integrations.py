@@ -127,7 +127,7 @@ class FormFields(HTMLParser):
         found = {k: v or "" for k, v in attrs}
         if tag == "form":
             self.inside = found.get("action") == self.action and found.get("method") == "post"
-        if not self.inside or "name" not in found and tag != "option":
+        if not self.inside or ("name" not in found and tag != "option"):
             return
         if tag == "input" and (found.get("type") != "checkbox" or "checked" in found):
             self.fields.append((found["name"], found.get("value", "")))
