@@ -22,7 +22,7 @@ import pytest
 from hotspot_webhooks.integrations.presets import PRESETS
 from tests.live_api import LiveAPI
 from tests.receivers import PythonReceiver
-from tests.test_web_browser import ROOT, new_context, sign_in
+from tests.test_web_browser import PHONE, ROOT, new_context, sign_in
 from tests.test_web_browser import browser as browser  # the fixture
 
 pytest.importorskip("playwright.async_api", reason="the dev extra brings playwright")
@@ -163,6 +163,17 @@ async def test_an_operator_makes_a_custom_webhook_with_auth_headers_and_a_templa
 
     assert errors == []
 
+    # on a phone: the webhook's page, its preview open, fits the screen's width
+    phone = await new_context(browser, served, viewport=PHONE, is_mobile=True)
+    phone_page = await phone.new_page()
+    await sign_in(phone_page, token)
+    await phone_page.goto(page.url)
+    await phone_page.get_by_role("button", name="Preview", exact=True).click()
+    await expect(phone_page.locator("#preview-body")).to_be_visible()
+    width = await phone_page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the webhook's page is {width} px wide on a phone"
+    await phone.close()
+
     # an error is shown by its field (the page answered 422: the console says so, alone)
     await page.locator("#edit").get_by_label("Filter").fill('{"amount": {"$foo": 1}}')
     await page.locator("#edit").get_by_role("button", name="Save").click()
@@ -203,3 +214,13 @@ async def test_every_presets_form_asks_its_fields_with_patterns_the_browser_read
         await card.screenshot(path=str(images / f"preset-{name}.png"))
     assert errors == []
     await context.close()
+
+    # on a phone: the picker and a preset's form fit the screen's width
+    phone = await new_context(browser, served, viewport=PHONE, is_mobile=True)
+    phone_page = await phone.new_page()
+    await sign_in(phone_page, token)
+    for path in ("/ui/webhooks/new", "/ui/webhooks/new?preset=mailchimp", "/ui/webhooks"):
+        await phone_page.goto(path)
+        width = await phone_page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"{path} is {width} px wide on a phone"
+    await phone.close()
