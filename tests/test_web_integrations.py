@@ -336,7 +336,24 @@ async def test_editing_keeps_the_secrets_left_blank_and_none_removes_the_auth(
     assert sent.header("Authorization") == f"Basic {expected}"
     assert sent.header("X-Api-Key") == HEADER_VALUE
 
-    # None and an empty headers field: both removed
+    # a form without the option fields (a script's, say) changes only what it has
+    moved = await client.post(
+        f"/ui/webhooks/{webhook['id']}",
+        data={
+            "csrf_token": csrf,
+            "callback_url": python_receiver.url,
+            "location_ids": "loc-1",
+            "event_types": ["customer.create", "subscriber.create"],
+        },
+    )
+    assert moved.status_code == 303, moved.text
+    kept = await served.ok("GET", f"/v1/webhooks/{webhook['id']}", token)
+    assert kept["event_types"] == ["customer.create", "subscriber.create"]
+    assert {k: kept[k] for k in ("description", "metadata", "headers", "auth")} == {
+        k: edited[k] for k in ("description", "metadata", "headers", "auth")
+    }
+
+    # None and empty fields: removed
     cleared = await client.post(
         f"/ui/webhooks/{webhook['id']}",
         data={
@@ -344,8 +361,10 @@ async def test_editing_keeps_the_secrets_left_blank_and_none_removes_the_auth(
             "callback_url": python_receiver.url,
             "location_ids": "loc-1",
             "event_types": "customer.create",
+            "description": "",
             "auth_type": "",
             "headers": "",
+            "success_statuses": "",
         },
     )
     assert cleared.status_code == 303, cleared.text

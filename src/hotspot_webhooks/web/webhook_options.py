@@ -16,6 +16,7 @@ back with an error shows header values typed anew as blank, to be typed again.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -41,22 +42,25 @@ OPTION_FIELDS = (*TEXT_FIELDS, "headers", "auth_type", "success_statuses")
 
 
 def options_from_form(form: FormData, *, editing: bool) -> WebhookOptions | None:
-    """The options a form gives. Editing, every field is given (an empty one clears it, an
-    empty secret keeps the stored one); creating, only the fields filled in (None if none)."""
+    """The options a form gives (None if none). Editing, each field the form has is given (an
+    empty one clears it, an empty secret keeps the stored one) and a field it lacks is kept;
+    creating, only the fields filled in."""
+    # each option, the form field that carries it, and how it is read
+    readers: dict[str, tuple[str, Callable[[], Any]]] = {
+        "description": ("description", lambda: text(form, "description") or None),
+        "metadata": ("metadata", lambda: _metadata(_text_area(form, "metadata"))),
+        "headers": ("headers", lambda: _headers(_text_area(form, "headers"))),
+        "auth": ("auth_type", lambda: _auth(form)),
+        "filter": ("filter", lambda: _filter(_text_area(form, "filter"))),
+        "template": ("template_body", lambda: _template(form)),
+        "success_statuses": ("success_statuses", lambda: text(form, "success_statuses") or None),
+    }
     given: dict[str, Any] = {
-        "description": text(form, "description") or None,
-        "metadata": _metadata(_text_area(form, "metadata")),
-        "headers": _headers(_text_area(form, "headers")),
-        "auth": _auth(form),
-        "filter": _filter(_text_area(form, "filter")),
-        "template": _template(form),
-        "success_statuses": text(form, "success_statuses") or None,
+        option: read() for option, (field, read) in readers.items() if field in form
     }
     if not editing:
-        given = {name: value for name, value in given.items() if value is not None}
-        if not given:
-            return None
-    return WebhookOptions.model_validate(given)
+        given = {option: value for option, value in given.items() if value is not None}
+    return WebhookOptions.model_validate(given) if given else None
 
 
 def posted_values(form: FormData) -> dict[str, Any]:
