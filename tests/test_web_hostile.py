@@ -169,6 +169,14 @@ async def world(make_api: Callable[..., Any], hostile_receiver: str) -> World:
         json={"type": "hostile.sample", "location_id": "loc-1", "data": {HOSTILE: HOSTILE}},
     )
     pending = await api.ok("GET", f"/v1/deliveries?event_id={event['id']}", token)
+    options = {  # SPEC §9, each shown on the webhook's page, in its edit form, in a preview
+        "description": HOSTILE,
+        "metadata": {HOSTILE: HOSTILE},
+        "filter": {HOSTILE: HOSTILE},
+        "template": {"body": "{% raw %}" + HOSTILE + "{% endraw %}", "content_type": "text/plain"},
+        "auth": {"type": "basic", "username": HOSTILE, "password": "x"},
+    }
+    await api.ok("PATCH", f"/v1/webhooks/{webhook['id']}", token, json=options)
     return World(api, token, webhook["id"], [tested["id"], pending["data"][0]["id"]])
 
 
@@ -211,6 +219,9 @@ def pages_of(world: World) -> list[str]:
         "/ui/webhooks",
         f"/ui/webhooks/{webhook}",
         f"/ui/webhooks/{webhook}/delete",
+        f"/ui/webhooks/{webhook}/preview",
+        "/ui/webhooks/new",
+        "/ui/webhooks/new?preset=mailchimp",
         "/ui/deliveries",
         "/ui/deliveries/rows",
         f"/ui/deliveries?webhook_id={webhook}&status=failed",
@@ -250,6 +261,8 @@ async def test_every_page_shows_hostile_values_as_text_to_their_operator(
     assert created.status_code == 200, created.text
     assert_only_template_markup(created, shows=(HOSTILE, HOSTILE_PATH))
     webhook = f"/ui/webhooks/{world.webhook_id}"
+    preview = await client.get(f"{webhook}/preview", headers={"HX-Request": "true"})
+    assert_only_template_markup(preview, shows=(HOSTILE,))
     for path, headers in [
         (f"{webhook}/rotate-key", {}),
         (f"{webhook}/test", {}),
@@ -299,6 +312,19 @@ async def test_error_messages_that_echo_what_was_typed_show_it_as_text(
             {"callback_url": "ftp:" + HOSTILE_PATH, "location_ids": "*", "event_types": "*"},
         ),
         (f"/ui/webhooks/{world.webhook_id}/recover", {"since": HOSTILE}),
+        (
+            f"/ui/webhooks/{world.webhook_id}",
+            {"callback_url": "ftp:" + HOSTILE_PATH, "filter": ELEMENT_BREAKOUT, "auth_type": ""},
+        ),
+        (
+            "/ui/webhooks/new",
+            {
+                "preset": "mailchimp",
+                "preset_values.list_id": HOSTILE,
+                "location_ids": "loc-1",
+                "event_types": "customer.create",
+            },
+        ),
     ]:
         page = await client.post(path, data={"csrf_token": csrf, **data})
         assert page.status_code == 422, f"{path}: {page.status_code}"
@@ -324,7 +350,11 @@ RENDERED_BY = {
     "sign_in.html": "/ui/sign-in?next=…&why=…",
     "locations.html": "/ui/locations, and its form refused",
     "webhooks.html": "/ui/webhooks, and its form refused",
-    "webhook.html": "/ui/webhooks/{id}",
+    "webhook.html": "/ui/webhooks/{id}, and its edit form refused",
+    "_options.html": "/ui/webhooks/{id} (a webhook with every option), /ui/webhooks",
+    "webhook_new.html": "/ui/webhooks/new, with a preset, and its form refused",
+    "webhook_preview.html": "/ui/webhooks/{id}/preview",
+    "_preview.html": "/ui/webhooks/{id}/preview, and asked for by htmx",
     "webhook_delete.html": "/ui/webhooks/{id}/delete",
     "webhook_secret.html": "a webhook created, its key rotated",
     "_test_result.html": "a test event sent with htmx",

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp
 
 from ..config import Settings
 from ..errors import HotspotWebhooksError, TooManyRequests
-from . import access, deliveries, overview, webhooks
+from . import access, deliveries, integrations, overview, webhooks
 from .access import ENDED
 from .pages import HERE, PREFIX, Center, CsrfRefused, SignInNeeded, hx_redirect, render, see_other
 from .sessions import forget
@@ -37,6 +37,8 @@ def control_center(settings: Settings, app_state: Any) -> ASGIApp:
         Route("/locations/{location_id}/status", webhooks.set_location_status, methods=post),
         Route("/webhooks", webhooks.webhooks_page),
         Route("/webhooks", webhooks.create_webhook, methods=post),
+        Route("/webhooks/new", integrations.new_webhook_page),
+        Route("/webhooks/new", integrations.create_from_preset, methods=post),
         Route("/webhooks/{webhook_id}", webhooks.webhook_page),
         Route("/webhooks/{webhook_id}", webhooks.update_webhook, methods=post),
         Route("/webhooks/{webhook_id}/status", webhooks.set_webhook_status, methods=post),
@@ -45,6 +47,7 @@ def control_center(settings: Settings, app_state: Any) -> ASGIApp:
         Route("/webhooks/{webhook_id}/delete", webhooks.confirm_delete),
         Route("/webhooks/{webhook_id}/delete", webhooks.delete_webhook, methods=post),
         Route("/webhooks/{webhook_id}/test", webhooks.test_webhook, methods=post),
+        Route("/webhooks/{webhook_id}/preview", integrations.preview),
         Route("/webhooks/{webhook_id}/recover", webhooks.recover, methods=post),
         Route("/deliveries", deliveries.deliveries_page),
         Route("/deliveries/rows", deliveries.delivery_rows),

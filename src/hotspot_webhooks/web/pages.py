@@ -210,6 +210,19 @@ def _json_text(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _field_errors(error: object, *fields: str, under: bool = True) -> list[str]:
+    """The messages an error (``InvalidInput``'s ``details``) gives for these fields, and
+    unless ``under`` is false for those under them (``auth`` for ``auth.password``), to show
+    beside the field's input."""
+    details = getattr(error, "details", None) or []
+    found = []
+    for detail in details:
+        name = str(detail.get("field", "")) if isinstance(detail, dict) else ""
+        if name in fields or (under and name.startswith(tuple(f + "." for f in fields))):
+            found.append(str(detail.get("message", "")))
+    return found
+
+
 environment = Environment(
     loader=FileSystemLoader(HERE / "templates"),
     autoescape=select_autoescape(["html"]),
@@ -232,7 +245,11 @@ def _static_stamp() -> str:
 
 
 environment.globals.update(
-    prefix=PREFIX, version=__version__, static_stamp=_static_stamp(), csrf_field=CSRF_FIELD
+    field_errors=_field_errors,
+    prefix=PREFIX,
+    version=__version__,
+    static_stamp=_static_stamp(),
+    csrf_field=CSRF_FIELD,
 )
 
 

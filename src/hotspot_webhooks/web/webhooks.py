@@ -17,6 +17,7 @@ from ..validation import invalid
 from .once import Shown, spent
 from .pages import PREFIX, Visit, render, see_other, text, texts, visit
 from .snippets import php_receiver, python_receiver
+from .webhook_options import OPTION_FIELDS, option_values, options_from_form, posted_values
 
 # locations
 
@@ -87,12 +88,14 @@ async def _webhooks(
         webhooks=await service.webhooks.get_all(caller=current.caller),
         locations=await service.locations.get_all(caller=current.caller),
         event_types=await service.event_types.get_all(),
+        integrations=await service.integrations.get_all(),
         error=error,
         values=values or {"location_ids": [], "event_types": []},
+        options_open=any((values or {}).get(name) for name in OPTION_FIELDS),
     )
 
 
-def _subscription(form: FormData) -> tuple[list[str], list[str]]:
+def chosen_subscription(form: FormData) -> tuple[list[str], list[str]]:
     """The pickers' choices; "all" wins over single choices."""
     location_ids = texts(form, "location_ids")
     event_types = texts(form, "event_types")
@@ -115,25 +118,27 @@ async def create_webhook(request: Request) -> Response:
         "location_ids": texts(form, "location_ids"),
         "event_types": texts(form, "event_types"),
         "operator": text(form, "operator"),
+        **posted_values(form),
     }
     try:
-        location_ids, event_types = _subscription(form)
+        location_ids, event_types = chosen_subscription(form)
         created = await current.service.webhooks.create(
             callback_url=values["callback_url"],
             location_ids=location_ids,
             event_types=event_types,
             operator=values["operator"] or None,
+            options=options_from_form(form, editing=False),
             caller=current.caller,
         )
     except InvalidInput as exc:
         return await _webhooks(current, error=exc, values=values)
-    return _to_secret_page(current, created, CREATED)
+    return to_secret_page(current, created, CREATED)
 
 
 CREATED, ROTATED = "created", "rotated"
 
 
-def _to_secret_page(current: Visit, webhook: WebhookWithSecret, what: str) -> Response:
+def to_secret_page(current: Visit, webhook: WebhookWithSecret, what: str) -> Response:
     """After creating or rotating: to the key's page, the key riding along once (not in the
     URL), so that reloading that page shows it no more and makes nothing again."""
     secrets = {"api_key": webhook.api_key, "signing_secret": webhook.signing_secret}
@@ -202,6 +207,7 @@ async def _webhook(
             "callback_url": webhook.callback_url,
             "location_ids": webhook.location_ids,
             "event_types": webhook.event_types,
+            **option_values(webhook),
         },
         recover_since=f"{yesterday:%Y-%m-%dT%H:%M}",
     )
@@ -215,14 +221,16 @@ async def update_webhook(request: Request) -> Response:
         "callback_url": text(form, "callback_url"),
         "location_ids": texts(form, "location_ids"),
         "event_types": texts(form, "event_types"),
+        **posted_values(form),
     }
     try:
-        location_ids, event_types = _subscription(form)
+        location_ids, event_types = chosen_subscription(form)
         await current.service.webhooks.update(
             webhook_id,
             callback_url=values["callback_url"],
             location_ids=location_ids,
             event_types=event_types,
+            options=options_from_form(form, editing=True),
             caller=current.caller,
         )
     except InvalidInput as exc:
@@ -245,7 +253,7 @@ async def rotate_key(request: Request) -> Response:
     rotated = await current.service.webhooks.rotate_key(
         request.path_params["webhook_id"], caller=current.caller
     )
-    return _to_secret_page(current, rotated, ROTATED)
+    return to_secret_page(current, rotated, ROTATED)
 
 
 async def confirm_delete(request: Request) -> Response:
