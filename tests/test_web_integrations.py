@@ -49,6 +49,19 @@ def field_error(page: httpx.Response, input_id: str) -> str:
     return html.unescape(found.group(1))
 
 
+def mailchimp_form(csrf: str, **changes: str | list[str]) -> dict[str, str | list[str]]:
+    """The Mailchimp preset's form as a browser posts it, with ``changes``."""
+    return {
+        "csrf_token": csrf,
+        "preset": "mailchimp",
+        "preset_values.data_center": "us6",
+        "preset_values.list_id": "a1b2c3d4e5",
+        "preset_values.api_key": MAILCHIMP_KEY,
+        "location_ids": "loc-1",
+        **changes,
+    }
+
+
 async def test_a_mailchimp_webhook_made_from_its_form_has_its_template_and_basic_auth(
     served: LiveAPI, browsers: Callable[..., httpx.AsyncClient]
 ) -> None:
@@ -69,16 +82,11 @@ async def test_a_mailchimp_webhook_made_from_its_form_has_its_template_and_basic
 
     created = await client.post(
         "/ui/webhooks/new",
-        data={
-            "csrf_token": csrf,
-            "preset": "mailchimp",
-            "preset_values.data_center": "us6",
-            "preset_values.list_id": "a1b2c3d4e5",
-            "preset_values.api_key": MAILCHIMP_KEY,
-            "preset_values.double_opt_in": "no",
-            "location_ids": "loc-1",
-            "event_types": ["customer.create", "subscriber.create"],
-        },
+        data=mailchimp_form(
+            csrf,
+            **{"preset_values.double_opt_in": "no"},
+            event_types=["customer.create", "subscriber.create"],
+        ),
     )
     assert created.status_code == 303, created.text
     [webhook] = (await served.ok("GET", "/v1/webhooks", token))["data"]
@@ -173,16 +181,7 @@ async def test_the_edit_form_saved_as_shown_changes_nothing_a_preset_filled_in(
     client, csrf = await signed_in(browsers, token)
     created = await client.post(
         "/ui/webhooks/new",
-        data={
-            "csrf_token": csrf,
-            "preset": "mailchimp",
-            "preset_values.data_center": "us6",
-            "preset_values.list_id": "a1b2c3d4e5",
-            "preset_values.api_key": MAILCHIMP_KEY,
-            "location_ids": "loc-1",
-            "event_types": "subscriber.create",
-            "description": "Newsletter",
-        },
+        data=mailchimp_form(csrf, event_types="subscriber.create", description="Newsletter"),
     )
     assert created.status_code == 303, created.text
     [before] = (await served.ok("GET", "/v1/webhooks", token))["data"]
@@ -238,15 +237,10 @@ async def test_a_preset_answer_that_does_not_fit_is_shown_by_its_field_and_the_k
     client, csrf = await signed_in(browsers, token)
     refused = await client.post(
         "/ui/webhooks/new",
-        data={
-            "csrf_token": csrf,
-            "preset": "mailchimp",
-            "preset_values.data_center": "us1",  # not the key's
-            "preset_values.list_id": "a1b2c3d4e5",
-            "preset_values.api_key": MAILCHIMP_KEY,
-            "location_ids": "loc-1",
-            "event_types": "customer.create",
-        },
+        # a data center that is not the key's
+        data=mailchimp_form(
+            csrf, **{"preset_values.data_center": "us1"}, event_types="customer.create"
+        ),
     )
     assert refused.status_code == 422
     assert "must be us6" in field_error(refused, "preset-data_center")
