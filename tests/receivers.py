@@ -68,11 +68,7 @@ class PythonReceiver:
 
         app = web.Application()
         app.router.add_post("/{tail:.*}", handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await start_app(app, self.port)
         return self
 
     async def stop(self) -> None:
@@ -98,14 +94,23 @@ async def serving(
     ``ssl_context``); yields the port."""
     app = web.Application()
     app.router.add_route(method, "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
+    runner, port = await start_app(app, ssl_context=ssl_context)
     try:
-        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        yield port
     finally:
         await runner.cleanup()
+
+
+async def start_app(
+    app: web.Application, port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on 127.0.0.1 (``port``, or one the system picks); its runner (to
+    ``cleanup``) and its port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
 
 class _StreamReceiver:

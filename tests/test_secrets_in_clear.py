@@ -48,7 +48,7 @@ import pytest
 from aiohttp import web
 
 from tests.postgres import POSTGRES, admin_sql, require_postgres
-from tests.receivers import PythonReceiver, free_port
+from tests.receivers import PythonReceiver, free_port, start_app
 
 BACKENDS = ("sqlite", "postgresql")  # the search test has no database; the other runs on both
 HOTSPOT_WEBHOOKS = Path(sys.executable).with_name("hotspot-webhooks")
@@ -98,11 +98,7 @@ class TokenEndpoint:
 
         app = web.Application()
         app.router.add_post("/oauth/token", token)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await start_app(app)
         return self
 
     async def stop(self) -> None:

@@ -24,6 +24,7 @@ from hotspot_webhooks.models import WebhookOptions
 from hotspot_webhooks.receiver import verify_signature
 from hotspot_webhooks.redaction import REDACTED
 from hotspot_webhooks.service import EmitRequest, Service
+from tests.receivers import start_app
 
 BACKENDS = ("sqlite", "postgresql")
 CUSTOMER = "customer.create"
@@ -94,11 +95,7 @@ class Guarded:
         app = web.Application()
         app.router.add_post("/hook", hook)
         app.router.add_post("/oauth/token", token)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await start_app(app)
         return self
 
     async def stop(self) -> None:

@@ -26,6 +26,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from hotspot_webhooks.integrations.presets import PresetConfig
+from tests.receivers import start_app
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,7 @@ class StandIn:
     async def __aenter__(self) -> Self:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await start_app(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -35,6 +35,13 @@ router = APIRouter(
     prefix="/v1/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute
 )
 WebhookId = Annotated[str, id_in_path("The webhook's id.")]
+# which sample a test send or a preview uses
+SampleType = Annotated[
+    str | None, Query(description="Which type's sample (default: the subscription's first).")
+]
+SampleLocation = Annotated[
+    str | None, id_in_query("From which location (default: the subscription's first).")
+]
 
 
 class WebhookCreate(OptionFields):
@@ -189,12 +196,8 @@ async def send_test_event(
     webhook_id: WebhookId,
     service: ServiceDep,
     caller: CallerDep,
-    event_type: Annotated[
-        str | None, Query(description="Which type's sample (default: the subscription's first).")
-    ] = None,
-    location_id: Annotated[
-        str | None, id_in_query("From which location (default: the subscription's first).")
-    ] = None,
+    event_type: SampleType = None,
+    location_id: SampleLocation = None,
 ) -> DeliveryWithAttempts:
     """Send a sample event now, to this webhook alone; answers with the delivery and its
     attempt (a failed one is retried like any other)."""
@@ -208,12 +211,8 @@ async def preview_webhook(
     webhook_id: WebhookId,
     service: ServiceDep,
     caller: CallerDep,
-    event_type: Annotated[
-        str | None, Query(description="Which type's sample (default: the subscription's first).")
-    ] = None,
-    location_id: Annotated[
-        str | None, id_in_query("From which location (default: the subscription's first).")
-    ] = None,
+    event_type: SampleType = None,
+    location_id: SampleLocation = None,
 ) -> WebhookPreview:
     """The request this webhook would send for a sample event, rendered through its template
     and signed with its key; its own header values and Authorization redacted. Nothing is
