@@ -50,6 +50,18 @@ def images(tmp_path: Path) -> Path:
     return target
 
 
+async def signed_in_operator(served: LiveAPI, browser: Browser) -> tuple[str, Page, list[str]]:
+    """An operator with location 1042, signed in on a page of its own: its token, the page,
+    and the page's console errors as they come."""
+    token = await served.operator("acme")
+    await served.location(token, "1042", "Café Central")
+    context = await new_context(browser, served)
+    page = await context.new_page()
+    errors = watch_errors(page)
+    await sign_in(page, token)
+    return token, page, errors
+
+
 def watch_errors(page: Page) -> list[str]:
     """The console's errors (a script or style refused by the CSP would show here)."""
     errors: list[str] = []
@@ -61,12 +73,7 @@ def watch_errors(page: Page) -> list[str]:
 async def test_an_operator_connects_mailchimp_through_its_form(
     served: LiveAPI, browser: Browser
 ) -> None:
-    token = await served.operator("acme")
-    await served.location(token, "1042", "Café Central")
-    context = await new_context(browser, served)
-    page = await context.new_page()
-    errors = watch_errors(page)
-    await sign_in(page, token)
+    token, page, errors = await signed_in_operator(served, browser)
 
     await page.goto("/ui/webhooks")
     await page.get_by_role("link", name="Mailchimp", exact=True).click()
@@ -110,18 +117,13 @@ async def test_an_operator_connects_mailchimp_through_its_form(
     assert MAILCHIMP_KEY not in await page.content()
     await expect(page.locator("#opt-auth-password")).to_have_value("")
     assert errors == []
-    await context.close()
+    await page.context.close()
 
 
 async def test_an_operator_makes_a_custom_webhook_with_auth_headers_and_a_template(
     served: LiveAPI, browser: Browser, python_receiver: PythonReceiver, images: Path
 ) -> None:
-    token = await served.operator("acme")
-    await served.location(token, "1042", "Café Central")
-    context = await new_context(browser, served)
-    page = await context.new_page()
-    errors = watch_errors(page)
-    await sign_in(page, token)
+    token, page, errors = await signed_in_operator(served, browser)
 
     await page.goto("/ui/webhooks")
     create = page.locator("#create")
@@ -180,18 +182,13 @@ async def test_an_operator_makes_a_custom_webhook_with_auth_headers_and_a_templa
     await expect(page.locator("#opt-filter-error")).to_contain_text("unknown operator $foo")
     await expect(page.locator("#opt-filter")).to_have_attribute("aria-invalid", "true")
     assert all("status of 422" in error for error in errors), errors
-    await context.close()
+    await page.context.close()
 
 
 async def test_every_presets_form_asks_its_fields_with_patterns_the_browser_reads_as_we_do(
     served: LiveAPI, browser: Browser, images: Path
 ) -> None:
-    token = await served.operator("acme")
-    await served.location(token, "1042", "Café Central")
-    context = await new_context(browser, served)
-    page = await context.new_page()
-    errors = watch_errors(page)
-    await sign_in(page, token)
+    token, page, errors = await signed_in_operator(served, browser)
     for name, preset in PRESETS.items():
         await page.goto(f"/ui/webhooks/new?preset={name}")
         card = page.locator(f"#preset-{name}")
@@ -213,7 +210,7 @@ async def test_every_presets_form_asks_its_fields_with_patterns_the_browser_read
             await answer.blur()
         await card.screenshot(path=str(images / f"preset-{name}.png"))
     assert errors == []
-    await context.close()
+    await page.context.close()
 
     # on a phone: the picker and a preset's form fit the screen's width
     phone = await new_context(browser, served, viewport=PHONE, is_mobile=True)

@@ -49,6 +49,18 @@ def field_error(page: httpx.Response, input_id: str) -> str:
     return html.unescape(found.group(1))
 
 
+def edit_form(csrf: str, callback_url: str, **changes: str | list[str]) -> dict[str, Any]:
+    """A webhook's edit form as a browser posts it (to loc-1, customer.create), with
+    ``changes``."""
+    return {
+        "csrf_token": csrf,
+        "callback_url": callback_url,
+        "location_ids": "loc-1",
+        "event_types": "customer.create",
+        **changes,
+    }
+
+
 def mailchimp_form(csrf: str, **changes: str | list[str]) -> dict[str, str | list[str]]:
     """The Mailchimp preset's form as a browser posts it, with ``changes``."""
     return {
@@ -307,19 +319,17 @@ async def test_editing_keeps_the_secrets_left_blank_and_none_removes_the_auth(
     # saved as the page shows it (the password left blank): the secrets are kept
     saved = await client.post(
         f"/ui/webhooks/{webhook['id']}",
-        data={
-            "csrf_token": csrf,
-            "callback_url": python_receiver.url,
-            "location_ids": "loc-1",
-            "event_types": "customer.create",
-            "description": "CRM sync, renamed",
-            "metadata": "team=growth",
-            "headers": "X-Api-Key: [redacted]",
-            "auth_type": "basic",
-            "auth_username": "hotspot",
-            "auth_password": "",
-            "success_statuses": "2xx",
-        },
+        data=edit_form(
+            csrf,
+            python_receiver.url,
+            description="CRM sync, renamed",
+            metadata="team=growth",
+            headers="X-Api-Key: [redacted]",
+            auth_type="basic",
+            auth_username="hotspot",
+            auth_password="",
+            success_statuses="2xx",
+        ),
     )
     assert saved.status_code == 303, saved.text
     edited = await served.ok("GET", f"/v1/webhooks/{webhook['id']}", token)
@@ -333,12 +343,9 @@ async def test_editing_keeps_the_secrets_left_blank_and_none_removes_the_auth(
     # a form without the option fields (a script's, say) changes only what it has
     moved = await client.post(
         f"/ui/webhooks/{webhook['id']}",
-        data={
-            "csrf_token": csrf,
-            "callback_url": python_receiver.url,
-            "location_ids": "loc-1",
-            "event_types": ["customer.create", "subscriber.create"],
-        },
+        data=edit_form(
+            csrf, python_receiver.url, event_types=["customer.create", "subscriber.create"]
+        ),
     )
     assert moved.status_code == 303, moved.text
     kept = await served.ok("GET", f"/v1/webhooks/{webhook['id']}", token)
@@ -350,16 +357,9 @@ async def test_editing_keeps_the_secrets_left_blank_and_none_removes_the_auth(
     # None and empty fields: removed
     cleared = await client.post(
         f"/ui/webhooks/{webhook['id']}",
-        data={
-            "csrf_token": csrf,
-            "callback_url": python_receiver.url,
-            "location_ids": "loc-1",
-            "event_types": "customer.create",
-            "description": "",
-            "auth_type": "",
-            "headers": "",
-            "success_statuses": "",
-        },
+        data=edit_form(
+            csrf, python_receiver.url, description="", auth_type="", headers="", success_statuses=""
+        ),
     )
     assert cleared.status_code == 303, cleared.text
     edited = await served.ok("GET", f"/v1/webhooks/{webhook['id']}", token)
@@ -440,12 +440,7 @@ async def test_a_bad_filter_or_template_is_shown_by_its_field(
     token = await served.operator_at("loc-1")
     client, csrf = await signed_in(browsers, token)
     webhook = await served.webhook(token, "loc-1", python_receiver.url)
-    edit = {
-        "csrf_token": csrf,
-        "callback_url": python_receiver.url,
-        "location_ids": "loc-1",
-        "event_types": "customer.create",
-    }
+    edit = edit_form(csrf, python_receiver.url)
     refused = await client.post(
         f"/ui/webhooks/{webhook['id']}", data={**edit, "filter": '{"amount": {"$foo": 1}}'}
     )
