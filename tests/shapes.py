@@ -26,6 +26,15 @@ WEBHOOK_FIELDS = {
     "previous_key_expires_at",
     "created_at",
     "updated_at",
+    # what it does beyond the wire contract (SPEC §9), each null when unused
+    "description",
+    "metadata",
+    "headers",
+    "auth",
+    "filter",
+    "template",
+    "preset",
+    "success_statuses",
 }
 SECRET_FIELDS = {"api_key", "signing_secret"}  # a webhook's, shown on create and rotate only
 EVENT_FIELDS = {"id", "type", "location_id", "data", "created_at", "deliveries"}
