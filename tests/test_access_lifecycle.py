@@ -1,6 +1,7 @@
 """Access that changes while the service runs (SPEC §5, issue 9): a token revoked, an operator
 or a location disabled or deleted, takes effect at once on every API process; what happens to
-their webhooks and deliveries follows one rule, written in ``Operators.set_status`` (service/operators.py).
+their webhooks and deliveries follows one rule, written in ``Operators.set_status``
+(service/operators.py).
 
 Two API processes share each database: one served in the test's loop, one the real
 ``hotspot-webhooks api`` process. On SQLite and on PostgreSQL.
