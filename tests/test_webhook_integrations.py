@@ -397,3 +397,18 @@ async def test_an_update_that_sends_secrets_back_redacted_keeps_them(
 
     cleared = await service.webhooks.update(webhook.id, options=options(auth=None, headers=None))
     assert (cleared.auth, cleared.headers) == (None, None)
+
+
+async def test_a_stored_template_is_checked_again_when_the_subscription_changes(
+    service: Service, location: str, guarded: Guarded
+) -> None:
+    amounts = {"body": '{"amount": {{ data.amount|tojson }}}'}
+    webhook = await service.webhooks.create(
+        location, PAID, guarded.url, options=options(template=amounts)
+    )
+    renamed = await service.webhooks.update(webhook.id, options=options(description="sales"))
+    assert renamed.template == {"body": amounts["body"], "content_type": "application/json"}
+    with pytest.raises(InvalidInput) as refused:  # a guest has no amount
+        await service.webhooks.update(webhook.id, event_types=[PAID, CUSTOMER])
+    assert CUSTOMER in refused.value.message and "template" in str(refused.value.details)
+    assert (await service.webhooks.get(webhook.id)).event_types == [PAID]

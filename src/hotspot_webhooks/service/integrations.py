@@ -96,10 +96,17 @@ class Integrations:
         return expanded, callback_url
 
     async def columns(
-        self, given: Mapping[str, Any], *, event_types: Sequence[str], stored: Any = None
+        self,
+        given: Mapping[str, Any],
+        *,
+        event_types: Sequence[str],
+        stored: Any = None,
+        resubscribed: bool = False,
     ) -> dict[str, Any]:
         """The webhook's columns for the fields ``given`` (a field left out is kept), checked
-        against its subscribed ``event_types``; ``stored`` is its row on an update."""
+        against its subscribed ``event_types``; ``stored`` is its row on an update, and
+        ``resubscribed`` says the update changes its subscription (so a stored template is
+        checked again, against the samples of the types it will get)."""
         values: dict[str, Any] = {}
         if "description" in given:
             values["description"] = _description(given["description"])
@@ -114,7 +121,7 @@ class Integrations:
         preset_name = given.get("preset") if "preset" in given else _stored(stored, "preset")
         if "preset" in given:
             values["preset"] = None if preset_name is None else get_preset(preset_name).name
-        template = await self._template(given, event_types, stored)
+        template = await self._template(given, event_types, stored if resubscribed else None)
         if template is not None:
             values["template_json"] = template
         elif "template" in given:
@@ -182,8 +189,8 @@ class Integrations:
         self, given: Mapping[str, Any], event_types: Sequence[str], stored: Any
     ) -> str | None:
         """The template to store, checked against a sample of every subscribed type: the one
-        given, else the preset's (a preset named without a template), else the stored one
-        again when the subscription changes; None when there is nothing to check."""
+        given (a preset's answers give one, ``expand``), else ``stored``'s again (its
+        subscription changes); None when there is nothing to check."""
         if given.get("template") is not None:
             # parsing a large template takes a while (up to ~0.5 s): not on the event loop
             template = await asyncio.to_thread(compile_template, given["template"])

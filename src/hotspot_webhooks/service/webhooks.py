@@ -188,6 +188,7 @@ class Webhooks:
                     given,
                     event_types=subscribed_types,
                     stored=found(stored, "webhook", webhook_id).row,
+                    resubscribed=pairs is not None,
                 )
             )
         if callback_url is not None:
