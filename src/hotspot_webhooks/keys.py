@@ -70,8 +70,9 @@ class KeyCipher:
             return self._fernet.decrypt(stored.encode()).decode()
         except InvalidToken:
             raise ConfigurationError(
-                "an API key cannot be decrypted: HOTSPOT_WEBHOOKS_SECRET_KEY is not the key it "
-                "was encrypted with (list the old key after the new one, comma-separated)"
+                "a stored secret (an API key, or a webhook's headers and auth) cannot be "
+                "decrypted: HOTSPOT_WEBHOOKS_SECRET_KEY is not the key it was encrypted with "
+                "(list the old key after the new one, comma-separated)"
             ) from None
 
 
