@@ -20,7 +20,6 @@ that fails is an ordinary failed attempt: it may answer next time.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,13 +28,7 @@ from typing import TypeVar
 from ..integrations.auth import Auth, shown_request_headers, unseal
 from ..integrations.oauth2 import OAuth2Tokens, send_authorized
 from ..integrations.sandbox import SandboxUnavailable
-from ..integrations.templates import (
-    RenderContext,
-    RenderError,
-    Template,
-    TemplateRenderer,
-    compile_template,
-)
+from ..integrations.templates import RenderContext, RenderError, TemplateRenderer, stored_template
 from ..keys import KeyCipher
 from ..store.records import ClaimedDelivery
 from .targets import forbidden_reason, system_lookup
@@ -89,7 +82,7 @@ class Shaping:
         )
         self.renderer = TemplateRenderer()
         self._opened = functools.lru_cache(maxsize=CACHE_SIZE)(self._open)
-        self._template = functools.lru_cache(maxsize=CACHE_SIZE)(_stored_template)
+        self._template = functools.lru_cache(maxsize=CACHE_SIZE)(stored_template)
 
     def _open(self, sealed: str) -> _Opened:
         headers, auth = unseal(sealed, self._cipher)
@@ -135,11 +128,6 @@ class Shaping:
         (401) forgets the token and sends once more with a fresh one. Raises ``OAuth2Error``
         when no token can be had (the attempt fails with it, and is retried)."""
         return await send_authorized(shaped.auth, self.tokens, send, refused)
-
-
-def _stored_template(template_json: str) -> Template:
-    """A stored template (checked when it was stored), ready to render."""
-    return compile_template(json.loads(template_json))
 
 
 def _utc(created_at: datetime | str | None) -> datetime:

@@ -41,6 +41,7 @@ import asyncio
 import atexit
 import functools
 import hashlib
+import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -168,6 +169,12 @@ def sample_contexts(
         )
         for each in event_types
     }
+
+
+def stored_template(template_json: str) -> Template:
+    """A template as a webhook stores it (``Template.to_json`` as JSON text; checked when it
+    was stored), ready to render again."""
+    return compile_template(json.loads(template_json))
 
 
 def compile_template(value: object, *, field: str = "template") -> Template:

@@ -40,6 +40,7 @@ from ..integrations.templates import (
     TemplateRenderer,
     compile_template,
     sample_contexts,
+    stored_template,
 )
 from ..keys import KeyCipher
 from ..known_types import EventType, KnownEventTypes, sample_body
@@ -167,7 +168,7 @@ class Integrations:
         body = sample_body(event_type)
         content_type = "application/json"
         if row.template_json is not None:
-            template = compile_template(json.loads(row.template_json))
+            template = stored_template(row.template_json)
             [context] = sample_contexts([event_type], location_id=location_id).values()
             body = await self.renderer.render(template, context)
             content_type = template.content_type
@@ -195,7 +196,7 @@ class Integrations:
             # parsing a large template takes a while (up to ~0.5 s): not on the event loop
             template = await asyncio.to_thread(compile_template, given["template"])
         elif "template" not in given and _stored(stored, "template_json") is not None:
-            template = compile_template(json.loads(stored.template_json))
+            template = stored_template(stored.template_json)
         else:
             return None
         await self.check(template, event_types)

@@ -188,7 +188,7 @@ def filter_matches(filter_json: str, webhook_id: str, data: Mapping[str, Any]) -
     written; one that no longer compiles (it cannot, short of an edit of the database) sends
     nothing rather than everything, and says so in the log."""
     try:
-        return bool(_compiled(filter_json).matches(data))
+        return _compiled(filter_json).matches(data)
     except InvalidInput as exc:
         log.error(
             "webhook %s: its stored filter is invalid (%s); nothing matches it", webhook_id, exc
