@@ -21,9 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from hotspot_webhooks.delivery.targets import check_callback_url, forbidden_reason
-from hotspot_webhooks.integrations.auth import BearerAuth, OAuth2Auth, request_headers
-from hotspot_webhooks.integrations.oauth2 import (
+from hotspot_webhooks.delivery.oauth2 import (
     DEFAULT_LIFETIME,
     MAX_LIFETIME,
     OAuth2Error,
@@ -31,6 +29,8 @@ from hotspot_webhooks.integrations.oauth2 import (
     read_token_answer,
     send_authorized,
 )
+from hotspot_webhooks.delivery.targets import check_callback_url, forbidden_reason
+from hotspot_webhooks.integrations.auth import BearerAuth, OAuth2Auth, request_headers
 from tests.receivers import serving
 from tests.test_sender import certificate_authority
 

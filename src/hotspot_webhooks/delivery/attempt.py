@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 
 from .. import metrics
 from ..config import Settings, parse_success_statuses
-from ..integrations.oauth2 import OAuth2Error
 from ..keys import KeyCipher
 from ..signing import DeliveryRequest, Signer, delivery_headers
 from ..states import DeliveryStatus
 from ..store.queue import Queue
 from ..store.records import ClaimedDelivery, ExpiredLease, Outcome
+from .oauth2 import OAuth2Error
 from .outcome import AttemptResult, Decision, decide
 from .retry import RetryPolicy
 from .sender import Sender

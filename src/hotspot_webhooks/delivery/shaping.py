@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from ..integrations.auth import Auth, shown_request_headers, unseal
-from ..integrations.oauth2 import OAuth2Tokens, send_authorized
 from ..integrations.sandbox import SandboxUnavailable
 from ..integrations.templates import RenderContext, RenderError, TemplateRenderer, stored_template
 from ..keys import KeyCipher
 from ..store.records import ClaimedDelivery
+from .oauth2 import OAuth2Tokens, send_authorized
 from .targets import forbidden_reason, system_lookup
 
 CACHE_SIZE = 10_000  # webhooks' sealed headers and auth, and templates, kept opened per process

@@ -1,8 +1,8 @@
 """A webhook's own headers and auth (§9): what the operator's system wants beside §2's headers.
 
 ``headers`` are added to every request; ``auth`` is ``basic``, ``bearer`` or ``oauth2`` (client
-credentials, fetched by ``oauth2.OAuth2Tokens``) and becomes one ``Authorization`` header. Both
-hold secrets, so they are:
+credentials, fetched by ``delivery.oauth2.OAuth2Tokens``) and becomes one ``Authorization``
+header. Both hold secrets, so they are:
 
 * checked once here (``check_headers``, ``check_auth``, ``check_together``), with a 422 naming
   the field (``headers.X-Api-Key``, ``auth.client_secret``);
@@ -255,7 +255,7 @@ def check_auth(value: Any, *, field: str = "auth", stored: Auth | None = None) -
     supplies the secrets left out or sent back as ``"[redacted]"`` (see the module's
     docstring). Shapes only: whether ``token_url``'s address may be called is the SSRF guard's
     (``delivery.targets.check_callback_url``, with ``field="auth.token_url"``), at create and
-    update, and again at every fetch (``oauth2.OAuth2Tokens``)."""
+    update, and again at every fetch (``delivery.oauth2.OAuth2Tokens``)."""
     if value is None:
         return None
     if not isinstance(value, dict):

@@ -56,9 +56,9 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ..errors import HotspotWebhooksError
+from ..integrations.auth import Auth, OAuth2Auth, request_headers
 from ..redaction import REDACTED
 from ..signing import USER_AGENT
-from .auth import Auth, OAuth2Auth, request_headers
 
 TIMEOUT = 10.0  # seconds for one fetch, from resolving the name to the last byte
 MAX_BYTES = 64 * 1024  # of a token endpoint's answer
